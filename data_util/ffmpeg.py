@@ -1,0 +1,69 @@
+"""The ffmpeg binary (from imageio-ffmpeg, or the system's) and checked calls to it."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+from .errors import PreprocessError
+
+
+@lru_cache(maxsize=1)
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary: imageio-ffmpeg's bundled one, else a system ffmpeg."""
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception:  # pragma: no cover - only without imageio-ffmpeg
+        exe = shutil.which("ffmpeg")
+        if exe is None:
+            raise PreprocessError("ffmpeg not found: install imageio-ffmpeg or a system ffmpeg")
+        return exe
+
+
+def run_ffmpeg(args: list[str], what: str) -> str:
+    """Run `ffmpeg -y -loglevel error <args>`; raise PreprocessError naming `what` if it fails. Returns stderr."""
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
+        raise PreprocessError(f"{what}: ffmpeg failed: {last}")
+    return proc.stderr
+
+
+def probe(path: str | Path) -> dict:
+    """Read a media file's streams with `ffmpeg -i` (no ffprobe ships with imageio-ffmpeg).
+
+    Returns {"has_video", "has_audio", "fps", "width", "height", "sar", "duration"}; raises PreprocessError
+    with the file name if the file is missing or not a media file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PreprocessError(f"{path}: file not found")
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True, text=True)
+    err = proc.stderr
+    if "Invalid data found" in err or "Stream #" not in err:
+        raise PreprocessError(f"{path}: not a readable video or audio file")
+    info: dict = {"has_video": False, "has_audio": False, "fps": None, "width": None, "height": None,
+                  "sar": 1.0, "duration": None}
+    m = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", err)
+    if m:
+        info["duration"] = int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
+    for line in err.splitlines():
+        if "Stream #" in line and "Video:" in line and not info["has_video"] and "attached pic" not in line:
+            info["has_video"] = True
+            size = re.search(r"\b(\d{2,5})x(\d{2,5})\b", line)
+            if size:
+                info["width"], info["height"] = int(size[1]), int(size[2])
+            sar = re.search(r"SAR (\d+):(\d+)", line)
+            if sar and int(sar[2]) > 0 and int(sar[1]) > 0:
+                info["sar"] = int(sar[1]) / int(sar[2])
+            fps = re.search(r"([\d.]+) (?:fps|tbr)", line)
+            if fps:
+                info["fps"] = float(fps[1])
+        if "Stream #" in line and "Audio:" in line:
+            info["has_audio"] = True
+    return info

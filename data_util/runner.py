@@ -1,0 +1,115 @@
+"""Runs the preprocessing steps in order: `python -m data_util.runner <name>` (what process_data.sh calls).
+
+Each step is a module with `run(ctx: StepContext) -> None`. A step that finished writes a marker
+`dataset/<name>/.done/<step>`; a later run skips it unless `--force`. Steps write their outputs atomically
+(data_util.fileio), so a killed run leaves no half-written file and simply picks up where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import re
+import sys
+import time
+from pathlib import Path
+
+from .context import StepContext
+from .errors import PreprocessError
+from .fileio import save_text
+
+# (number, name): module data_util.<name> with run(ctx).
+STEPS: list[tuple[int, str]] = [
+    (1, "audio"),
+    (2, "audio_features"),
+    (3, "video"),
+    (4, "landmarks"),
+    (5, "parsing"),
+    (6, "background"),
+    (7, "tracking"),
+    (8, "transforms"),
+    (9, "debug"),
+]
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def marker(ctx: StepContext, step: str) -> Path:
+    return ctx.out_dir / ".done" / step
+
+
+def run_steps(ctx: StepContext, only: int | None = None, force: bool = False) -> None:
+    """Run every step (or just step `only`), skipping finished ones unless `force`."""
+    ctx.out_dir.mkdir(parents=True, exist_ok=True)
+    for number, step in STEPS:
+        if only is not None and number != only:
+            continue
+        done = marker(ctx, step)
+        if done.exists() and not force:
+            print(f"[{number}/9] {step}: done already, skipped (--force to redo)")
+            continue
+        print(f"[{number}/9] {step} ...", flush=True)
+        start = time.perf_counter()
+        module = importlib.import_module(f"data_util.{step}")
+        module.run(ctx)
+        seconds = time.perf_counter() - start
+        save_text(done, f"{seconds:.3f}\n")
+        print(f"[{number}/9] {step}: {seconds:.1f} s", flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="process_data.sh",
+        description="Turn dataset/vids/<name>.mp4 into the training folder dataset/<name>/ "
+        "(frames, audio features, landmarks, parsing, background, head poses, transforms).",
+    )
+    p.add_argument("name", help="subject name: reads dataset/vids/<name>.mp4, writes dataset/<name>/")
+    p.add_argument("--video", type=Path, help="input video (default: <root>/vids/<name>.mp4)")
+    p.add_argument("--root", type=Path, default=Path("dataset"), help="dataset root folder (default: dataset)")
+    p.add_argument("--config_dir", type=Path, default=Path("configs"), help="where configs/<name>.txt is written")
+    p.add_argument("--step", type=int, choices=[n for n, _ in STEPS], help="run only this step (1-9)")
+    p.add_argument("--force", action="store_true", help="redo steps that are already done")
+    p.add_argument("--size", type=int, help="square frame size in pixels (default: the video's if square, "
+                   "else the largest square crop around the face)")
+    p.add_argument("--audio", type=Path, help="take the audio from this file instead of the video")
+    p.add_argument("--aud_npy", type=Path, help="use this AD-NeRF aud.npy [N,16,29] as the audio features")
+    p.add_argument("--aud_backend", default="mfcc", choices=["mfcc", "deepspeech", "hubert"],
+                   help="audio feature extractor (default mfcc: offline, no download)")
+    p.add_argument("--aud_model", type=Path, help="model file/folder for --aud_backend deepspeech|hubert")
+    p.add_argument("--landmark_backend", default="mediapipe", choices=["mediapipe", "face_alignment"])
+    p.add_argument("--parsing_backend", default="mediapipe", choices=["mediapipe", "bisenet"])
+    p.add_argument("--parsing_model", type=Path, help="BiSeNet weights (79999_iter.pth) for --parsing_backend bisenet")
+    return p
+
+
+def context_from_args(args: argparse.Namespace) -> StepContext:
+    if not SAFE_NAME.match(args.name):
+        raise PreprocessError(
+            f"name {args.name!r}: use only letters, digits, '-', '_' and '.' (it becomes a folder and a config name)"
+        )
+    video = args.video or args.root / "vids" / f"{args.name}.mp4"
+    return StepContext(
+        name=args.name, video=Path(video), out_dir=args.root / args.name, config_dir=args.config_dir,
+        size=args.size, audio=args.audio, aud_npy=args.aud_npy, aud_backend=args.aud_backend,
+        aud_model=args.aud_model, landmark_backend=args.landmark_backend,
+        parsing_backend=args.parsing_backend, parsing_model=args.parsing_model,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        ctx = context_from_args(args)
+        if not ctx.video.is_file():
+            raise PreprocessError(f"{ctx.video}: file not found")
+        run_steps(ctx, only=args.step, force=args.force)
+    except PreprocessError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: finished steps are kept; run the same command again to continue", file=sys.stderr)
+        return 130
+    print(f"done: {ctx.out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

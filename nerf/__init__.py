@@ -1,0 +1,1 @@
+"""SSP-NeRF model package: dataset, sampler, encodings, audio nets, field, deformation, rendering, trainer."""
