@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 DEMO := output/demo
-DEMO_ITERS ?= 400
+DEMO_ITERS ?= 2000
 
 .PHONY: setup test test-all demo sample clean-demo
 
@@ -30,4 +30,4 @@ sample: setup
 	$(PY) -m data_util.sample_clip --out dataset/vids/sample.mp4
 
 demo: setup
-	$(PY) -m data_util.demo --out $(DEMO) --iters $(DEMO_ITERS)
+	$(PY) demo.py --out $(DEMO) --iters $(DEMO_ITERS)
