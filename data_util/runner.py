@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -36,9 +38,21 @@ def marker(ctx: StepContext, step: str) -> Path:
     return ctx.out_dir / ".done" / step
 
 
+def remove_stale_temps(out_dir: Path) -> None:
+    """Delete the temporary files and folders (`.tmp-<pid>-*`, `.tmp-*-<pid>`) that a killed run left behind."""
+    for p in sorted(out_dir.rglob(".tmp-*"), key=lambda q: len(q.parts), reverse=True):
+        if str(os.getpid()) in p.name.split("-"):
+            continue
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.exists():
+            p.unlink(missing_ok=True)
+
+
 def run_steps(ctx: StepContext, only: int | None = None, force: bool = False) -> None:
     """Run every step (or just step `only`), skipping finished ones unless `force`."""
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(ctx.out_dir)
     for number, step in STEPS:
         if only is not None and number != only:
             continue
@@ -55,8 +69,15 @@ def run_steps(ctx: StepContext, only: int | None = None, force: bool = False) ->
         print(f"[{number}/9] {step}: {seconds:.1f} s", flush=True)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (like every other error of the runner)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {' '.join(message.split())} (see bash process_data.sh --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="process_data.sh",
         description="Turn dataset/vids/<name>.mp4 into the training folder dataset/<name>/ "
         "(frames, audio features, landmarks, parsing, background, head poses, transforms).",
@@ -94,6 +115,11 @@ def context_from_args(args: argparse.Namespace) -> StepContext:
     )
 
 
+def one_line(err: BaseException) -> str:
+    """The error's message on a single line (a step's message should be one already; this makes sure)."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -101,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         if not ctx.video.is_file():
             raise PreprocessError(f"{ctx.video}: file not found")
         run_steps(ctx, only=args.step, force=args.force)
-    except PreprocessError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (PreprocessError, FileNotFoundError, ValueError) as err:
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted: finished steps are kept; run the same command again to continue", file=sys.stderr)

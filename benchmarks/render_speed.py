@@ -1,0 +1,169 @@
+#!/usr/bin/env python
+"""Render speed (frames per second) of each backbone at several image sizes -> benchmarks/results/render_speed.json
+and render_speed.png.
+
+    python benchmarks/render_speed.py [--device cpu] [--sizes 128 256] [--backbones hash mlp] [--config C]
+                                      [--expname RUN --basedir logs]   # time a trained run instead
+
+Without --expname an untrained model of each backbone is timed on a synthetic camera (the tiny fixture's: head at
+0.5, near/far 0.3/0.9, focal 1.25 * size), with the model/render settings of --config (or the defaults). Speed
+depends on the network and the samples per ray, hardly on training, with one exception noted in the json: an
+untrained `hash` model has no occupancy grid yet, so it queries every sample (no empty-space skipping) and its fps
+are a lower bound. Each (backbone, size) runs in its own process so that its peak memory is its own (CUDA: peak
+allocated; CPU: peak resident set size of that process).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def synthetic_run(cfg, size: int, device):
+    """An untrained SSPNeRF and a square camera looking at the head frame's origin from 0.5 (render_frame's inputs)."""
+    import torch
+
+    from nerf.dataset import get_rays
+    from nerf.model import SSPNeRF
+
+    focal, near, far = 1.25 * size, 0.3, 0.9
+    c2w = torch.eye(4)
+    c2w[2, 3] = 0.5  # OpenGL camera at z = 0.5 looking down -z at the origin
+    ys, xs = torch.tensor([0, 0, size - 1, size - 1]), torch.tensor([0, size - 1, 0, size - 1])
+    o, d = get_rays(size, size, focal, size / 2, size / 2, c2w, ys, xs)
+    pts = torch.cat([o + near * d, o + far * d])
+    aabb = torch.cat([pts.min(0).values, pts.max(0).values])
+    model = SSPNeRF(cfg.model, cfg.render, 29, 11, aabb, [8, 9]).to(device).eval()
+    ds = SimpleNamespace(h=size, w=size, focal=focal, cx=size / 2, cy=size / 2, near=near, far=far,
+                         bg=torch.full((size, size, 3), 0.5))
+    return SimpleNamespace(model=model, ds=ds, device=device, cfg=cfg), c2w
+
+
+def _measure(job: dict) -> dict:
+    """In a fresh process: render job["frames"] frames (after one warm-up) and return fps and peak memory."""
+    import resource
+
+    import torch
+
+    from nerf.config import parse
+    from nerf.render_video import load_run, render_frame
+    from nerf.trainer import pick_device
+
+    if job["threads"] > 0:
+        torch.set_num_threads(job["threads"])
+    size = job["size"]
+    if job["expname"]:
+        run = load_run([*job["config_args"], "--expname", job["expname"], "--img_size", str(size),
+                        "--device", job["device"]])
+        c2w = run.ds.c2w[0]
+    else:
+        cfg = parse([*job["config_args"], "--backbone", job["backbone"]])
+        run, c2w = synthetic_run(cfg, size, pick_device(job["device"]))
+    dev = run.device
+    code = torch.zeros(run.model.mc.aud_code_dim, device=dev)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    if dev.type == "cuda":
+        render_frame(run, c2w, code)  # warm-up (kernels, allocator); the CPU needs none
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    sync()
+    t0, n = time.perf_counter(), 0
+    while n < job["frames"] and (n == 0 or time.perf_counter() - t0 < job["max_seconds"]):
+        render_frame(run, c2w, code)
+        n += 1
+    sync()
+    seconds = time.perf_counter() - t0
+    if dev.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(dev) / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux -> MiB
+    return {"fps": n / seconds, "frames": n, "seconds": seconds, "peak_mb": peak,
+            "backbone": run.model.mc.backbone, "samples": run.model.rc.hash_samples if run.model.mc.backbone == "hash"
+            else run.model.rc.n_samples + run.model.rc.n_importance, "device": str(dev)}
+
+
+def plot(path: Path, fps: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from data_util.fileio import atomic_path
+
+    sizes = sorted({s for v in fps.values() for s in v}, key=int)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    width = 0.8 / max(len(fps), 1)
+    for k, (bb, per) in enumerate(fps.items()):
+        x = np.arange(len(sizes)) + k * width
+        ax.bar(x, [per.get(s, 0) for s in sizes], width, label=bb)
+    ax.set_xticks(np.arange(len(sizes)) + width * (len(fps) - 1) / 2, [f"{s}x{s}" for s in sizes])
+    ax.set_yscale("log")
+    ax.set_ylabel("frames per second")
+    ax.legend()
+    ax.set_title("render speed")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
+    p.add_argument("--backbones", nargs="+", default=["hash", "mlp"], choices=["hash", "mlp"])
+    p.add_argument("--config", default=None, help="model/render settings (default: the built-in defaults)")
+    p.add_argument("--expname", default="", help="time this trained run (logs/<expname>/) instead")
+    p.add_argument("--basedir", default="logs")
+    p.add_argument("--frames", type=int, default=3, help="frames timed per setting (after a warm-up frame on CUDA)")
+    p.add_argument("--max_seconds", type=float, default=60.0, help="stop timing a setting after this long")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--out", default=str(RESULTS / "render_speed.json"))
+    args = p.parse_args(argv)
+    config_args = (["--config", args.config] if args.config else []) + ["--basedir", args.basedir]
+    backbones = ["trained"] if args.expname else args.backbones
+    fps, mem, runs = {}, {}, []
+    ctx = mp.get_context("spawn")
+    for bb in backbones:
+        for size in args.sizes:
+            job = {"backbone": bb, "size": size, "device": args.device, "frames": args.frames,
+                   "max_seconds": args.max_seconds, "threads": args.threads, "expname": args.expname,
+                   "config_args": config_args}
+            with ctx.Pool(1) as pool:
+                r = pool.apply(_measure, (job,))
+            name = r["backbone"]
+            fps.setdefault(name, {})[str(size)] = round(r["fps"], 4)
+            mem.setdefault(name, {})[str(size)] = round(r["peak_mb"], 1)
+            runs.append({"size": size, **r})
+            print(f"{name} {size}x{size}: {r['fps']:.3f} frames/s ({r['frames']} frames, {r['samples']} samples/ray), "
+                  f"peak {r['peak_mb']:.0f} MiB", flush=True)
+    import torch
+
+    from data_util.fileio import save_json
+
+    res = {"fps": fps, "peak_memory_mb": mem,
+           "memory_kind": "CUDA peak allocated" if runs[0]["device"].startswith("cuda")
+           else "peak resident set size of the measuring process (includes torch itself, ~300 MiB)",
+           "device": runs[0]["device"], "threads": args.threads or torch.get_num_threads(),
+           "trained": bool(args.expname), "config": args.config, "expname": args.expname or None, "runs": runs,
+           "note": "trained run" if args.expname else
+           "untrained models: fps hardly depend on training, except that an untrained hash model has no occupancy "
+           "grid, so it queries every sample (no empty-space skipping): hash fps are a lower bound"}
+    out = Path(args.out)
+    save_json(out, res)
+    plot(out.with_suffix(".png"), fps)
+    print(f"-> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""Step 3: frames `ori_imgs/<i>.jpg` at 25 fps, square pixels, square frames; `video_meta.json` says how.
+
+Square pixels: the sample aspect ratio (SAR) is applied by scaling the width (`scale=iw*sar:ih`).
+Square frames: a square video keeps its size (or is resized to --size); any other is cropped to the largest square
+that fits, centred horizontally on the face (mediapipe face detection on a few sampled frames) and, for a portrait
+video, placed so the face sits in the upper part with the shoulders below; then resized to --size if given.
+The frames are extracted into a temporary folder that is renamed into place, so a killed run never leaves a
+partial ori_imgs/ that looks finished. A truncated video gives the frames that can be decoded, with a warning.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .context import FPS, StepContext
+from .errors import PreprocessError
+from .ffmpeg import call_ffmpeg, last_error, probe
+from .fileio import save_json
+
+N_SAMPLES = 5  # frames sampled for face detection
+FACE_ROW = 0.4  # portrait videos: the face centre goes this far down the square (shoulders below)
+SHORT_BY = 2  # warn when this many frames fewer than the container's duration promises were decoded
+
+
+# ---------------------------------------------------------------- geometry
+def display_size(width: int, height: int, sar: float) -> tuple[int, int]:
+    """Size in square pixels: the width scaled by the sample aspect ratio."""
+    return max(1, int(round(width * sar))), height
+
+
+def square_crop(width: int, height: int, face: tuple[float, float, float, float] | None) -> tuple[int, int, int]:
+    """The largest square (x, y, side) inside a width x height frame, centred horizontally on the face box
+    (x0, y0, x1, y1) and with the face centre FACE_ROW down it; the frame's centre when there is no face."""
+    side = min(width, height)
+    if face is None:
+        cx, cy = width / 2, height * FACE_ROW if height > width else height / 2
+    else:
+        cx, cy = (face[0] + face[2]) / 2, (face[1] + face[3]) / 2
+    x = int(round(np.clip(cx - side / 2, 0, width - side)))
+    y = int(round(np.clip(cy - FACE_ROW * side, 0, height - side)))
+    return x, y, side
+
+
+# ---------------------------------------------------------------- face detection on sampled frames
+def read_frame(video: Path, t: float, width: int, height: int) -> np.ndarray | None:
+    """The frame at time t seconds in square pixels, uint8 [height, width, 3] RGB; None if it cannot be decoded."""
+    proc = call_ffmpeg(["-ss", f"{t:.3f}", "-i", str(video), "-frames:v", "1",
+                        "-vf", f"scale={width}:{height},setsar=1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+    if len(proc.stdout) != width * height * 3:
+        return None
+    return np.frombuffer(proc.stdout, np.uint8).reshape(height, width, 3)
+
+
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Silence what native libraries (mediapipe's TFLite/absl logging) print on file descriptor 2 meanwhile,
+    so that the runner's stderr holds only our one-line warnings and errors."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def detect_face(image: np.ndarray, detectors: list) -> tuple[float, tuple[float, float, float, float]] | None:
+    """Best face detection in an RGB image: (score, (x0, y0, x1, y1) pixels), or None.
+
+    Tries the full frame and, for a wide or tall frame, its square tiles (a small face is easier to find there),
+    with each mediapipe detector in turn (full-range, then short-range) until one finds a face."""
+    h, w = image.shape[:2]
+    side = min(h, w)
+    tiles = [(0, 0, w, h)]
+    if w != h:
+        steps = np.linspace(0, max(w, h) - side, num=max(2, int(np.ceil(2 * max(w, h) / side)) - 1))
+        tiles += [(int(s), 0, side, side) if w > h else (0, int(s), side, side) for s in steps]
+    best = None
+    for det in detectors:
+        for x, y, tw, th in tiles:
+            res = det.process(np.ascontiguousarray(image[y:y + th, x:x + tw]))
+            for d in res.detections or []:
+                b = d.location_data.relative_bounding_box
+                box = (x + b.xmin * tw, y + b.ymin * th, x + (b.xmin + b.width) * tw, y + (b.ymin + b.height) * th)
+                if best is None or d.score[0] > best[0]:
+                    best = (float(d.score[0]), box)
+        if best is not None:
+            return best
+    return None
+
+
+def find_face(video: Path, duration: float | None, width: int, height: int) -> tuple[float, ...] | None:
+    """Face box (x0, y0, x1, y1) in square pixels over N_SAMPLES sampled frames (median centre, largest size)."""
+    import mediapipe as mp
+
+    times = [0.0] if not duration else [duration * (k + 0.5) / N_SAMPLES for k in range(N_SAMPLES)]
+    frames = [f for f in (read_frame(video, t, width, height) for t in times) if f is not None]
+    if not frames:
+        raise PreprocessError(f"{video}: no frame could be decoded (damaged or truncated file?)")
+    boxes = []
+    with quiet_native_stderr():
+        fd = mp.solutions.face_detection
+        with fd.FaceDetection(model_selection=1, min_detection_confidence=0.5) as far, \
+                fd.FaceDetection(model_selection=0, min_detection_confidence=0.5) as near:
+            for frame in frames:
+                found = detect_face(frame, [far, near])
+                if found is not None:
+                    boxes.append(found[1])
+    if not boxes:
+        return None
+    b = np.array(boxes)
+    cx, cy = np.median((b[:, 0] + b[:, 2]) / 2), np.median((b[:, 1] + b[:, 3]) / 2)
+    half_w, half_h = np.max(b[:, 2] - b[:, 0]) / 2, np.max(b[:, 3] - b[:, 1]) / 2
+    return (float(cx - half_w), float(cy - half_h), float(cx + half_w), float(cy + half_h))
+
+
+# ---------------------------------------------------------------- extraction
+def frame_filters(info: dict, crop: tuple[int, int, int] | None, out_size: int) -> str:
+    """ffmpeg -vf chain: 25 fps, square pixels, crop, resize."""
+    width, height = display_size(info["width"], info["height"], info["sar"])
+    chain = [f"fps={FPS}"]
+    if (width, height) != (info["width"], info["height"]):
+        chain.append(f"scale={width}:{height}:flags=lanczos")
+    chain.append("setsar=1")
+    side = min(width, height)
+    if crop is not None:
+        x, y, side = crop
+        chain.append(f"crop={side}:{side}:{x}:{y}")
+    if out_size != side:
+        chain.append(f"scale={out_size}:{out_size}:flags=lanczos")
+    return ",".join(chain)
+
+
+def extract_frames(video: Path, vf: str, folder: Path) -> tuple[int, str]:
+    """Decode `video` through the filter chain into folder/<i>.jpg (i from 0). Returns (frames written, ffmpeg's
+    complaint or ''). A damaged file may fail part-way; the frames decoded before that are kept."""
+    folder.mkdir(parents=True)
+    proc = call_ffmpeg(["-i", str(video), "-an", "-vf", vf, "-qmin", "1", "-q:v", "2", "-start_number", "0",
+                        str(folder / "%d.jpg")])
+    n = len(list(folder.glob("*.jpg")))
+    complaint = last_error(proc.stderr) if (proc.returncode != 0 or proc.stderr.strip()) else ""
+    return n, complaint
+
+
+def replace_folder(tmp: Path, final: Path) -> None:
+    """Move the finished folder `tmp` to `final`, replacing an old one (moved aside first, then deleted)."""
+    old = final.with_name(f".old-{final.name}-{os.getpid()}")
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def remove_leftovers(out_dir: Path, name: str) -> None:
+    """Delete temporary folders that a killed run left behind."""
+    for pattern in (f".tmp-{name}-*", f".old-{name}-*"):
+        for p in out_dir.glob(pattern):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def run(ctx: StepContext) -> None:
+    """Write ori_imgs/<i>.jpg and video_meta.json."""
+    video = Path(ctx.video)
+    if ctx.size is not None and ctx.size < 16:
+        raise PreprocessError(f"--size {ctx.size}: the frame size must be at least 16 pixels")
+    info = probe(video)
+    if not info["has_video"] or not info["width"]:
+        raise PreprocessError(f"{video}: no video stream (not a video file)")
+    width, height = display_size(info["width"], info["height"], info["sar"])
+    face, crop = None, None
+    if width != height:
+        face = find_face(video, info["duration"], width, height)
+        if face is None:
+            print(f"warning: {video}: no face found in {N_SAMPLES} sampled frames; cropping the centre square",
+                  file=sys.stderr)
+        crop = square_crop(width, height, face)
+    out_size = ctx.size or min(width, height)
+    vf = frame_filters(info, crop, out_size)
+
+    ctx.out_dir.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(ctx.out_dir, ctx.img_dir.name)
+    tmp = ctx.out_dir / f".tmp-{ctx.img_dir.name}-{os.getpid()}"
+    try:
+        n, complaint = extract_frames(video, vf, tmp)
+        if n == 0:
+            raise PreprocessError(f"{video}: no frame could be decoded ({complaint or 'empty video'})")
+        expected = int(round(info["duration"] * FPS)) if info["duration"] else None
+        if complaint or (expected and n < expected - SHORT_BY):
+            of = f" of the {expected} its length promises" if expected else ""
+            print(f"warning: {video}: decoded {n} frames{of} (damaged or truncated file?): {complaint or 'ended early'}",
+                  file=sys.stderr)
+        replace_folder(tmp, ctx.img_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    save_json(ctx.out_dir / "video_meta.json", {
+        "source": str(video), "source_fps": info["fps"], "source_size": [info["width"], info["height"]],
+        "sar": info["sar"], "display_size": [width, height], "duration_s": info["duration"],
+        "face_box": [round(v, 1) for v in face] if face else None,
+        "crop": {"x": crop[0], "y": crop[1], "side": crop[2]} if crop else None,
+        "size": out_size, "fps": FPS, "n_frames": n, "filters": vf,
+    })
+    print(f"  ori_imgs: {n} frames {out_size}x{out_size}" + (f", crop {crop} of {width}x{height}" if crop else ""))

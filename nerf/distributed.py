@@ -1,0 +1,61 @@
+"""torch.distributed set-up for `torchrun --nproc_per_node N train.py ...` (gloo on the CPU, nccl on CUDA)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as tdist
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup(device: str = "auto") -> DistInfo:
+    """Join the process group torchrun describes in the environment; a single process needs none."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        torch.cuda.set_device(info.local_rank)
+    if not tdist.is_initialized():
+        tdist.init_process_group("nccl" if use_cuda else "gloo")
+    return info
+
+
+def teardown(info: DistInfo) -> None:
+    if info.world > 1 and tdist.is_initialized():
+        tdist.destroy_process_group()
+
+
+def all_mean(value: float, info: DistInfo) -> float:
+    """The mean of a number over the ranks (the number itself in one process)."""
+    if info.world <= 1:
+        return float(value)
+    t = torch.tensor([float(value)], dtype=torch.float64)
+    if tdist.get_backend() == "nccl":
+        t = t.cuda()
+    tdist.all_reduce(t)
+    return float(t.item()) / info.world
+
+
+def all_gather_cat(tensors: list[torch.Tensor], info: DistInfo) -> list[torch.Tensor]:
+    """Each tensor [n, ...] (same n on every rank) concatenated over the ranks, on the CPU."""
+    if info.world <= 1:
+        return [t.detach().cpu() for t in tensors]
+    out = []
+    for t in tensors:
+        parts = [torch.empty_like(t) for _ in range(info.world)]
+        tdist.all_gather(parts, t.detach().contiguous())
+        out.append(torch.cat(parts).cpu())
+    return out

@@ -1,0 +1,202 @@
+"""Which training pixels each batch uses: AD-NeRF's uniform sampling and SSP-NeRF's semantic-aware sampling.
+
+Both return `(frame [n], y [n], x [n], cls [n])` as long tensors (frame indexes the training split; cls is the
+pixel's parsing class, -1 without parsing). Random draws use a numpy Generator whose state is in state_dict,
+so a resumed run draws the same rays.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+FLAT_INDEX_LIMIT = 1 << 24  # up to this many training pixels, keep per-class flat pixel index arrays
+
+
+@dataclass
+class SamplerConfig:
+    sampling: str = "semantic"  # semantic (SSP-NeRF) | uniform (AD-NeRF: face_share of the rays in face_rect)
+    alpha: float = 0.5  # semantic: p_c ~ area_c^alpha * (L_c / mean L)^beta; alpha=1, beta=0 is area-uniform
+    beta: float = 1.0
+    p_min: float = 0.01  # semantic: floor on each present class's share of rays
+    update_every: int = 10  # semantic: recompute the shares every k iterations
+    ema: float = 0.9  # semantic: running mean of each class's per-ray loss, L <- ema*L + (1-ema)*batch mean
+    face_share: float = 0.95  # uniform: share of rays inside the frame's face_rect (AD-NeRF); 0: whole image
+
+
+def class_shares(area: np.ndarray, loss: np.ndarray, alpha: float, beta: float, p_min: float) -> np.ndarray:
+    """p_c ~ area_c^alpha (L_c / mean_L)^beta over classes with area > 0, floored at p_min, summing to 1.
+
+    area [C] (pixel shares), loss [C] (running per-ray loss). Absent classes get 0.
+    """
+    present = area > 0
+    p = np.zeros_like(area, dtype=np.float64)
+    if not present.any():
+        return p
+    mean_l = loss[present].mean()
+    w = np.zeros_like(p)
+    w[present] = area[present] ** alpha * (np.maximum(loss[present], 1e-12) / max(mean_l, 1e-12)) ** beta
+    p_min = min(p_min, 1.0 / present.sum())
+    fixed = np.zeros_like(present)
+    while True:
+        rest = present & ~fixed
+        p[fixed] = p_min
+        p[rest] = w[rest] / w[rest].sum() * (1.0 - p_min * fixed.sum()) if rest.any() else 0.0
+        low = rest & (p < p_min)
+        if not low.any():
+            return p
+        fixed |= low
+
+
+def _split_counts(n: int, p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Integer counts [C] summing to n with E[count] ~ n*p: floor, then the remainder by fractional parts."""
+    exact = n * p
+    counts = np.floor(exact).astype(np.int64)
+    rem = n - counts.sum()
+    if rem > 0:
+        frac = exact - counts
+        extra = rng.choice(len(p), size=rem, replace=False, p=frac / frac.sum())
+        counts[extra] += 1
+    return counts
+
+
+class UniformSampler:
+    """AD-NeRF: each ray from a random training frame; `face_share` of them inside its face_rect."""
+
+    def __init__(self, dataset, cfg: SamplerConfig, seed: int = 0):
+        self.ds, self.cfg = dataset, cfg
+        self.rng = np.random.default_rng(seed)
+        n_cls = dataset.n_classes
+        self.drawn = np.zeros(max(n_cls, 1), np.float64)  # rays drawn per class, for shares()
+
+    def sample(self, n: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        ds, rng = self.ds, self.rng
+        frame = rng.integers(0, len(ds), n)
+        y = rng.integers(0, ds.h, n)
+        x = rng.integers(0, ds.w, n)
+        n_face = int(round(n * self.cfg.face_share)) if ds.face_rect is not None else 0
+        if n_face > 0:
+            r = ds.face_rect[frame[:n_face]]  # [k,4] x, y, w, h
+            x[:n_face] = np.clip(r[:, 0] + (rng.random(n_face) * r[:, 2]).astype(np.int64), 0, ds.w - 1)
+            y[:n_face] = np.clip(r[:, 1] + (rng.random(n_face) * r[:, 3]).astype(np.int64), 0, ds.h - 1)
+            for _ in range(10):  # the other rays outside the rectangle (AD-NeRF), by rejection
+                r = ds.face_rect[frame[n_face:]]
+                xo, yo = x[n_face:], y[n_face:]
+                inside = (xo >= r[:, 0]) & (xo < r[:, 0] + r[:, 2]) & (yo >= r[:, 1]) & (yo < r[:, 1] + r[:, 3])
+                if not inside.any():
+                    break
+                idx = np.flatnonzero(inside) + n_face
+                x[idx] = rng.integers(0, ds.w, len(idx))
+                y[idx] = rng.integers(0, ds.h, len(idx))
+        f, yy, xx = (torch.from_numpy(a) for a in (frame, y, x))
+        cls = ds.labels(f, yy, xx)
+        if cls is None:
+            cls = torch.full((n,), -1, dtype=torch.long)
+        return f, yy, xx, cls
+
+    def update(self, cls: Tensor, loss: Tensor) -> None:
+        """Counts the classes drawn (uniform sampling does not adapt)."""
+        c = cls[cls >= 0].cpu().numpy()
+        if len(c):
+            self.drawn += np.bincount(c, minlength=len(self.drawn))[: len(self.drawn)]
+
+    def shares(self) -> dict[str, float]:
+        """Share of the rays drawn so far per class (empty without parsing)."""
+        if not self.ds.class_names or self.drawn.sum() == 0:
+            return {}
+        p = self.drawn / self.drawn.sum()
+        return {name: float(p[c]) for c, name in enumerate(self.ds.class_names)}
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state, "drawn": self.drawn.copy()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.drawn = np.asarray(state["drawn"], np.float64).copy()
+
+
+class SemanticSampler:
+    """SSP-NeRF: each batch split across classes by `class_shares`; within a class, uniform over its pixels."""
+
+    def __init__(self, dataset, cfg: SamplerConfig, seed: int = 0):
+        if dataset.class_names is None:
+            raise ValueError(f"{dataset.root}: semantic sampling needs parsing/ (use --sampling uniform)")
+        self.ds, self.cfg = dataset, cfg
+        self.rng = np.random.default_rng(seed)
+        n_cls, hw = dataset.n_classes, dataset.h * dataset.w
+        maps = [dataset.parsing_map(f).numpy().reshape(-1) for f in range(len(dataset))]
+        self.counts = np.stack([np.bincount(m, minlength=n_cls) for m in maps])  # [F,C] pixels per frame/class
+        self.area = self.counts.sum(0) / self.counts.sum()  # [C] pixel share a_c
+        self.loss = np.ones(n_cls)  # [C] running per-ray loss L_c
+        self.seen = np.zeros(n_cls, bool)
+        self.calls = 0
+        self.p = class_shares(self.area, self.loss, cfg.alpha, cfg.beta, cfg.p_min)
+        self.flat = None  # per class: flat indices f*H*W + pixel, when the set is small enough
+        if len(maps) * hw <= FLAT_INDEX_LIMIT:
+            allpix = np.concatenate(maps)
+            order = np.argsort(allpix, kind="stable").astype(np.int64)
+            self.flat = np.split(order, np.cumsum(self.counts.sum(0))[:-1])
+
+    def _draw_class(self, c: int, k: int) -> np.ndarray:
+        """k flat pixel indices (f*H*W + y*W + x) uniform over all training pixels of class c."""
+        hw = self.ds.h * self.ds.w
+        if self.flat is not None:
+            return self.flat[c][self.rng.integers(0, len(self.flat[c]), k)]
+        frames = self.rng.choice(len(self.ds), size=k, p=self.counts[:, c] / self.counts[:, c].sum())
+        out = np.empty(k, np.int64)
+        for f in np.unique(frames):
+            where = np.flatnonzero(frames == f)
+            pix = np.flatnonzero(self.ds.parsing_map(int(f)).numpy().reshape(-1) == c)
+            out[where] = f * hw + pix[self.rng.integers(0, len(pix), len(where))]
+        return out
+
+    def sample(self, n: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        counts = _split_counts(n, self.p, self.rng)
+        flat = np.concatenate([self._draw_class(c, k) for c, k in enumerate(counts) if k > 0])
+        cls = np.repeat(np.arange(len(counts)), counts)
+        hw = self.ds.h * self.ds.w
+        frame, pix = flat // hw, flat % hw
+        y, x = pix // self.ds.w, pix % self.ds.w
+        return tuple(torch.from_numpy(a.astype(np.int64)) for a in (frame, y, x, cls))
+
+    def update(self, cls: Tensor, loss: Tensor) -> None:
+        """Fold the batch's per-ray losses [n] into each class's running loss; new shares every k calls."""
+        cls_np = cls.detach().cpu().numpy()
+        loss_np = loss.detach().float().cpu().numpy()
+        n_cls = len(self.loss)
+        total = np.bincount(cls_np, weights=loss_np, minlength=n_cls)[:n_cls]
+        num = np.bincount(cls_np, minlength=n_cls)[:n_cls]
+        has = num > 0
+        mean = np.divide(total, num, out=np.zeros(n_cls), where=has)
+        first, again = has & ~self.seen, has & self.seen
+        self.loss[first] = mean[first]
+        self.loss[again] = self.cfg.ema * self.loss[again] + (1 - self.cfg.ema) * mean[again]
+        self.seen |= has
+        self.calls += 1
+        if self.calls % max(self.cfg.update_every, 1) == 0:
+            self.p = class_shares(self.area, self.loss, self.cfg.alpha, self.cfg.beta, self.cfg.p_min)
+
+    def shares(self) -> dict[str, float]:
+        return {name: float(self.p[c]) for c, name in enumerate(self.ds.class_names)}
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state, "loss": self.loss.copy(), "seen": self.seen.copy(),
+                "p": self.p.copy(), "area": self.area.copy(), "calls": self.calls}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.loss = np.asarray(state["loss"], np.float64).copy()
+        self.seen = np.asarray(state["seen"], bool).copy()
+        self.p = np.asarray(state["p"], np.float64).copy()
+        self.calls = int(state["calls"])
+
+
+def make_sampler(dataset, cfg: SamplerConfig, seed: int = 0):
+    """The sampler `cfg.sampling` names."""
+    if cfg.sampling == "semantic":
+        return SemanticSampler(dataset, cfg, seed)
+    if cfg.sampling == "uniform":
+        return UniformSampler(dataset, cfg, seed)
+    raise ValueError(f"sampling = {cfg.sampling!r}: expected semantic or uniform")

@@ -1,0 +1,401 @@
+"""The training loop: sampling, optimisation, validation, logging and checkpoints. No model maths here.
+
+One iteration: the sampler draws rays (frame, pixel, class) -> each distinct frame's audio code is computed once
+-> per-ray audio code, pose and background are gathered -> `model.render_rays` -> per-ray photometric and
+semantic losses (+ the deformation penalty) -> Adam step -> per-ray losses go back to the sampler.
+Under torchrun each rank draws its own rays (its own seed, n_rand / world_size of them) and DDP averages the
+gradients; only rank 0 validates, logs and writes checkpoints.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from nerf import losses, metrics
+from nerf.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
+from nerf.config import Config, save_resolved
+from nerf.dataset import TalkingDataset
+from nerf.distributed import DistInfo, all_gather_cat, all_mean
+from nerf.model import SSPNeRF, pose6
+from nerf.sampler import make_sampler
+
+
+DEFAULT_LR = {"mlp": 5e-4, "hash": 1e-2}  # Adam learning rate per backbone when TrainConfig.lr is 0
+
+
+@dataclass
+class TrainConfig:
+    expname: str = ""  # run name: logs/<expname>/ (default: the config file's name)
+    basedir: str = "logs"  # where run folders go
+    iters: int = 20000  # total training iterations
+    resume: bool = False  # continue from logs/<expname>/ckpt/latest.pt
+    device: str = "auto"  # auto (cuda if available) | cpu | cuda
+    seed: int = 0  # random seed (rank r of torchrun uses seed + r)
+    n_rand: int = 2048  # rays per iteration (over all ranks)
+    lr: float = 0.0  # Adam learning rate; 0: per backbone (mlp 5e-4 as AD-NeRF, hash 1e-2)
+    lr_decay: float = 0.1  # the learning rate falls by this factor every lr_decay_iters (exponentially)
+    lr_decay_iters: int = 250000  # iterations over which lr falls by lr_decay
+    att_lr_mult: float = 5.0  # the audio attention net learns at lr * this (AD-NeRF: 5)
+    att_start: int = 3000  # iteration at which the audio attention (smoothing) net starts
+    lambda_sem: float = 0.2  # weight of the semantic cross-entropy
+    lambda_deform: float = 0.01  # weight of the torso deformation's mean ||dx||^2
+    val_every: int = 500  # validate (and log metrics.jsonl) every this many iterations and at the end
+    val_frames: int = 2  # validation frames rendered (evenly spread over the val split)
+    ckpt_every: int = 500  # write ckpt/latest.pt every this many iterations and at the end
+    log_every: int = 25  # TensorBoard scalars every this many iterations
+    amp: bool = False  # mixed precision (CUDA only; ignored on the CPU)
+    threads: int = 0  # torch CPU threads (0: torch's default)
+    time_budget: float = 0.0  # stop after this many seconds of training (0: no limit), then validate and save
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda: no CUDA device available (use --device cpu or auto)")
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def model_fingerprint(cfg: Config, aud_dim: int, n_classes: int) -> dict:
+    """The settings that fix the model's parameter shapes (a checkpoint only loads under the same ones)."""
+    fp = {f.name: getattr(cfg.model, f.name) for f in dataclasses.fields(cfg.model)}
+    fp.update(aud_dim=aud_dim, n_classes=n_classes)
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in fp.items()}
+
+
+class _Forward(nn.Module):
+    """What DDP wraps: audio codes once per frame, then render the rays."""
+
+    def __init__(self, model: SSPNeRF):
+        super().__init__()
+        self.model = model
+
+    def forward(self, aud: Tensor, inv: Tensor, use_att: bool, rays_o: Tensor, rays_d: Tensor, near: Tensor,
+                far: Tensor, pose: Tensor, bg: Tensor) -> dict:
+        codes = self.model.audio_codes(aud, use_attention=use_att)  # [U,64]
+        return self.model.render_rays(rays_o, rays_d, near, far, codes[inv], pose, bg, perturb=True)
+
+
+class Trainer:
+    def __init__(self, cfg: Config, dist: DistInfo | None = None):
+        self.cfg, self.tc = cfg, cfg.train
+        self.dist = dist or DistInfo()
+        if self.tc.threads > 0:
+            torch.set_num_threads(self.tc.threads)
+        self.device = pick_device(self.tc.device, self.dist.local_rank)
+        self.amp = self.tc.amp and self.device.type == "cuda"
+        torch.manual_seed(self.tc.seed + self.dist.rank)
+        self.run_dir = Path(self.tc.basedir) / self.tc.expname
+        self.ckpt_path = self.run_dir / "ckpt" / "latest.pt"
+
+        self.train_ds = TalkingDataset(cfg.data, "train")
+        self.val_ds = TalkingDataset(cfg.data, "val") if self.dist.is_main else None
+        ds = self.train_ds
+        self.class_names = ds.class_names or []
+        if not self.class_names:  # an AD-NeRF folder: no parsing, so no semantic head or sampling
+            self._semantic_off()
+        self.sampler = make_sampler(ds, cfg.sampler, seed=self.tc.seed + 1000 * self.dist.rank)
+        torso = [self.class_names.index(n) for n in ("neck", "torso") if n in self.class_names]
+        self.model = SSPNeRF(cfg.model, cfg.render, ds.aud_dim, len(self.class_names), ds.aabb(), torso)
+        self.model.to(self.device)
+        self.fingerprint = model_fingerprint(cfg, ds.aud_dim, len(self.class_names))
+        self.forward = _Forward(self.model)
+        if self.dist.world > 1:
+            self.forward = nn.parallel.DistributedDataParallel(
+                self.forward, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True)
+        self.optimizer = torch.optim.Adam(self._param_groups(), lr=self.lr_at(0), betas=(0.9, 0.999))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.smooth = int(getattr(cfg.model, "smooth", 4))
+        self.poses = pose6(ds.c2w)  # [F,6]
+        self.start_iter, self.time_s = 0, 0.0
+        self._iter = 0
+        self.writer = None
+
+    def _semantic_off(self) -> None:
+        cfg = self.cfg
+        if getattr(cfg.model, "semantic", False):
+            cfg.sections["model"] = dataclasses.replace(cfg.model, semantic=False)
+        if cfg.sampler.sampling == "semantic":
+            cfg.sections["sampler"] = dataclasses.replace(cfg.sampler, sampling="uniform")
+        if self.dist.is_main:
+            print(f"{self.train_ds.root}: no parsing/ -> semantic head and semantic sampling off")
+
+    def _param_groups(self) -> list[dict]:
+        """The audio attention net at att_lr_mult x lr (AD-NeRF); everything else at lr."""
+        att, rest = [], []
+        for name, p in self.model.named_parameters():
+            (att if "att" in name.split(".")[0].lower() else rest).append(p)
+        groups = [{"params": rest, "lr_mult": 1.0}]
+        if att:
+            groups.append({"params": att, "lr_mult": self.tc.att_lr_mult})
+        return groups
+
+    def lr_at(self, it: int) -> float:
+        base = self.tc.lr if self.tc.lr > 0 else DEFAULT_LR.get(self.cfg.model.backbone, 5e-4)
+        return base * self.tc.lr_decay ** (it / max(self.tc.lr_decay_iters, 1))
+
+    # ---- one iteration ---------------------------------------------------------------------------------
+    def step(self, it: int) -> dict[str, float]:
+        ds, dev, tc = self.train_ds, self.device, self.tc
+        for g in self.optimizer.param_groups:
+            g["lr"] = self.lr_at(it) * g["lr_mult"]
+        n = max(tc.n_rand // self.dist.world, 1)
+        frame, y, x, cls = self.sampler.sample(n)
+        rays_o, rays_d = ds.rays(frame, y, x)
+        gt = ds.pixels(frame, y, x).to(dev)
+        uniq, inv = frame.unique(return_inverse=True)
+        aud = ds.audio_windows(uniq, self.smooth).to(dev)  # [U,W,16,D]
+        near = torch.full((n,), ds.near, device=dev)
+        far = torch.full((n,), ds.far, device=dev)
+        with torch.autocast(dev.type, enabled=self.amp):
+            out = self.forward(aud, inv.to(dev), it >= tc.att_start, rays_o.to(dev), rays_d.to(dev), near, far,
+                               self.poses[frame].to(dev), ds.bg[y, x].to(dev))
+        photo = losses.photometric(out["rgb"].float(), gt)  # [n]
+        if "rgb_coarse" in out:
+            photo = photo + losses.photometric(out["rgb_coarse"].float(), gt)
+        per_ray = photo.detach()
+        loss = photo.mean()
+        logs = {"loss_photo": photo.detach().mean().item()}
+        if "sem" in out and self.class_names and tc.lambda_sem > 0:
+            lbl = cls.to(dev)
+            sem = losses.semantic_ce(out["sem"].float(), lbl)
+            if "sem_coarse" in out:
+                sem = sem + losses.semantic_ce(out["sem_coarse"].float(), lbl)
+            loss = loss + tc.lambda_sem * sem.mean()
+            per_ray = per_ray + tc.lambda_sem * sem.detach()
+            logs["loss_sem"] = sem.detach().mean().item()
+        if "deform_l2" in out and tc.lambda_deform > 0:
+            loss = loss + tc.lambda_deform * out["deform_l2"]
+            logs["loss_deform"] = out["deform_l2"].detach().item()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.sampler.update(*all_gather_cat([cls.to(dev), per_ray], self.dist))  # same shares on all ranks
+        self.model.update_occupancy(it)
+        logs["loss"] = loss.detach().item()
+        logs["psnr_train"] = float(-10 * math.log10(max(float(((out["rgb"].detach().float() - gt) ** 2).mean()),
+                                                        1e-10)))
+        return logs
+
+    # ---- validation ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def render_frame(self, ds: TalkingDataset, f: int) -> dict[str, Tensor]:
+        """Render split frame f: rgb [H,W,3] and, with the semantic head, labels [H,W]."""
+        dev = self.device
+        self.model.eval()
+        rays_o, rays_d = ds.frame_rays(f)
+        m = rays_o.shape[0]
+        aud = ds.audio_windows(torch.tensor([f]), self.smooth).to(dev)
+        code = self.model.audio_codes(aud, use_attention=self._att_on)[0]
+        chunk = int(getattr(self.cfg.render, "chunk", 4096))
+        out = self.model.render_image(rays_o.to(dev), rays_d.to(dev), torch.full((m,), ds.near, device=dev),
+                                      torch.full((m,), ds.far, device=dev), code, pose6(ds.c2w[f]).to(dev),
+                                      ds.bg.reshape(-1, 3).to(dev), chunk)
+        self.model.train()
+        res = {"rgb": out["rgb"].reshape(ds.h, ds.w, 3).clamp(0, 1).cpu()}
+        if "sem" in out:
+            res["labels"] = out["sem"].argmax(-1).reshape(ds.h, ds.w).cpu()
+        return res
+
+    def validate(self, it: int) -> dict:
+        ds = self.val_ds
+        idx = np.unique(np.linspace(0, len(ds) - 1, max(self.tc.val_frames, 1)).round().astype(int))
+        preds, gts, pars, labels = [], [], [], []
+        for f in idx.tolist():
+            r = self.render_frame(ds, f)
+            preds.append(r["rgb"])
+            gts.append(ds.image(f).float() / 255.0)
+            if ds.class_names is not None:
+                pars.append(ds.parsing_map(f).long())
+            if "labels" in r:
+                labels.append(r["labels"])
+        pred, gt = torch.cat(preds), torch.cat(gts)  # [V*H,W,3]: frames stacked vertically
+        res = {"psnr": float(metrics.psnr(pred, gt)), "miou": None, "region_psnr": {}}
+        if pars:
+            par = torch.cat(pars)
+            res["region_psnr"] = {k: float(v) for k, v in
+                                  metrics.region_psnr(pred, gt, par, self.class_names).items()}
+            if labels:
+                res["miou"] = float(metrics.miou(torch.cat(labels), par, len(self.class_names)))
+        self._log_images(it, pred, gt, torch.cat(labels) if labels else None)
+        return res
+
+    @property
+    def _att_on(self) -> bool:
+        return self._iter >= self.tc.att_start
+
+    # ---- logging and checkpoints -----------------------------------------------------------------------
+    def _log_images(self, it: int, pred: Tensor, gt: Tensor, labels: Tensor | None) -> None:
+        if self.writer is None:
+            return
+        row = [gt, pred]
+        if labels is not None:
+            palette = torch.from_numpy(_palette(len(self.class_names)))
+            row.append(palette[labels])
+        self.writer.add_image("val/gt_pred_sem", torch.cat(row, 1), it, dataformats="HWC")
+
+    def _write_metrics(self, record: dict) -> None:
+        with open(self.run_dir / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    def save(self, it: int) -> None:
+        save_checkpoint(self.ckpt_path, model=self.model, optimizer=self.optimizer, sampler=self.sampler,
+                        iteration=it, fingerprint=self.fingerprint, time_s=self.time_s)
+
+    def resume(self) -> None:
+        state = load_checkpoint(self.ckpt_path, self.fingerprint, map_location=self.device)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        sampler_state = state["sampler"]
+        if self.dist.rank > 0:  # other ranks keep their own random stream, moved on by the iteration
+            sampler_state = {**sampler_state, "rng": np.random.default_rng(
+                [self.tc.seed, self.dist.rank, state["iteration"]]).bit_generator.state}
+        self.sampler.load_state_dict(sampler_state)
+        if self.dist.rank == 0:
+            set_rng_states(state["rng"])
+        self.start_iter, self.time_s = int(state["iteration"]), float(state["time_s"])
+
+    def _prepare_run_dir(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_resolved(self.run_dir / "config.txt", self.cfg)
+        path = self.run_dir / "metrics.jsonl"
+        if self.tc.resume and path.exists():  # drop records from after the checkpoint
+            keep = [ln for ln in path.read_text().splitlines() if ln.strip()
+                    and json.loads(ln)["iter"] <= self.start_iter]
+            path.write_text("".join(k + "\n" for k in keep))
+        else:
+            path.write_text("")
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(self.run_dir / "tb"))
+
+    # ---- the loop --------------------------------------------------------------------------------------
+    def train(self) -> dict | None:
+        """Train to `iters` (or the time budget); returns the last validation record (rank 0)."""
+        from tqdm import tqdm
+
+        tc = self.tc
+        if tc.resume:
+            self.resume()
+        if self.dist.is_main:
+            self._prepare_run_dir()
+        self._iter = self.start_iter
+        last = None
+        bar = tqdm(range(self.start_iter + 1, tc.iters + 1), initial=self.start_iter, total=tc.iters,
+                   disable=not self.dist.is_main, desc=tc.expname, dynamic_ncols=True,
+                   mininterval=0.5 if sys.stderr.isatty() else 30.0)  # a log file gets a line per 30 s
+        logs: dict[str, float] = {}
+        for it in bar:
+            self._iter = it
+            t0 = time.perf_counter()
+            logs = self.step(it)
+            self.time_s += time.perf_counter() - t0
+            out_of_time = tc.time_budget > 0 and all_mean(self.time_s, self.dist) >= tc.time_budget
+            final = it == tc.iters or out_of_time
+            if self.dist.is_main:
+                bar.set_postfix(loss=f"{logs['loss']:.4f}", psnr=f"{logs['psnr_train']:.1f}")
+                if it % tc.log_every == 0 or final:
+                    for k, v in logs.items():
+                        self.writer.add_scalar(f"train/{k}", v, it)
+                    self.writer.add_scalar("train/lr", self.lr_at(it), it)
+                    for k, v in self.sampler.shares().items():
+                        self.writer.add_scalar(f"shares/{k}", v, it)
+                if it % tc.val_every == 0 or final:
+                    last = self._validate_and_log(it, logs)
+                if it % tc.ckpt_every == 0 or final:
+                    self.save(it)
+            if out_of_time:
+                break
+        if self.start_iter >= tc.iters and self.dist.is_main:  # nothing left to train
+            print(f"{self.ckpt_path}: already at iteration {self.start_iter} >= iters {tc.iters}")
+        if self.writer is not None:
+            self.writer.close()
+            plot_run(self.run_dir)
+        return last
+
+    def _validate_and_log(self, it: int, logs: dict) -> dict:
+        res = self.validate(it)
+        record = {"iter": it, "time_s": round(self.time_s, 3), **res,
+                  **{k: round(v, 6) for k, v in logs.items()}, "lr": self.lr_at(it),
+                  "shares": {k: round(v, 5) for k, v in self.sampler.shares().items()}}
+        self._write_metrics(record)
+        self.writer.add_scalar("val/psnr", res["psnr"], it)
+        if res["miou"] is not None:
+            self.writer.add_scalar("val/miou", res["miou"], it)
+        for k, v in res["region_psnr"].items():
+            self.writer.add_scalar(f"val_region/{k}", v, it)
+        tqdm_write(f"iter {it}: val psnr {res['psnr']:.2f} dB, miou {res['miou']}, time {self.time_s:.0f} s")
+        return record
+
+
+def tqdm_write(msg: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(msg)
+
+
+def plot_run(run_dir: Path) -> None:
+    """logs/<expname>/curves.png: validation PSNR / mIoU and the sampler's class shares over iterations."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = run_dir / "metrics.jsonl"
+    recs = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.exists() else []
+    if not recs:
+        return
+    its = [r["iter"] for r in recs]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    ax1.plot(its, [r["psnr"] for r in recs], "o-", label="val PSNR (dB)")
+    ax1.set_xlabel("iteration")
+    ax1.legend(loc="upper left")
+    if recs[-1].get("miou") is not None:
+        ax1b = ax1.twinx()
+        ax1b.plot(its, [r["miou"] for r in recs], "s--", color="tab:orange", label="mIoU")
+        ax1b.legend(loc="lower right")
+    ax2.set_prop_cycle(color=plt.cm.tab20.colors)
+    for name in recs[-1].get("shares", {}):
+        ax2.plot(its, [r["shares"].get(name, 0.0) for r in recs], label=name)
+    ax2.set_xlabel("iteration")
+    ax2.set_ylabel("share of rays")
+    if recs[-1].get("shares"):
+        ax2.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    from data_util.fileio import atomic_path
+
+    with atomic_path(run_dir / "curves.png") as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+
+
+def _palette(n: int) -> np.ndarray:
+    """n distinct colours float [n,3] for label images."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab20"]
+    return np.array([cmap(i % 20)[:3] for i in range(n)], np.float32)
+
+
+def run(cfg: Config) -> dict | None:
+    """Build and train (what train.py calls); sets up torch.distributed under torchrun."""
+    from nerf.distributed import setup, teardown
+
+    dist = setup(cfg.train.device)
+    try:
+        return Trainer(cfg, dist).train()
+    finally:
+        teardown(dist)

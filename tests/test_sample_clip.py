@@ -1,0 +1,170 @@
+"""The synthetic sample clip (data_util.sample_clip) and its voice (data_util.speech_synth)."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from data_util import sample_clip, speech_synth
+from data_util.ffmpeg import ffmpeg_exe, probe
+
+SIZE, SECONDS = 96, 2.0
+
+
+@pytest.fixture(scope="module")
+def clip_files(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sample") / "clip.mp4"
+    video, gt = sample_clip.write_clip(out, size=SIZE, seconds=SECONDS, seed=3, progress=False)
+    return video, gt
+
+
+def decode_audio(path) -> np.ndarray:
+    """The mp4's audio track as float32 [T] at 16 kHz (ffmpeg to raw s16le on stdout)."""
+    proc = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "s16le", "-ac", "1", "-ar", "16000",
+                           "-"], capture_output=True, check=True)
+    return np.frombuffer(proc.stdout, np.int16).astype(np.float32) / 32768
+
+
+def mediapipe_landmarks(frames: np.ndarray) -> np.ndarray:
+    """Face mesh in video mode on every frame: [N, 478, 2] pixels, NaN where no face."""
+    import mediapipe as mp
+
+    h, w = frames.shape[1:3]
+    out = np.full((len(frames), 478, 2), np.nan)
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=False, refine_landmarks=True) as fm:
+        for i, f in enumerate(frames):
+            res = fm.process(np.ascontiguousarray(f))
+            if res.multi_face_landmarks:
+                out[i] = [[p.x * w, p.y * h] for p in res.multi_face_landmarks[0].landmark]
+    return out
+
+
+def project_gt(gt: dict) -> np.ndarray:
+    """GT head points (with the frame's jaw opening) projected with the GT pose and focal: [N, 478, 2]."""
+    pts = np.array(gt["head_points"])
+    w, d = np.array(gt["jaw_weight"])[:, None], np.array(gt["jaw_dir"])
+    out = []
+    for fr in gt["frames"]:
+        cam = (pts + fr["mouth"] * gt["jaw_drop"] * w * d) @ np.array(fr["R"]).T + np.array(fr["t"])
+        out.append(gt["focal"] * cam[:, :2] / cam[:, 2:] + [gt["cx"], gt["cy"]])
+    return np.array(out)
+
+
+def test_video_and_audio_durations(clip_files):
+    video, _ = clip_files
+    info = probe(video)
+    assert info["has_video"] and info["has_audio"]
+    assert (info["width"], info["height"]) == (SIZE, SIZE)
+    assert info["fps"] == pytest.approx(25.0)
+    frames = iio.imread(video)
+    assert frames.shape == (int(25 * SECONDS), SIZE, SIZE, 3)
+    audio = decode_audio(video)
+    assert abs(len(audio) - 16000 * SECONDS) <= 1024          # AAC frame granularity
+    assert np.abs(audio).max() > 0.2                           # speech, not silence
+
+
+def test_gt_fields(clip_files):
+    _, gt_file = clip_files
+    assert gt_file.name == "clip_gt.json"
+    gt = json.loads(gt_file.read_text())
+    n = int(25 * SECONDS)
+    assert gt["image_size"] == [SIZE, SIZE] and gt["fps"] == 25 and gt["n_frames"] == n
+    assert gt["focal"] == pytest.approx(1.5 * SIZE) and gt["cx"] == gt["cy"] == SIZE / 2
+    assert "X_cam = R @ X_head + t" in gt["conventions"]
+    pts = np.array(gt["head_points"])
+    assert pts.shape == (478, 3)
+    assert np.linalg.norm(pts[33] - pts[263]) == pytest.approx(0.1, rel=1e-3)   # documented head units
+    assert len(gt["frames"]) == n and len(gt["rigid_indices"]) > 200
+    from scipy.spatial.transform import Rotation
+
+    for fr in gt["frames"]:
+        R = np.array(fr["R"])
+        assert np.allclose(R @ R.T, np.eye(3), atol=1e-6)
+        assert np.allclose(R, Rotation.from_euler("YXZ", fr["euler_deg"], degrees=True).as_matrix(), atol=1e-6)
+        assert max(abs(a) for a in fr["euler_deg"]) <= 15.0
+        assert 0.0 <= fr["mouth"] <= 1.0 and len(fr["t"]) == 3 and fr["t"][2] > 0.3
+
+
+def test_deterministic_for_a_seed():
+    a = sample_clip.render_clip(64, 0.4, seed=5, progress=False)
+    b = sample_clip.render_clip(64, 0.4, seed=5, progress=False)
+    c = sample_clip.render_clip(64, 0.4, seed=6, progress=False)
+    assert np.array_equal(a.frames, b.frames) and np.array_equal(a.audio, b.audio)
+    assert json.dumps(a.gt) == json.dumps(b.gt)
+    assert not np.array_equal(a.frames, c.frames)
+    assert a.frames.shape == (10, 64, 64, 3) and len(a.audio) == int(0.4 * 16000)
+
+
+def test_mouth_follows_loudness():
+    wav = speech_synth.synth_speech(6.0, seed=1)
+    mouth = speech_synth.mouth_opening(wav)
+    rms = speech_synth.loudness_envelope(wav)
+    assert mouth.shape == rms.shape == (150,)
+    silent = rms < 1e-4
+    loud = rms > np.percentile(rms, 85)
+    assert silent.sum() >= 10 and loud.sum() >= 10
+    assert mouth[silent].max() < 0.05
+    assert mouth[loud].mean() > 0.8
+    assert np.corrcoef(mouth, rms)[0, 1] > 0.9
+
+
+def _pitch(wav: np.ndarray, sr: int = 16000) -> float:
+    """Median autocorrelation pitch (Hz) over the loud 40 ms chunks."""
+    f0 = []
+    for i in range(0, len(wav) - 640, 640):
+        x = wav[i:i + 640]
+        if np.sqrt((x ** 2).mean()) < 0.1:
+            continue
+        ac = np.correlate(x, x, "full")[639:]
+        lo, hi = sr // 400, sr // 70
+        f0.append(sr / (lo + np.argmax(ac[lo:hi])))
+    return float(np.median(f0))
+
+
+def test_other_voices_differ():
+    v0, v1 = (speech_synth.synth_speech(6.0, seed=0, voice=v) for v in (0, 1))
+    assert v0.dtype == np.float32 and len(v0) == 96000 and np.abs(v0).max() <= 1.0
+    assert _pitch(v0) > 1.3 * _pitch(v1)                       # ~190 Hz vs ~115 Hz
+    m0, m1 = speech_synth.mouth_opening(v0), speech_synth.mouth_opening(v1)
+    assert abs(np.corrcoef(m0, m1)[0, 1]) < 0.5               # different rhythm
+    assert np.array_equal(v0, speech_synth.synth_speech(6.0, seed=0, voice=0))
+
+
+def test_mediapipe_sees_the_face_where_the_gt_says(clip_files):
+    video, gt_file = clip_files
+    gt = json.loads(gt_file.read_text())
+    lms = mediapipe_landmarks(iio.imread(video))
+    assert not np.isnan(lms[:, 0, 0]).any(), "face mesh lost the face on some frames"
+    err = np.linalg.norm(project_gt(gt) - lms, axis=2)                     # [N, 478] pixels
+    eyes_nose = err[:, [33, 133, 263, 362, 1]].mean(1)
+    assert np.median(eyes_nose) < 1.5 * SIZE / 256 + 0.5                  # ~2 px at 256, scaled
+    assert np.median(err[:, gt["rigid_indices"]]) < 2.0 * SIZE / 256 + 0.5
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="size"):
+        sample_clip.render_clip(8, 1.0)
+    with pytest.raises(ValueError, match="seconds"):
+        speech_synth.synth_speech(0.0)
+
+
+@pytest.mark.slow
+def test_full_clip_acceptance(tmp_path):
+    """The default clip (256 px, 12 s): face found on every frame, GT geometry matches mediapipe, lips follow."""
+    video, gt_file = sample_clip.write_clip(tmp_path / "sample.mp4", progress=False)
+    gt = json.loads(gt_file.read_text())
+    lms = mediapipe_landmarks(iio.imread(video))
+    assert not np.isnan(lms[:, 0, 0]).any()
+    uv = project_gt(gt)
+    err = np.linalg.norm(uv - lms, axis=2)
+    assert np.median(err[:, [33, 133, 263, 362]]) < 1.5
+    assert np.median(err[:, gt["rigid_indices"]]) < 2.0
+
+    def gap(p):
+        return np.linalg.norm(p[:, 13] - p[:, 14], axis=1) / np.linalg.norm(p[:, 78] - p[:, 308], axis=1)
+
+    mouth = np.array([fr["mouth"] for fr in gt["frames"]])
+    assert np.corrcoef(gap(lms), mouth)[0, 1] > 0.8

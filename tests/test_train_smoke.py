@@ -1,0 +1,92 @@
+"""2-iteration CPU training runs on the tiny folder: each backbone, each ablation, AD-NeRF folders, resume."""
+import json
+
+import pytest
+import torch
+
+import train
+from nerf.checkpoint import load_checkpoint
+from tests.nerf_fixtures import make_tiny_dataset
+
+FAST = ["--n_rand", "64", "--val_every", "2", "--ckpt_every", "2", "--val_frames", "1", "--device", "cpu",
+        "--threads", "1", "--log_every", "1",
+        "--n_samples", "16", "--n_importance", "16", "--hash_samples", "32", "--mlp_width", "64",
+        "--hash_log2_table", "12", "--occ_res", "16", "--occ_every", "1"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_dataset(tmp_path_factory.mktemp("tiny"), n_frames=12, size=16)
+
+
+def _train(tmp_path, datadir, *extra, name="run", iters=2):
+    argv = ["--datadir", str(datadir), "--basedir", str(tmp_path / "logs"), "--expname", name,
+            "--iters", str(iters), *FAST, *extra]
+    return train.main(argv), tmp_path / "logs" / name
+
+
+def _records(run):
+    return [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("extra", [
+    ["--backbone", "hash"],
+    ["--backbone", "mlp"],
+    ["--backbone", "hash", "--semantic", "false"],
+    ["--backbone", "hash", "--sampling", "uniform"],
+    ["--backbone", "hash", "--deform", "false"],
+], ids=["hash", "mlp", "no_semantic", "uniform", "no_deform"])
+def test_two_iterations(tmp_path, tiny, extra):
+    rc, run = _train(tmp_path, tiny, *extra)
+    assert rc == 0
+    rec = _records(run)
+    assert [r["iter"] for r in rec] == [2]
+    r = rec[0]
+    assert r["time_s"] > 0 and 5 < r["psnr"] < 60
+    assert set(r["region_psnr"]) >= {"face", "torso", "lips"}
+    if "--semantic" in extra:
+        assert r["miou"] is None and "loss_sem" not in r
+    else:
+        assert 0 <= r["miou"] <= 1 and r["loss_sem"] > 0
+    assert abs(sum(r["shares"].values()) - 1) < 1e-4
+    assert load_checkpoint(run / "ckpt" / "latest.pt")["iteration"] == 2
+    assert (run / "config.txt").is_file() and list((run / "tb").iterdir()) and (run / "curves.png").is_file()
+
+
+def test_adnerf_folder_trains(tmp_path):
+    root = make_tiny_dataset(tmp_path / "ad", n_frames=12, size=16, adnerf=True)
+    rc, run = _train(tmp_path, root, "--backbone", "hash")
+    assert rc == 0
+    r = _records(run)[0]
+    assert r["miou"] is None and r["region_psnr"] == {} and r["psnr"] > 5
+    assert "semantic = false" in (run / "config.txt").read_text()
+
+
+def test_resume_continues_exactly(tmp_path, tiny):
+    rc, straight = _train(tmp_path, tiny, name="straight", iters=4)
+    assert rc == 0
+    rc, run = _train(tmp_path, tiny, name="resumed", iters=2)
+    rc2, run = _train(tmp_path, tiny, "--resume", "true", name="resumed", iters=4)
+    assert rc == rc2 == 0
+    assert [r["iter"] for r in _records(run)] == [2, 4]
+    a = load_checkpoint(straight / "ckpt" / "latest.pt")
+    b = load_checkpoint(run / "ckpt" / "latest.pt")
+    assert b["iteration"] == 4
+    for k, v in a["model"].items():
+        assert torch.allclose(v.float(), b["model"][k].float(), atol=1e-6), k
+    assert _records(run)[-1]["psnr"] == pytest.approx(_records(straight)[-1]["psnr"], abs=1e-4)
+
+
+def test_config_mismatch_is_one_line_error(tmp_path, tiny, capsys):
+    rc, run = _train(tmp_path, tiny, "--backbone", "hash", name="x")
+    assert rc == 0
+    capsys.readouterr()
+    rc, _ = _train(tmp_path, tiny, "--backbone", "mlp", "--resume", "true", name="x", iters=4)
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and err.count("\n") == 0
+    assert "latest.pt" in err and "backbone" in err and "Traceback" not in err
+
+
+def test_bad_input_exit_code(tmp_path, capsys):
+    rc, _ = _train(tmp_path, tmp_path / "missing")
+    assert rc == 1 and "missing" in capsys.readouterr().err

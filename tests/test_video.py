@@ -1,0 +1,174 @@
+"""Step 3 (data_util.video): 25 fps frames, square pixels, the face-centred square crop, atomic folder, bad input."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from data_util import video
+from data_util.context import StepContext
+from data_util.errors import PreprocessError
+from data_util.ffmpeg import run_ffmpeg
+from tests.av_media import astronaut_scene, make_anamorphic_video, make_tone, make_video
+
+
+def ctx_for(tmp_path: Path, path: Path, size: int | None = None) -> StepContext:
+    return StepContext(name="x", video=path, out_dir=tmp_path / "out", size=size)
+
+
+def meta_of(ctx: StepContext) -> dict:
+    return json.loads((ctx.out_dir / "video_meta.json").read_text())
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(255.0 ** 2 / np.mean((a.astype(float) - b.astype(float)) ** 2)))
+
+
+def test_square_video_resampled_to_25fps_keeps_size(tmp_path):
+    ctx = ctx_for(tmp_path, make_video(tmp_path / "sq.mp4", size="64x64", seconds=2.0, fps=30, audio=False))
+    video.run(ctx)
+    frames = ctx.frame_paths()
+    assert [p.name for p in frames[:3]] == ["0.jpg", "1.jpg", "2.jpg"] and len(frames) == 50  # 2 s at 25 fps
+    assert iio.imread(frames[0]).shape == (64, 64, 3)
+    meta = meta_of(ctx)
+    assert meta["source_fps"] == 30 and meta["n_frames"] == 50 and meta["size"] == 64 and meta["crop"] is None
+    assert not list(ctx.out_dir.glob(".tmp-*"))
+
+
+def test_size_option_resizes(tmp_path):
+    ctx = ctx_for(tmp_path, make_video(tmp_path / "sq.mp4", size="64x64", seconds=0.4, audio=False), size=48)
+    video.run(ctx)
+    assert iio.imread(ctx.frame_paths()[0]).shape == (48, 48, 3) and meta_of(ctx)["size"] == 48
+
+
+def test_non_square_pixels_without_face_centre_crop(tmp_path, capsys):
+    """128x96 stored with SAR 4:3 is 171x96 in square pixels; no face: the centre 96x96, with a warning."""
+    ctx = ctx_for(tmp_path, make_video(tmp_path / "sar.mp4", size="128x96", seconds=0.4, sar="4/3"))
+    video.run(ctx)
+    meta = meta_of(ctx)
+    assert meta["display_size"] == [171, 96] and abs(meta["sar"] - 4 / 3) < 1e-6
+    assert meta["crop"] == {"x": 38, "y": 0, "side": 96} and meta["face_box"] is None
+    assert iio.imread(ctx.frame_paths()[0]).shape == (96, 96, 3)
+    assert "no face found" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def astronaut_video(tmp_path_factory):
+    """The astronaut in a wide 427x180 scene, stored as 320x180 with SAR 4:3."""
+    scene, face = astronaut_scene(display_w=427, height=180, face_x=227)
+    path = make_anamorphic_video(tmp_path_factory.mktemp("astro") / "astro.mp4", scene, stored_w=320, sar="4/3")
+    return path, scene, face
+
+
+def test_crop_centred_on_face_in_anamorphic_video(tmp_path, astronaut_video):
+    path, scene, (fx, fy) = astronaut_video
+    ctx = ctx_for(tmp_path, path)
+    video.run(ctx)
+    meta = meta_of(ctx)
+    crop = meta["crop"]
+    assert crop["side"] == 180 and crop["y"] == 0
+    assert abs(crop["x"] + 90 - fx) <= 4  # the face is centred horizontally (centre crop would be x = 124)
+    box = meta["face_box"]
+    assert box[0] < fx < box[2] and box[1] < fy < box[3]
+    img = iio.imread(ctx.frame_paths()[0])
+    x = crop["x"]
+    assert psnr(img, scene[:, x:x + 180]) > 26  # the right pixels, in square pixels (SAR applied)
+    assert psnr(img, scene[:, x + 4:x + 184]) < 20  # (a 4 px shift would be visibly wrong)
+
+
+def test_crop_then_resize(tmp_path, astronaut_video):
+    path, scene, _ = astronaut_video
+    ctx = ctx_for(tmp_path, path, size=128)
+    video.run(ctx)
+    meta = meta_of(ctx)
+    assert meta["size"] == 128 and iio.imread(ctx.frame_paths()[0]).shape == (128, 128, 3)
+    assert meta["crop"]["x"] == 216
+
+
+def test_portrait_video_keeps_shoulders_below_face():
+    """Tall frame: the square is placed with the face centre 40 % down it (room for the shoulders)."""
+    x, y, side = video.square_crop(180, 320, face=(70, 120, 110, 170))  # face centre (90, 145)
+    assert (x, side) == (0, 180) and y == round(145 - 0.4 * 180)
+    assert video.square_crop(180, 320, face=(70, 0, 110, 30))[1] == 0  # clamped at the top
+    assert video.square_crop(427, 180, face=(400, 40, 427, 80)) == (247, 0, 180)  # clamped at the right
+
+
+def test_failed_or_killed_run_leaves_no_partial_folder(tmp_path, monkeypatch):
+    ctx = ctx_for(tmp_path, make_video(tmp_path / "sq.mp4", size="64x64", seconds=0.4, audio=False))
+    stale = ctx.out_dir / ".tmp-ori_imgs-99999"  # what a killed run leaves behind
+    stale.mkdir(parents=True)
+    (stale / "0.jpg").write_bytes(b"partial")
+    video.run(ctx)
+    assert not stale.exists() and len(ctx.frame_paths()) == 10
+    before = {p.name: p.read_bytes() for p in ctx.img_dir.iterdir()}
+
+    real = video.extract_frames
+
+    def interrupted(path, vf, folder):
+        real(path, vf, folder)
+        raise KeyboardInterrupt  # killed after writing frames, before the rename
+
+    monkeypatch.setattr(video, "extract_frames", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        video.run(ctx)
+    assert {p.name: p.read_bytes() for p in ctx.img_dir.iterdir()} == before  # old frames intact
+    assert not list(ctx.out_dir.glob(".tmp-*"))
+
+
+def test_truncated_video_decodes_what_is_readable(tmp_path, capsys):
+    full = make_video(tmp_path / "full.mp4", size="96x96", seconds=2.0, fps=25, faststart=True)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(full.read_bytes()[: int(full.stat().st_size * 0.6)])
+    ctx = ctx_for(tmp_path, cut)
+    video.run(ctx)
+    n = len(ctx.frame_paths())
+    assert 5 < n < 45 and meta_of(ctx)["n_frames"] == n
+    err = capsys.readouterr().err
+    assert f"decoded {n} frames of the 50" in err and "truncated" in err
+
+
+def test_truncated_without_index_fails_clearly(tmp_path):
+    full = make_video(tmp_path / "full.mp4", size="64x64", seconds=1.0)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    with pytest.raises(PreprocessError, match=r"cut\.mp4: truncated or unfinished mp4"):
+        video.run(ctx_for(tmp_path, cut))
+    assert not (tmp_path / "out" / "ori_imgs").exists()
+
+
+def test_not_a_video(tmp_path):
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n" * 50)
+    with pytest.raises(PreprocessError, match=r"notes\.mp4: not a readable video or audio file$"):
+        video.run(ctx_for(tmp_path, text))
+    tone = make_tone(tmp_path / "speech.wav")
+    with pytest.raises(PreprocessError, match=r"speech\.wav: no video stream"):
+        video.run(ctx_for(tmp_path, tone))
+    with pytest.raises(PreprocessError, match=r"gone\.mp4: file not found"):
+        video.run(ctx_for(tmp_path, tmp_path / "gone.mp4"))
+
+
+def test_nothing_decodable_fails_clearly(tmp_path):
+    full = make_video(tmp_path / "full.mp4", size="96x64", seconds=1.0, faststart=True)
+    data = full.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: data.find(b"mdat") + 100])  # the index survives, the frames do not
+    with pytest.raises(PreprocessError, match=r"cut\.mp4: no frame could be decoded") as err:
+        video.run(ctx_for(tmp_path, cut))
+    assert "\n" not in str(err.value) and "@ 0x" not in str(err.value)
+    assert not (tmp_path / "out" / "ori_imgs").exists()
+
+
+def test_rotation_flag_is_applied(tmp_path):
+    """A 128x96 SAR 4:3 clip flagged 'rotate 90' decodes upright as 96x128 with SAR 3:4 -> 72x128 square pixels."""
+    flat = make_video(tmp_path / "flat.mp4", size="128x96", seconds=0.4, sar="4/3", audio=False)
+    rot = tmp_path / "rot.mp4"
+    run_ffmpeg(["-display_rotation", "90", "-i", str(flat), "-c", "copy", str(rot)], what=str(rot))
+    ctx = ctx_for(tmp_path, rot)
+    video.run(ctx)
+    meta = meta_of(ctx)
+    assert meta["display_size"] == [72, 128] and meta["crop"]["side"] == 72
+    assert iio.imread(ctx.frame_paths()[0]).shape == (72, 72, 3)

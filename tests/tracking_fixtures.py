@@ -1,0 +1,96 @@
+"""Synthetic tracked clips for the tracking / transforms / debug tests: a rigid 3D face (mediapipe's face mesh on
+scikit-image's astronaut photo, in head units) seen by a pinhole camera of known focal under smooth known poses."""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+LIPS_AND_JAW_Y = 0.005  # points below the upper lip (head y down) move with the "expression"
+
+
+@functools.lru_cache(maxsize=1)
+def face_shape() -> np.ndarray:
+    """[478,3] head-unit face (outer eye corners 0.1 apart, centred), from mediapipe on the astronaut photo."""
+    import mediapipe as mp
+    from skimage import data
+
+    from data_util.tracking import normalise_shape
+
+    img = data.astronaut()
+    h, w = img.shape[:2]
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True) as fm:
+        res = fm.process(img)
+    pts = np.array([[p.x * w, p.y * h, p.z * w] for p in res.multi_face_landmarks[0].landmark], np.float64)
+    return normalise_shape(pts)
+
+
+@dataclass
+class Clip:
+    lms: np.ndarray  # [N,478,3] pixels x, y and a mediapipe-like z*w
+    rot: Rotation  # [N] true head rotations, X_cam = R @ (X + expression) + trans
+    trans: np.ndarray  # [N,3]
+    focal: float
+    size: int
+    head: np.ndarray  # [478,3] rest shape, head frame
+    moving: np.ndarray  # indices of the points that the expression moves
+
+
+def smooth_angles(n: int, rng: np.random.Generator, max_deg: float = 15.0) -> np.ndarray:
+    """[N,3] degrees: sums of slow sines per axis, within +-max_deg."""
+    t = np.arange(n) / 25.0
+    ang = np.zeros((n, 3))
+    for j, amp in enumerate((0.6, 0.9, 0.5)):
+        for _ in range(3):
+            ang[:, j] += amp * max_deg / 3 * np.sin(2 * np.pi * rng.uniform(0.1, 0.5) * t + rng.uniform(0, 2 * np.pi))
+    return np.clip(ang, -max_deg, max_deg)
+
+
+def synth_clip(n: int = 200, size: int = 256, focal_per_size: float = 1.5, seed: int = 0, noise: float = 0.5,
+               expression: bool = True) -> Clip:
+    """Project the face under smooth random poses (+-15 deg), 0.5 px noise; the mouth/jaw opens and the lips
+    widen over time (an expression the tracker must not take for head motion)."""
+    rng = np.random.default_rng(seed)
+    head = face_shape()
+    t = np.arange(n) / 25.0
+    rot = Rotation.from_euler("xyz", smooth_angles(n, rng), degrees=True)
+    focal = focal_per_size * size
+    z = focal * 0.2 / (0.45 * size)  # face ~45% of the frame
+    trans = np.stack([0.01 * np.sin(t), 0.01 * np.cos(0.7 * t), z + 0.02 * np.sin(0.3 * t)], 1)
+    moving = np.nonzero(head[:468, 1] > head[13, 1] - LIPS_AND_JAW_Y)[0]
+    pts = np.repeat(head[None], n, 0)
+    if expression:
+        pts[:, moving, 1] += 0.03 * np.abs(np.sin(2 * np.pi * 1.3 * t))[:, None]
+        pts[:, moving, 0] *= (1 + 0.15 * np.sin(2 * np.pi * 0.7 * t))[:, None]
+    cam = np.matmul(pts, rot.as_matrix().transpose(0, 2, 1)) + trans[:, None]
+    uv = focal * cam[..., :2] / cam[..., 2:3] + size / 2 + rng.normal(0, noise, (n, 478, 2))
+    zc = cam[..., 2]
+    zw = (zc - zc.mean(1, keepdims=True)) * focal / zc.mean(1, keepdims=True)  # z*w in pixels, like mediapipe
+    return Clip(lms=np.concatenate([uv, zw[..., None]], -1), rot=rot, trans=trans, focal=focal, size=size,
+                head=head, moving=moving)
+
+
+def aligned_rotation_error(est: Rotation, true: Rotation) -> np.ndarray:
+    """[N] degrees between est and true after one global rotation of the head frame (est's canonical frame
+    differs from the truth's by a constant rotation Q: true_i ~ est_i * Q)."""
+    q = (est.inv() * true).mean()
+    return np.degrees((est * q * true.inv()).magnitude())
+
+
+def write_frames(folder: Path, n: int, size: int, seed: int = 0) -> None:
+    """ori_imgs/<i>.jpg noise frames and parsing/<i>.png class maps (a face disc over a torso band)."""
+    import imageio.v3 as iio
+
+    rng = np.random.default_rng(seed)
+    (folder / "ori_imgs").mkdir(parents=True, exist_ok=True)
+    (folder / "parsing").mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[:size, :size]
+    for i in range(n):
+        iio.imwrite(folder / "ori_imgs" / f"{i}.jpg", rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
+        par = np.zeros((size, size), np.uint8)
+        par[(yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 4) ** 2] = 1
+        par[yy > 0.8 * size] = 9
+        iio.imwrite(folder / "parsing" / f"{i}.png", par)
