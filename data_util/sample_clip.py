@@ -30,6 +30,7 @@ from .errors import PreprocessError
 from .ffmpeg import ffmpeg_exe
 from .fileio import atomic_path, save_json
 from .speech_synth import mouth_opening, synth_speech
+from .video import quiet_native_stderr
 
 FPS = 25
 SR = 16000
@@ -37,7 +38,8 @@ SS = 2                      # supersampling factor (render at SS x size, then do
 FOCAL_PER_SIZE = 1.5        # focal = 1.5 * size pixels
 FACE_FRACTION = 0.42        # face oval height / frame height
 EYE_DIST = 0.1              # head-frame units: outer eye corners (33, 263) are 0.1 apart
-JAW_DROP = 0.028            # lower-lip drop at mouth opening 1, head units
+JAW_DROP = 0.040            # lower-lip drop at mouth opening 1 from closed lips, head units
+JAW_DIR = np.array([0.0, 1.0, 0.25]) / np.hypot(1.0, 0.25)  # direction the jaw drops in, head frame
 MAX_ANGLES = (14.0, 10.0, 12.0)  # degrees, peak |yaw|, |pitch|, |roll| (people nod less than they turn)
 DEPTH_SCALE = 1.0          # scale of the mesh depth (mediapipe z) relative to x, y
 FACE_OVAL = [10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148,
@@ -45,6 +47,7 @@ FACE_OVAL = [10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365
 UPPER_INNER = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308]
 LOWER_INNER = [78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308]
 INNER_LIP = UPPER_INNER + LOWER_INNER[-2:0:-1]          # closed loop, 20 points
+UPPER_INNER_MID, LOWER_INNER_MID = 13, 14  # mesh points at the middle of the inner lips
 LEFT_EYE = [33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246]
 RIGHT_EYE = [263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466]
 MOUTH_COLOR = np.array([52, 18, 20], np.float32)       # dark mouth interior, RGB
@@ -72,12 +75,12 @@ def photo_landmarks(photo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     import mediapipe as mp
 
     h, w = photo.shape[:2]
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True) as fm:
+    with quiet_native_stderr(), mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True) as fm:
         res = fm.process(photo)
     if not res.multi_face_landmarks:
         raise PreprocessError("sample clip: mediapipe found no face in the astronaut photo")
     pts = np.array([[p.x * w, p.y * h, p.z * w] for p in res.multi_face_landmarks[0].landmark], np.float64)
-    with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
+    with quiet_native_stderr(), mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
         mask = seg.process(photo).segmentation_mask.astype(np.float32)
     return pts, refine_person(photo, mask > 0.5, pts)
 
@@ -194,6 +197,9 @@ def build_scene(photo: np.ndarray) -> tuple[Head, np.ndarray, dict]:
     px_to_unit = EYE_DIST / np.linalg.norm(pts[33] - pts[263])
     origin = pts[:468].mean(0)
     verts = (verts_px - origin) * px_to_unit * np.array([1.0, 1.0, DEPTH_SCALE])
+    # The photo's mouth is open (teeth show): raise the lower lip and chin so that mouth 0 has the lips shut.
+    gap = verts[LOWER_INNER_MID, 1] - verts[UPPER_INNER_MID, 1]
+    verts -= (0.97 * gap / (JAW_DIR[1] * max(jaw_w[LOWER_INNER_MID], 1e-3))) * jaw_w[:, None] * JAW_DIR
     chin_y = (pts[152, 1] - origin[1]) * px_to_unit
     pivot = np.array([0.0, chin_y, 0.8 * EYE_DIST])
 
@@ -218,7 +224,7 @@ def build_scene(photo: np.ndarray) -> tuple[Head, np.ndarray, dict]:
     torso = np.dstack([np.clip(torso_rgb, 0, 255), torso_alpha * 255]).astype(np.uint8)
 
     head = Head(verts=verts, uv=verts_px[:, :2].copy(), tris=tris, jaw_w=jaw_w,
-                jaw_dir=np.array([0.0, 1.0, 0.25]) / np.hypot(1.0, 0.25), texture=texture, pivot=pivot,
+                jaw_dir=JAW_DIR, texture=texture, pivot=pivot,
                 px_to_unit=px_to_unit)
     face = {"origin_px": origin, "top": oval[:, 1].min(), "bottom": oval[:, 1].max(), "cx": centre[0]}
     return head, torso, face

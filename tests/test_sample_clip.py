@@ -10,6 +10,7 @@ import pytest
 
 from data_util import sample_clip, speech_synth
 from data_util.ffmpeg import ffmpeg_exe, probe
+from data_util.landmarks import detect_landmarks
 
 SIZE, SECONDS = 96, 2.0
 
@@ -29,17 +30,8 @@ def decode_audio(path) -> np.ndarray:
 
 
 def mediapipe_landmarks(frames: np.ndarray) -> np.ndarray:
-    """Face mesh in video mode on every frame: [N, 478, 2] pixels, NaN where no face."""
-    import mediapipe as mp
-
-    h, w = frames.shape[1:3]
-    out = np.full((len(frames), 478, 2), np.nan)
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=False, refine_landmarks=True) as fm:
-        for i, f in enumerate(frames):
-            res = fm.process(np.ascontiguousarray(f))
-            if res.multi_face_landmarks:
-                out[i] = [[p.x * w, p.y * h] for p in res.multi_face_landmarks[0].landmark]
-    return out
+    """Face mesh (data_util.landmarks, video mode) on every frame: [N, 478, 2] pixels, NaN where no face."""
+    return detect_landmarks(frames)[..., :2]
 
 
 def project_gt(gt: dict) -> np.ndarray:

@@ -1,0 +1,160 @@
+"""Step 5: per-frame semantic class maps `parsing/<i>.png` (uint8 class index) + `parsing/classes.json`.
+
+Offline default (no download), as GeneFace++ does it, from three sources:
+- the face mesh (step 4's landmarks.npy): face oval, brows, eyes, nose, lips and the inner mouth, filled polygons;
+- mediapipe selfie segmentation (shipped in the wheel): person vs background, averaged over 3 frames so that a
+  region does not flicker from one frame to the next;
+- geometry in the face's own axes (up = chin -> forehead, units of half face height / half width): person pixels
+  below the chin and narrower than the jaw are neck, lower or wider are torso, pixels beside the face at eye to
+  mouth height are ears, the rest of the person above the chin is hair.
+The inner mouth is drawn only when the lips are apart (gap >= MIN_MOUTH_GAP of the mouth width and >= 1 pixel).
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Iterable, Iterator
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from .context import StepContext
+from .errors import PreprocessError
+from .fileio import save_json, save_image
+from .landmarks import read_rgb
+from .video import quiet_native_stderr
+
+CLASSES = ["background", "face", "brows", "eyes", "ears", "nose", "inner_mouth", "lips", "neck", "torso", "hair"]
+C = {name: i for i, name in enumerate(CLASSES)}
+
+FACE_OVAL = [10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148,
+             176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109]
+BROWS = [[46, 53, 52, 65, 55, 107, 66, 105, 63, 70], [276, 283, 282, 295, 285, 336, 296, 334, 293, 300]]
+EYES = [[33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7],
+        [263, 466, 388, 387, 386, 385, 384, 398, 362, 382, 381, 380, 374, 373, 390, 249]]
+NOSE = [168, 6, 197, 195, 5, 4, 1, 19, 94, 2, 98, 97, 326, 327, 64, 294, 48, 278, 115, 344, 220, 440, 45, 275,
+        219, 439, 129, 358, 49, 279, 122, 351, 193, 417]  # filled as their convex hull
+OUTER_LIPS = [61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146]
+INNER_LIPS = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95]
+FOREHEAD, CHIN, CHEEK_R, CHEEK_L, LIP_UP, LIP_DOWN, MOUTH_R, MOUTH_L = 10, 152, 234, 454, 13, 14, 61, 291
+
+MIN_MOUTH_GAP = 0.06  # inner-lip gap / mouth width below which the mouth counts as closed
+NECK_HALF_WIDTH = 0.8  # half face widths
+NECK_BOTTOM = -1.7  # half face heights below the face centre where the torso starts
+SKIN_MAX_DIST = 3.0  # Mahalanobis distance in Lab chroma from the face's skin colour
+EAR_BAND = (-0.35, 0.3, 0.9, 1.35)  # v_min, v_max, |h|_min, |h|_max of the ears beside the face
+
+
+def person_probability(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    """float32 [H,W] per frame: probability that a pixel shows the person (mediapipe selfie segmentation)."""
+    import mediapipe as mp
+
+    with quiet_native_stderr(), mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
+        for frame in frames:
+            yield seg.process(np.ascontiguousarray(frame)).segmentation_mask.astype(np.float32)
+
+
+def smooth_in_time(maps: Iterable[np.ndarray], radius: int = 1) -> Iterator[np.ndarray]:
+    """Centred moving average over 2*radius+1 frames (fewer at the ends) of a stream of [H,W] maps, holding
+    only 2*radius+1 of them in memory."""
+    window: deque[tuple[int, np.ndarray]] = deque()
+
+    def mean_around(i: int) -> np.ndarray:
+        near = [m for j, m in window if abs(j - i) <= radius]
+        return np.mean(near, axis=0, dtype=np.float32)
+
+    n = 0
+    for j, m in enumerate(maps):
+        window.append((j, m))
+        n = j + 1
+        if j - radius >= 0:
+            yield mean_around(j - radius)
+        while window and window[0][0] < j + 1 - 2 * radius:
+            window.popleft()
+    for i in range(max(0, n - radius), n):
+        yield mean_around(i)
+
+
+def face_axes(lms: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """(v, u) [H,W] pixel coordinates in the face's frame: v up the face in half face heights (0 at the centre,
+    +1 forehead, -1 chin), u across it in half face widths (sign-free: |u| = distance from the mid-line)."""
+    top, chin = lms[FOREHEAD, :2], lms[CHIN, :2]
+    centre = (top + chin) / 2
+    half_h = max(np.linalg.norm(top - chin) / 2, 1e-3)
+    up = (top - chin) / (2 * half_h)
+    across = np.array([-up[1], up[0]])
+    half_w = max(abs(np.dot(lms[CHEEK_L, :2] - lms[CHEEK_R, :2], across)) / 2, 1e-3)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    dx, dy = xs - centre[0], ys - centre[1]
+    return (dx * up[0] + dy * up[1]) / half_h, np.abs(dx * across[0] + dy * across[1]) / half_w
+
+
+def fill(label: np.ndarray, lms: np.ndarray, loop: list[int], cls: int, hull: bool = False) -> None:
+    """Paint the polygon through mesh points `loop` (their convex hull if `hull`) with class `cls`, in place."""
+    pts = np.round(lms[loop, :2] * 16).astype(np.int32)  # 4 bits of sub-pixel precision
+    if hull:
+        pts = cv2.convexHull(pts)[:, 0]
+    cv2.fillPoly(label, [pts], int(cls), lineType=cv2.LINE_8, shift=4)
+
+
+def mouth_is_open(lms: np.ndarray) -> bool:
+    gap = np.linalg.norm(lms[LIP_UP, :2] - lms[LIP_DOWN, :2])
+    width = np.linalg.norm(lms[MOUTH_R, :2] - lms[MOUTH_L, :2])
+    return gap >= max(1.0, MIN_MOUTH_GAP * width)
+
+
+def skin_like(image: np.ndarray, face: np.ndarray, max_dist: float = SKIN_MAX_DIST) -> np.ndarray:
+    """bool [H,W]: pixels whose colour (CIE Lab chroma a, b) is within `max_dist` standard deviations of the
+    face skin's (the pixels of bool mask `face` [H,W]); lightness is left free for a neck in shadow."""
+    ab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)[..., 1:].astype(np.float32)
+    skin = ab[face]
+    if len(skin) < 20:
+        return np.ones(face.shape, bool)
+    mean, cov = skin.mean(0), np.cov(skin.T) + np.eye(2, dtype=np.float32) * 4.0
+    d = ab - mean
+    return np.einsum("hwi,ij,hwj->hw", d, np.linalg.inv(cov), d) <= max_dist ** 2
+
+
+def parse_frame(lms: np.ndarray, person: np.ndarray, image: np.ndarray | None = None) -> np.ndarray:
+    """uint8 [H,W] class map from the mesh [478,3] (pixels), the person probability [H,W] and, if given, the
+    RGB frame [H,W,3] (then only skin-coloured pixels below the chin are neck, the rest is torso)."""
+    h, w = person.shape
+    v, u = face_axes(lms, h, w)
+    label = np.zeros((h, w), np.uint8)
+    is_person = person > 0.5
+    label[is_person] = C["hair"]
+    v0, v1, u0, u1 = EAR_BAND
+    label[is_person & (v >= v0) & (v <= v1) & (u >= u0) & (u <= u1)] = C["ears"]
+    label[is_person & (v < -1.0)] = C["torso"]
+    label[is_person & (v < -0.3) & (v >= NECK_BOTTOM) & (u <= NECK_HALF_WIDTH)] = C["neck"]
+    fill(label, lms, FACE_OVAL, C["face"])
+    fill(label, lms, NOSE, C["nose"], hull=True)
+    for loop in BROWS:
+        fill(label, lms, loop, C["brows"])
+    for loop in EYES:
+        fill(label, lms, loop, C["eyes"])
+    fill(label, lms, OUTER_LIPS, C["lips"])
+    if mouth_is_open(lms):
+        fill(label, lms, INNER_LIPS, C["inner_mouth"])
+    if image is not None:
+        neck = label == C["neck"]
+        label[neck & ~skin_like(image, label == C["face"])] = C["torso"]
+    return label
+
+
+def run(ctx: StepContext) -> None:
+    if ctx.parsing_backend != "mediapipe":
+        raise PreprocessError(f"parsing back-end {ctx.parsing_backend!r} is not built in this version; "
+                              "use --parsing_backend mediapipe")
+    lms_path = ctx.out_dir / "landmarks.npy"
+    if not lms_path.is_file():
+        raise PreprocessError(f"{lms_path}: not found; run step 4 (landmarks) first")
+    lms = np.load(lms_path)
+    paths = ctx.frame_paths()
+    if len(paths) != len(lms):
+        raise PreprocessError(f"{lms_path}: {len(lms)} frames of landmarks but {len(paths)} images in {ctx.img_dir}")
+    prob = smooth_in_time(person_probability(read_rgb(p) for p in paths))
+    for path, pts, pr in tqdm(zip(paths, lms, prob), total=len(paths), desc="parsing", unit="frame"):
+        save_image(ctx.parsing_dir / f"{path.stem}.png", parse_frame(pts, pr, read_rgb(path)))
+    save_json(ctx.parsing_dir / "classes.json", {"classes": CLASSES})
+    print(f"parsing: {len(paths)} class maps in {ctx.parsing_dir}")

@@ -1,0 +1,88 @@
+"""Step 5 (parsing): class maps from the face mesh + selfie segmentation + geometry, on the sample clip."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from data_util import parsing as P
+from data_util.context import StepContext
+from data_util.errors import PreprocessError
+from data_util.fileio import save_image
+from data_util.landmarks import detect_landmarks
+from data_util.sample_clip import render_clip
+
+SIZE = 192
+
+
+@pytest.fixture(scope="module")
+def parsed():
+    clip = render_clip(size=SIZE, seconds=3.0, seed=2, progress=False)
+    lms = detect_landmarks(clip.frames)
+    prob = list(P.smooth_in_time(P.person_probability(clip.frames)))
+    labels = np.stack([P.parse_frame(l, p, f) for l, p, f in zip(lms, prob, clip.frames)])
+    return clip, lms, labels
+
+
+def test_smooth_in_time_is_a_centred_mean():
+    maps = [np.full((2, 2), float(i), np.float32) for i in range(5)]
+    assert [m[0, 0] for m in P.smooth_in_time(iter(maps))] == [0.5, 1.0, 2.0, 3.0, 3.5]
+    assert [m[0, 0] for m in P.smooth_in_time(iter(maps[:1]))] == [0.0]
+
+
+def test_regions_where_they_belong(parsed):
+    clip, lms, labels = parsed
+    c = P.C
+    for lm, lb in zip(lms[::10], labels[::10]):
+        def at(points: list[int]) -> int:  # class at the centroid of these mesh points
+            x, y = lm[points, :2].mean(0)
+            return lb[int(y), int(x)]
+
+        assert at([1]) == c["nose"] and at([468]) == c["eyes"] and at([52, 105]) == c["brows"]
+        assert at([0, 13]) == c["lips"] and at([205]) == c["face"]  # upper lip, cheek
+        assert lb[0, 0] == c["background"] and lb[0, -1] == c["background"]
+        assert lb[-1, SIZE // 2] == c["torso"]
+        top = int(lm[10, 1]) - SIZE // 24  # just above the forehead point
+        assert lb[top, int(lm[10, 0])] == c["hair"]
+
+
+def test_inner_mouth_only_when_the_mouth_is_open(parsed):
+    clip, _, labels = parsed
+    mouth = np.array([f["mouth"] for f in clip.gt["frames"]])
+    area = (labels == P.C["inner_mouth"]).sum(axis=(1, 2))
+    assert (area[mouth > 0.5] > 0).all()
+    assert (area[mouth < 0.05] == 0).all()
+    assert np.corrcoef(mouth, area)[0, 1] > 0.9
+
+
+def test_no_flicker_of_large_regions(parsed):
+    _, _, labels = parsed
+    counts = np.stack([np.bincount(lb.ravel(), minlength=len(P.CLASSES)) for lb in labels]).astype(float)
+    big = counts.mean(0) > 0.02 * SIZE * SIZE  # background, face, torso, hair
+    change = np.abs(np.diff(counts[:, big], axis=0)) / counts[:-1, big]
+    assert big.sum() >= 3 and change.max() < 0.2, change.max(0)
+
+
+def test_run_writes_maps_and_classes(tmp_path, parsed):
+    clip, lms, labels = parsed
+    ctx = StepContext(name="s", video=tmp_path / "s.mp4", out_dir=tmp_path / "s")
+    for i, f in enumerate(clip.frames[:6]):
+        save_image(ctx.img_dir / f"{i}.jpg", f)
+    np.save(ctx.out_dir / "landmarks.npy", lms[:6])
+    P.run(ctx)
+    assert json.loads((ctx.parsing_dir / "classes.json").read_text())["classes"][6] == "inner_mouth"
+    lb = cv2.imread(str(ctx.parsing_dir / "2.png"), cv2.IMREAD_UNCHANGED)
+    assert lb.dtype == np.uint8 and lb.shape == (SIZE, SIZE)
+    assert (lb == labels[2]).mean() > 0.97  # jpeg frames vs raw ones
+
+
+def test_run_needs_matching_landmarks(tmp_path):
+    ctx = StepContext(name="s", video=tmp_path / "s.mp4", out_dir=tmp_path / "s")
+    with pytest.raises(PreprocessError, match="landmarks.npy: not found"):
+        P.run(ctx)
+    save_image(ctx.img_dir / "0.jpg", np.zeros((8, 8, 3), np.uint8))
+    np.save(ctx.out_dir / "landmarks.npy", np.zeros((3, 478, 3), np.float32))
+    with pytest.raises(PreprocessError, match="3 frames of landmarks but 1 images"):
+        P.run(ctx)
