@@ -12,6 +12,9 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# Small settings for a CPU: 128 px, a smaller hash grid, fewer samples and rays (configs/example.txt explains them).
+CPU_TRAINING = ["--img_size", "128", "--n_rand", "512", "--hash_levels", "12", "--hash_log2_table", "15",
+                "--hash_samples", "48", "--val_every", "500", "--ckpt_every", "250"]
 
 
 def run(cmd: list[str]) -> None:
@@ -27,7 +30,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=Path("output/demo"), help="everything is written here")
     p.add_argument("--iters", type=int, default=2000, help="training iterations (short: a demo, not a model)")
     p.add_argument("--size", type=int, default=256, help="sample clip size in pixels")
-    p.add_argument("--downsample", type=int, default=2, help="train/render at size/downsample")
     p.add_argument("--seconds", type=float, default=12.0, help="sample clip length")
     args = p.parse_args(argv)
     out = args.out
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
         run([py, "-m", "data_util.speech_synth", "--out", str(speech), "--seconds", "6", "--voice", "1"])
     run(["bash", "process_data.sh", "sample", "--root", str(out / "dataset"), "--config_dir", str(out / "configs")])
     run([py, "train.py", "--config", str(config), "--basedir", str(out / "logs"), "--iters", str(args.iters),
-         "--downsample", str(args.downsample), "--resume"])
+         "--lr_decay_iters", str(args.iters), "--resume", *CPU_TRAINING])
     run([py, "render.py", "--config", str(config), "--basedir", str(out / "logs"), "--aud", str(speech),
          "--out", str(movie)])
     print(f"\nrendered video: {movie.resolve()}")

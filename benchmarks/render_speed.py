@@ -3,9 +3,12 @@
 and render_speed.png.
 
     python benchmarks/render_speed.py [--device cpu] [--sizes 128 256] [--backbones hash mlp] [--config C]
-                                      [--expname RUN --basedir logs]   # time a trained run instead
+                                      [--expnames RUN1 RUN2 --basedir logs]   # time trained runs instead
 
-Without --expname an untrained model of each backbone is timed on a synthetic camera (the tiny fixture's: head at
+A trained `hash` run is timed twice: with its occupancy grid (empty-space skipping, key `fps`) and with the grid
+switched off so that every sample is queried (key `fps_no_skip`).
+
+Without --expnames an untrained model of each backbone is timed on a synthetic camera (the tiny fixture's: head at
 0.5, near/far 0.3/0.9, focal 1.25 * size), with the model/render settings of --config (or the defaults). Speed
 depends on the network and the samples per ray, hardly on training, with one exception noted in the json: an
 untrained `hash` model has no occupancy grid yet, so it queries every sample (no empty-space skipping) and its fps
@@ -25,6 +28,8 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
+
+from benchmarks.results_io import new_figure, save_figure, write_results  # noqa: E402
 
 
 def synthetic_run(cfg, size: int, device):
@@ -64,6 +69,8 @@ def _measure(job: dict) -> dict:
         run = load_run([*job["config_args"], "--expname", job["expname"], "--img_size", str(size),
                         "--device", job["device"]])
         c2w = run.ds.c2w[0]
+        if not job["skip"] and hasattr(run.model, "occ_ready"):
+            run.model.occ_ready.fill_(False)  # query every sample
     else:
         cfg = parse([*job["config_args"], "--backbone", job["backbone"]])
         run, c2w = synthetic_run(cfg, size, pick_device(job["device"]))
@@ -85,22 +92,17 @@ def _measure(job: dict) -> dict:
         peak = torch.cuda.max_memory_allocated(dev) / 2**20
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux -> MiB
-    return {"fps": n / seconds, "frames": n, "seconds": seconds, "peak_mb": peak,
+    skipping = bool(getattr(run.model, "occ_ready", False))
+    return {"fps": n / seconds, "frames": n, "seconds": seconds, "peak_mb": peak, "skipping": skipping,
             "backbone": run.model.mc.backbone, "samples": run.model.rc.hash_samples if run.model.mc.backbone == "hash"
             else run.model.rc.n_samples + run.model.rc.n_importance, "device": str(dev)}
 
 
 def plot(path: Path, fps: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
-    from data_util.fileio import atomic_path
-
     sizes = sorted({s for v in fps.values() for s in v}, key=int)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = new_figure()
     width = 0.8 / max(len(fps), 1)
     for k, (bb, per) in enumerate(fps.items()):
         x = np.arange(len(sizes)) + k * width
@@ -110,10 +112,7 @@ def plot(path: Path, fps: dict) -> None:
     ax.set_ylabel("frames per second")
     ax.legend()
     ax.set_title("render speed")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> int:
@@ -122,7 +121,7 @@ def main(argv=None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     p.add_argument("--backbones", nargs="+", default=["hash", "mlp"], choices=["hash", "mlp"])
     p.add_argument("--config", default=None, help="model/render settings (default: the built-in defaults)")
-    p.add_argument("--expname", default="", help="time this trained run (logs/<expname>/) instead")
+    p.add_argument("--expnames", nargs="*", default=[], help="time these trained runs (logs/<expname>/) instead")
     p.add_argument("--basedir", default="logs")
     p.add_argument("--frames", type=int, default=3, help="frames timed per setting (after a warm-up frame on CUDA)")
     p.add_argument("--max_seconds", type=float, default=60.0, help="stop timing a setting after this long")
@@ -130,39 +129,38 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(RESULTS / "render_speed.json"))
     args = p.parse_args(argv)
     config_args = (["--config", args.config] if args.config else []) + ["--basedir", args.basedir]
-    backbones = ["trained"] if args.expname else args.backbones
-    fps, mem, runs = {}, {}, []
+    jobs = [(bb, "", True) for bb in args.backbones] if not args.expnames else \
+        [("trained", e, skip) for e in args.expnames for skip in (True, False)]
+    fps, fps_no_skip, mem, runs = {}, {}, {}, []
     ctx = mp.get_context("spawn")
-    for bb in backbones:
+    for bb, expname, skip in jobs:
         for size in args.sizes:
             job = {"backbone": bb, "size": size, "device": args.device, "frames": args.frames,
-                   "max_seconds": args.max_seconds, "threads": args.threads, "expname": args.expname,
-                   "config_args": config_args}
+                   "max_seconds": args.max_seconds, "threads": args.threads, "expname": expname,
+                   "config_args": config_args, "skip": skip}
             with ctx.Pool(1) as pool:
                 r = pool.apply(_measure, (job,))
             name = r["backbone"]
-            fps.setdefault(name, {})[str(size)] = round(r["fps"], 4)
-            mem.setdefault(name, {})[str(size)] = round(r["peak_mb"], 1)
-            runs.append({"size": size, **r})
-            print(f"{name} {size}x{size}: {r['fps']:.3f} frames/s ({r['frames']} frames, {r['samples']} samples/ray), "
-                  f"peak {r['peak_mb']:.0f} MiB", flush=True)
+            if not skip and name != "hash":
+                break  # only hash has empty-space skipping to switch off
+            (fps if skip else fps_no_skip).setdefault(name, {})[str(size)] = round(r["fps"], 4)
+            if skip:
+                mem.setdefault(name, {})[str(size)] = round(r["peak_mb"], 1)
+            runs.append({"size": size, "expname": expname or None, **r})
+            print(f"{name} {size}x{size}{'' if r['skipping'] else ' (no skipping)'}: {r['fps']:.3f} frames/s "
+                  f"({r['frames']} frames, {r['samples']} samples/ray), peak {r['peak_mb']:.0f} MiB", flush=True)
     import torch
 
-    from data_util.fileio import save_json
-
-    res = {"fps": fps, "peak_memory_mb": mem,
+    ratio = {s: fps["hash"][s] / fps["mlp"][s] for s in fps.get("hash", {}) if s in fps.get("mlp", {})}
+    res = {"fps": fps, "fps_no_skip": fps_no_skip, "hash_over_mlp": ratio, "peak_memory_mb": mem,
            "memory_kind": "CUDA peak allocated" if runs[0]["device"].startswith("cuda")
            else "peak resident set size of the measuring process (includes torch itself, ~300 MiB)",
            "device": runs[0]["device"], "threads": args.threads or torch.get_num_threads(),
-           "trained": bool(args.expname), "config": args.config, "expname": args.expname or None, "runs": runs,
-           "note": "trained run" if args.expname else
+           "trained": bool(args.expnames), "config": args.config, "expnames": args.expnames, "runs": runs,
+           "note": "trained runs" if args.expnames else
            "untrained models: fps hardly depend on training, except that an untrained hash model has no occupancy "
            "grid, so it queries every sample (no empty-space skipping): hash fps are a lower bound"}
-    out = Path(args.out)
-    save_json(out, res)
-    plot(out.with_suffix(".png"), fps)
-    print(f"-> {out}")
-    return 0
+    return write_results(args.out, res, lambda png: plot(png, fps))
 
 
 if __name__ == "__main__":

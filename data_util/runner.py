@@ -31,11 +31,27 @@ STEPS: list[tuple[int, str]] = [
     (8, "transforms"),
     (9, "debug"),
 ]
+# step -> the steps whose outputs it reads (a step that runs again makes these dependents run again too)
+READS: dict[str, list[str]] = {
+    "audio": [], "audio_features": ["audio"], "video": [], "landmarks": ["video"],
+    "parsing": ["video", "landmarks"], "background": ["video", "parsing"], "tracking": ["video", "landmarks"],
+    "transforms": ["audio_features", "landmarks", "tracking"],
+    "debug": ["video", "landmarks", "parsing", "tracking"],
+}
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def marker(ctx: StepContext, step: str) -> Path:
     return ctx.out_dir / ".done" / step
+
+
+def dependents(step: str) -> set[str]:
+    """The steps that read `step`'s outputs, directly or through other steps."""
+    found: set[str] = set()
+    for _, other in STEPS:  # STEPS is in dependency order
+        if step in READS[other] or found & set(READS[other]):
+            found.add(other)
+    return found
 
 
 def remove_stale_temps(out_dir: Path) -> None:
@@ -50,7 +66,8 @@ def remove_stale_temps(out_dir: Path) -> None:
 
 
 def run_steps(ctx: StepContext, only: int | None = None, force: bool = False) -> None:
-    """Run every step (or just step `only`), skipping finished ones unless `force`."""
+    """Run every step (or just step `only`), skipping finished ones unless `force`. A step that runs marks the
+    steps that read its outputs (READS) as not done."""
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(ctx.out_dir)
     for number, step in STEPS:
@@ -61,6 +78,10 @@ def run_steps(ctx: StepContext, only: int | None = None, force: bool = False) ->
             print(f"[{number}/9] {step}: done already, skipped (--force to redo)")
             continue
         print(f"[{number}/9] {step} ...", flush=True)
+        for later_number, later in STEPS:  # their inputs change now: they must run again
+            if later in dependents(step) and marker(ctx, later).exists():
+                marker(ctx, later).unlink()
+                print(f"  step {later_number} ({later}) will run again: it uses this step's output")
         start = time.perf_counter()
         module = importlib.import_module(f"data_util.{step}")
         module.run(ctx)

@@ -41,6 +41,7 @@ EYE_DIST = 0.1              # head-frame units: outer eye corners (33, 263) are 
 JAW_DROP = 0.040            # lower-lip drop at mouth opening 1 from closed lips, head units
 JAW_DIR = np.array([0.0, 1.0, 0.25]) / np.hypot(1.0, 0.25)  # direction the jaw drops in, head frame
 MAX_ANGLES = (14.0, 10.0, 12.0)  # degrees, peak |yaw|, |pitch|, |roll| (people nod less than they turn)
+TORSO_FOLLOW = (0.02, 0.006, 1 / 3)  # torso shift x, y (image widths at peak yaw, pitch), tilt (share of roll)
 DEPTH_SCALE = 1.0          # scale of the mesh depth (mediapipe z) relative to x, y
 FACE_OVAL = [10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148,
              176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109]
@@ -280,12 +281,17 @@ def smooth_curve(n: int, rng: np.random.Generator, peak: float, f_lo: float = 0.
 
 
 def make_motion(n: int, rng: np.random.Generator, size: int) -> dict:
-    """Per-frame head angles (deg), own head offset (units), torso shift (output px) and torso tilt (deg)."""
+    """Per-frame head angles (deg), own head offset (units), torso shift (output px) and torso tilt (deg).
+
+    The torso does not follow the head exactly: it shifts sideways with the yaw, a little up and down with the
+    pitch and tilts with a third of the roll (shoulders turn with the head, much less and without rotating
+    like it), so its motion is a function of the head pose, as a torso deformation conditioned on the pose
+    assumes."""
     angles = np.stack([smooth_curve(n, rng, peak * rng.uniform(0.85, 1.0)) for peak in MAX_ANGLES], 1)
     head_off = np.stack([smooth_curve(n, rng, p) for p in (0.006, 0.004, 0.02)], 1)
-    torso = np.stack([smooth_curve(n, rng, 0.012 * size), smooth_curve(n, rng, 0.006 * size)], 1)
-    torso[:, 0] += 0.01 * size * angles[:, 0] / MAX_ANGLES[0]                # torso follows the yaw a little
-    tilt = smooth_curve(n, rng, 1.0, 0.05, 0.2)
+    yaw, pitch, roll = (angles / np.array(MAX_ANGLES)).T  # each in [-1, 1]
+    torso = np.stack([TORSO_FOLLOW[0] * size * yaw, TORSO_FOLLOW[1] * size * pitch], 1)
+    tilt = TORSO_FOLLOW[2] * angles[:, 2]
     return {"angles": angles, "head_off": head_off, "torso": torso, "tilt": tilt}
 
 

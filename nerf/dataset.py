@@ -26,6 +26,7 @@ class DataConfig:
     bg: str = "image"  # background behind the field: image (bc.jpg) | white | black
     preload: bool = True  # keep all images in memory (uint8); false: read frames on demand
     use_parsing: bool = True  # read parsing/ when present (semantic head and sampler need it)
+    zero_audio: bool = False  # control experiment: every audio feature is 0, so the model cannot use the audio
 
 
 def get_rays(h: int, w: int, focal: float, cx: float, cy: float, c2w: Tensor,
@@ -107,6 +108,8 @@ class TalkingDataset:
         if aud.ndim != 3 or aud.shape[1] != 16:
             raise ValueError(f"{aud_path}: expected shape [N, 16, D], got {list(aud.shape)}")
         self.aud = torch.from_numpy(aud)  # [N_aud,16,D]
+        if cfg.zero_audio:
+            self.aud.zero_()
         ids = [int(f.get("aud_id", f["img_id"])) for f in frames]
         self.aud_ids = torch.tensor(np.minimum(ids, len(aud) - 1))  # AD-NeRF clamps too
 

@@ -326,6 +326,8 @@ def render_video(run: LoadedRun, aud: str | Path, out: str | Path, pose: str = "
 
     out = Path(out)
     feats, wav = load_features(aud, run.ds.root, run.ds.aud_dim)
+    if run.cfg.data.zero_audio:  # a control model trained without audio sees none here either
+        feats = np.zeros_like(feats)
     n = len(feats)  # = ceil(T / 640) = ceil(duration * 25) for a wav
     poses = torch.from_numpy(pose_schedule(pose, run.ds.c2w.numpy(), n, pose_index))
     smooth = int(run.cfg.model.smooth)

@@ -306,7 +306,7 @@ class Trainer:
             out_of_time = tc.time_budget > 0 and all_mean(self.time_s, self.dist) >= tc.time_budget
             final = it == tc.iters or out_of_time
             if self.dist.is_main:
-                bar.set_postfix(loss=f"{logs['loss']:.4f}", psnr=f"{logs['psnr_train']:.1f}")
+                bar.set_postfix(loss=f"{logs['loss']:.4f}", psnr=f"{logs['psnr_train']:.1f}", refresh=False)
                 if it % tc.log_every == 0 or final:
                     for k, v in logs.items():
                         self.writer.add_scalar(f"train/{k}", v, it)

@@ -113,3 +113,9 @@ def test_errors_name_the_file(tmp_path):
     (root / "transforms_train.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"transforms_train\.json"):
         TalkingDataset(DataConfig(datadir=str(root)), "train")
+
+
+def test_zero_audio_control(tiny):
+    ds = TalkingDataset(DataConfig(datadir=str(tiny)), "train")
+    zero = TalkingDataset(DataConfig(datadir=str(tiny), zero_audio=True), "train")
+    assert ds.aud.abs().sum() > 0 and zero.aud.abs().sum() == 0 and zero.aud.shape == ds.aud.shape

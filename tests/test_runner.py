@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from data_util import runner
 from tests.av_media import make_tone, make_video
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,6 +58,15 @@ def test_steps_1_to_3_then_skip(tmp_path, good_video):
     assert json.loads((out / "video_meta.json").read_text())["n_frames"] == 25
     again = process(tmp_path, "clip", "--step", "1")
     assert again.returncode == 0 and "done already, skipped" in again.stdout
+    redo = process(tmp_path, "clip", "--step", "1", "--force")  # new audio: its features are stale, frames are not
+    assert redo.returncode == 0 and not (out / ".done" / "audio_features").exists()
+    assert (out / ".done" / "audio").exists() and (out / ".done" / "video").exists()
+
+
+def test_dependents_follow_what_each_step_reads():
+    assert runner.dependents("video") == {"landmarks", "parsing", "background", "tracking", "transforms", "debug"}
+    assert runner.dependents("audio") == {"audio_features", "transforms"}
+    assert runner.dependents("debug") == set()
 
 
 def test_missing_file(tmp_path):

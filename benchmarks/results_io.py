@@ -1,0 +1,38 @@
+"""What every benchmark shares: a matplotlib figure for the plot and writing results/<name>.json + .png."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+
+def new_figure():
+    """(fig, ax) of the benchmarks' plot size, with the non-interactive backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(6, 3.5))
+
+
+def save_figure(fig, path: Path) -> None:
+    """Write the figure as PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    from data_util.fileio import atomic_path
+
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+
+
+def write_results(out: str | Path, results: dict, draw: Callable[[Path], None]) -> int:
+    """results -> out (.json), draw(out with .png), print where; returns 0 (the script's exit code)."""
+    from data_util.fileio import save_json
+
+    out = Path(out)
+    save_json(out, results)
+    draw(out.with_suffix(".png"))
+    print(f"-> {out}")
+    return 0
