@@ -54,7 +54,9 @@ class ModelConfig:
     geo_dim: int = 15  # hash backbone: geometric feature size (feeds colour and semantics)
     deform_freqs: int = 4  # torso deformation: frequencies of its point encoding
     deform_width: int = 64  # torso deformation: MLP width
-    gate_jaw_y: float = 0.09  # geometric gate (semantic head off): head-frame y (down) of the jaw
+    deform_anchor: str = dc_field(default="camera", metadata={"choices": ("camera", "head")})  # camera: torso points start still relative to the camera (the MLP learns how far they follow the head) | head: MLP only
+    deform_gate: str = dc_field(default="height", metadata={"choices": ("height", "semantic")})  # which points deform: height below the jaw | the field's neck+torso probability (semantic head on)
+    gate_jaw_y: float = 0.09  # geometric gate: head-frame y (down) of the jaw
     gate_width: float = 0.03  # geometric gate: rises from 0 at the jaw to 1 this far below it
 
 
@@ -85,9 +87,16 @@ def pose6(c2w: Tensor) -> Tensor:
     return torch.cat([rotvec.reshape(*c2w.shape[:-2], 3), c2w[..., :3, 3]], -1)
 
 
+def mean_head_translation(c2w: Tensor) -> Tensor:
+    """c2w [F,4,4] (OpenGL, head frame) -> [3]: the mean head translation t (X_cam = R X_head + t, OpenCV)."""
+    r_head_t = c2w[:, :3, :3] * torch.tensor([1.0, -1.0, -1.0], dtype=c2w.dtype)  # R_head^T
+    return -(r_head_t.transpose(1, 2) @ c2w[:, :3, 3:4])[..., 0].mean(0)
+
+
 class SSPNeRF(nn.Module):
     def __init__(self, model_cfg: ModelConfig, render_cfg: RenderConfig, aud_dim: int, n_classes: int,
-                 aabb: Tensor, torso_classes: list[int]):
+                 aabb: Tensor, torso_classes: list[int], anchor_t: Tensor | None = None):
+        """anchor_t [3]: the mean head translation (camera space) of the training frames (deform_anchor=camera)."""
         super().__init__()
         mc, rc = model_cfg, render_cfg
         if mc.backbone not in ("hash", "mlp"):
@@ -98,7 +107,8 @@ class SSPNeRF(nn.Module):
         self.n_classes = n_classes if mc.semantic else 0
         self.audio_net = AudioNet(aud_dim, mc.aud_code_dim)
         self.audio_att = AudioAttNet(mc.aud_code_dim, 2 * mc.smooth + 1)
-        self.deformation = TorsoDeformation(aabb, mc.deform_freqs, mc.deform_width) if mc.deform else None
+        self.deformation = TorsoDeformation(aabb, mc.deform_freqs, mc.deform_width, anchor=mc.deform_anchor,
+                                            anchor_t=anchor_t) if mc.deform else None
         self.torso_classes = [c for c in torso_classes if 0 <= c < self.n_classes]
         act = mc.density_act
         if mc.backbone == "mlp":
@@ -130,7 +140,7 @@ class SSPNeRF(nn.Module):
     # ---- sampling and rendering ---------------------------------------------------------------------------
     def _gate(self, fld: nn.Module, x: Tensor, aud: Tensor) -> Tensor:
         """Detached torso-ness of undeformed points x [M,3] -> [M] in [0, 1]."""
-        if self.n_classes > 0 and self.torso_classes:
+        if self.mc.deform_gate == "semantic" and self.n_classes > 0 and self.torso_classes:
             if self.field_fine is None and bool(self.occ_ready):
                 return self._torso_lookup(x)
             with torch.no_grad():
@@ -191,7 +201,7 @@ class SSPNeRF(nn.Module):
             out["deform_l2"] = 0.5 * (out["deform_l2"] + coarse["deform_l2"])
         else:  # hash: uniform samples, empty ones skipped once the occupancy grid exists
             t = R.stratified_samples(near, far, self.rc.hash_samples, perturb)
-            keep = self._occupied(rays_o[:, None] + t[..., None] * rays_d[:, None]) if bool(self.occ_ready) else None
+            keep = self._keep(rays_o, rays_d, t, aud_code, pose) if bool(self.occ_ready) else None
             out = self._render(self.field, rays_o, rays_d, t, far, aud_code, pose, bg_rgb, keep)
         out.pop("weights")
         return out
@@ -220,6 +230,20 @@ class SSPNeRF(nn.Module):
         inside = ((u >= 0) & (u <= 1)).all(-1)
         ijk = (u * r).long().clamp(0, r - 1)
         return (ijk[..., 0] * r + ijk[..., 1]) * r + ijk[..., 2], inside
+
+    def _keep(self, rays_o: Tensor, rays_d: Tensor, t: Tensor, aud: Tensor, pose: Tensor) -> Tensor:
+        """bool [N,S]: the samples worth querying: occupied where they are, or (torso points under the camera
+        anchor) occupied where the anchor moves them; the MLP residual is covered by the grid's dilation."""
+        pts = rays_o[:, None] + t[..., None] * rays_d[:, None]  # [N,S,3]
+        keep = self._occupied(pts)
+        if self.deformation is not None and self.deformation.anchor == "camera":
+            n, s = t.shape
+            flat = pts.reshape(-1, 3)
+            rep = lambda a: a[:, None].expand(n, s, a.shape[-1]).reshape(n * s, -1)  # noqa: E731
+            moved = flat + self.deformation.anchor_offset(flat, rep(pose))
+            torso = self._gate(self.field, flat, None) > 0.01  # height gate or the torso grid: no audio needed
+            keep |= (torso & self._occupied(moved)).view(n, s)
+        return keep
 
     def _occupied(self, pts: Tensor) -> Tensor:  # [..., 3] -> bool [...]
         idx, inside = self._cell_index(pts)

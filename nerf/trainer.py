@@ -25,7 +25,7 @@ from nerf.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
 from nerf.config import Config, save_resolved
 from nerf.dataset import TalkingDataset
 from nerf.distributed import DistInfo, all_gather_cat, all_mean
-from nerf.model import SSPNeRF, pose6
+from nerf.model import SSPNeRF, mean_head_translation, pose6
 from nerf.sampler import make_sampler
 
 
@@ -107,7 +107,8 @@ class Trainer:
             self._semantic_off()
         self.sampler = make_sampler(ds, cfg.sampler, seed=self.tc.seed + 1000 * self.dist.rank)
         torso = [self.class_names.index(n) for n in ("neck", "torso") if n in self.class_names]
-        self.model = SSPNeRF(cfg.model, cfg.render, ds.aud_dim, len(self.class_names), ds.aabb(), torso)
+        self.model = SSPNeRF(cfg.model, cfg.render, ds.aud_dim, len(self.class_names), ds.aabb(), torso,
+                             anchor_t=mean_head_translation(ds.c2w))
         self.model.to(self.device)
         self.fingerprint = model_fingerprint(cfg, ds.aud_dim, len(self.class_names))
         self.forward = _Forward(self.model)

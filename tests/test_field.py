@@ -1,5 +1,6 @@
 """Field outputs, torso deformation gating and the audio networks."""
 import pytest
+import numpy as np
 import torch
 
 from nerf.audio import AudioAttNet, AudioNet
@@ -42,7 +43,7 @@ def test_density_activations():
 
 def test_deformation_zero_for_head_points():
     torch.manual_seed(0)
-    deform = TorsoDeformation(AABB)
+    deform = TorsoDeformation(AABB, anchor="head")
     torch.nn.init.normal_(deform.out.weight, std=0.1)  # as if trained: a non-zero offset field
     x = torch.rand(20, 3) * 0.4 - 0.2
     pose = torch.randn(20, 6) * 0.1
@@ -52,8 +53,40 @@ def test_deformation_zero_for_head_points():
     assert torch.equal(dx[:10], torch.zeros(10, 3))
     assert (dx[10:].norm(dim=-1) > 1e-4).all()
     assert abs(reg.item() - (dx ** 2).sum(-1).mean().item()) < 1e-7
-    fresh, _ = TorsoDeformation(AABB)(x, pose, torch.ones(20))
+    fresh, _ = TorsoDeformation(AABB, anchor="head")(x, pose, torch.ones(20))
     assert torch.equal(fresh, torch.zeros(20, 3))  # starts undeformed
+    anchored, _ = TorsoDeformation(AABB)(x, pose, gate)
+    assert torch.equal(anchored[:10], torch.zeros(10, 3))  # head points: no offset with the camera anchor either
+
+
+def test_camera_anchor_keeps_torso_still_in_front_of_the_camera():
+    """At initialisation a torso point maps to where it is relative to the camera (seen from the mean pose):
+    the same camera-space point, seen under two head poses, lands on one canonical point."""
+    from scipy.spatial.transform import Rotation
+
+    from nerf.model import mean_head_translation, pose6
+
+    def c2w_of(rot: Rotation, t: np.ndarray) -> torch.Tensor:  # head pose -> OpenGL camera-to-world
+        w2c = np.eye(4)
+        w2c[:3, :3], w2c[:3, 3] = rot.as_matrix(), t
+        return torch.tensor(np.linalg.inv(w2c) @ np.diag([1.0, -1, -1, 1]), dtype=torch.float32)
+
+    poses = [(Rotation.from_euler("y", 14, degrees=True), np.array([0.01, 0.0, 0.6])),
+             (Rotation.from_euler("xz", [-8, 10], degrees=True), np.array([-0.01, 0.02, 0.62]))]
+    c2w = torch.stack([c2w_of(r, t) for r, t in poses])
+    t_ref = mean_head_translation(c2w)
+    assert torch.allclose(t_ref, torch.tensor([0.0, 0.01, 0.61]), atol=1e-5)
+    deform = TorsoDeformation(AABB, anchor_t=t_ref)
+    shoulder_cam = np.array([0.15, 0.25, 0.65])  # a torso point in camera space (OpenCV), the same in both frames
+    canon = []
+    for (rot, t), p6 in zip(poses, pose6(c2w)):
+        x_head = torch.tensor(rot.inv().apply(shoulder_cam - t), dtype=torch.float32)[None]  # where the ray meets it
+        dx, reg = deform(x_head, p6[None], torch.ones(1))
+        canon.append(x_head + dx)
+        assert reg.item() == 0.0  # the penalty is on the learned residual only
+    assert torch.allclose(canon[0], canon[1], atol=1e-5)
+    assert torch.allclose(canon[0], torch.tensor(shoulder_cam, dtype=torch.float32) - t_ref, atol=1e-5)
+    assert (canon[0] - torch.tensor(rot.inv().apply(shoulder_cam - t), dtype=torch.float32)).norm() > 0.02
 
 
 def test_height_gate():
