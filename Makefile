@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 DEMO := output/demo
-DEMO_ITERS ?= 2000
+DEMO_ITERS ?= 1500
 
 .PHONY: setup test test-all demo sample clean-demo
 

@@ -28,7 +28,7 @@ def run(cmd: list[str]) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("output/demo"), help="everything is written here")
-    p.add_argument("--iters", type=int, default=2000, help="training iterations (short: a demo, not a model)")
+    p.add_argument("--iters", type=int, default=1500, help="training iterations (short: a demo, not a model)")
     p.add_argument("--size", type=int, default=256, help="sample clip size in pixels")
     p.add_argument("--seconds", type=float, default=12.0, help="sample clip length")
     args = p.parse_args(argv)
@@ -43,10 +43,11 @@ def main(argv: list[str] | None = None) -> None:
         run([py, "-m", "data_util.sample_clip", "--out", str(video), "--size", str(args.size),
              "--seconds", str(args.seconds)])
     if not speech.exists():
-        run([py, "-m", "data_util.speech_synth", "--out", str(speech), "--seconds", "6", "--voice", "1"])
+        run([py, "-m", "data_util.speech_synth", "--out", str(speech), "--seconds", "4", "--voice", "1", "--seed", "7"])
     run(["bash", "process_data.sh", "sample", "--root", str(out / "dataset"), "--config_dir", str(out / "configs")])
+    resume = ["--resume"] if (out / "logs" / "sample" / "ckpt" / "latest.pt").is_file() else []
     run([py, "train.py", "--config", str(config), "--basedir", str(out / "logs"), "--iters", str(args.iters),
-         "--lr_decay_iters", str(args.iters), "--resume", *CPU_TRAINING])
+         "--lr_decay_iters", str(args.iters), *resume, *CPU_TRAINING])
     run([py, "render.py", "--config", str(config), "--basedir", str(out / "logs"), "--aud", str(speech),
          "--out", str(movie)])
     print(f"\nrendered video: {movie.resolve()}")

@@ -2,7 +2,7 @@
 """Preprocessing speed: seconds of processing per second of video, per step, for square inputs of several sizes
 -> benchmarks/results/preprocess_speed.json and preprocess_speed.png.
 
-    python benchmarks/preprocess_speed.py [--sizes 256 512] [--seconds 10] [--work /tmp/preprocess_bench]
+    python benchmarks/preprocess_speed.py [--sizes 256 512] [--seconds 30] [--work /tmp/preprocess_bench]
 
 For each size, the sample clip (data_util.sample_clip, not timed) is written at that size and `bash process_data.sh`
 runs all nine steps on it in a fresh folder; the runner's per-step wall times (`dataset/<name>/.done/<step>`) are
@@ -64,7 +64,8 @@ def plot(path: Path, per_size: dict) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
-    p.add_argument("--seconds", type=float, default=10.0, help="length of the clip processed at each size")
+    p.add_argument("--seconds", type=float, default=30.0, help="length of the clip processed at each size (the "
+                   "focal search of step 7 costs the same for any length, so short clips overstate it)")
     p.add_argument("--work", type=Path, default=Path("/tmp/preprocess_bench"))
     p.add_argument("--out", default=str(RESULTS / "preprocess_speed.json"))
     args = p.parse_args(argv)
