@@ -34,8 +34,13 @@ def setup(device: str = "auto") -> DistInfo:
 
 
 def teardown(info: DistInfo) -> None:
+    """Wait for every rank (rank 0 may still be validating or saving), then close the group: a rank that closes
+    its gloo connections while another still uses them makes that one abort (SIGABRT)."""
     if info.world > 1 and tdist.is_initialized():
-        tdist.destroy_process_group()
+        try:
+            tdist.barrier()
+        finally:
+            tdist.destroy_process_group()
 
 
 def all_mean(value: float, info: DistInfo) -> float:

@@ -47,13 +47,18 @@ def test_torchrun_two_processes(tmp_path):
 
 @pytest.mark.slow
 def test_torchrun_matches_one_process(tmp_path):
+    """Two processes land within the seed-to-seed spread of one process (on this tiny fixture, 300 iterations,
+    one process alone spans ~4 dB over seeds 0-2: 21.3, 25.4, 23.9), widened by 1 dB."""
     data = make_tiny_dataset(tmp_path / "d", n_frames=12, size=24)
     logs = tmp_path / "logs"
     args = ["--datadir", str(data), "--basedir", str(logs), "--iters", "300", "--val_every", "100", "--lr", "0.01",
             *COMMON]
-    _run([sys.executable, "train.py", "--expname", "one", *args], tmp_path)
+    one = []
+    for seed in (0, 1, 2):
+        _run([sys.executable, "train.py", "--expname", f"one{seed}", "--seed", str(seed), *args], tmp_path)
+        one.append(_mean_psnr(logs / f"one{seed}"))  # the last two validations, less noisy
     _run(_torchrun(2) + ["--expname", "two", *args], tmp_path)
-    one, two = _mean_psnr(logs / "one"), _mean_psnr(logs / "two")  # the last two validations, less noisy
-    print(f"psnr one process {one:.2f} dB, two processes {two:.2f} dB")
-    assert one > 20  # it learnt something
-    assert abs(one - two) < 1.5, (one, two)
+    two = _mean_psnr(logs / "two")
+    print(f"psnr one process (seeds 0-2) {[round(p, 2) for p in one]} dB, two processes {two:.2f} dB")
+    assert min(one) > 20  # it learnt something
+    assert min(one) - 1.0 <= two <= max(one) + 1.0, (one, two)
