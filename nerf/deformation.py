@@ -1,6 +1,6 @@
 """Torso deformation W(x, P_t): a pose-conditioned offset that moves torso points into the canonical space.
 
-dx = gate(x) * (anchor(x, pose) + MLP(enc(x), pose6)).
+dx = gate(x) * (rigid(anchor(x, pose), pose6) - x + MLP(enc(x), pose6)).
 
 The anchor (anchor="camera", the default) is the offset a torso that stays still in front of the camera while
 the head turns would need: rays live in the head's canonical frame, where such a torso swings by the inverse of
@@ -10,11 +10,19 @@ rotation and camera centre, t_ref the mean head translation), so the MLP only le
 the head, a small residual; the L2 penalty applies to that residual only. anchor="head" leaves only the MLP
 (torso points move with the head unless the MLP learns otherwise).
 
+The rigid part (rigid=True; off by default in ModelConfig: one 20-minute run with it collapsed, see
+benchmarks/NOTES.md) moves every anchored torso point by one pose-conditioned rotation and
+translation, x'' = R(w(pose6)) x' + tau(pose6): shoulders move as a whole, so all torso rays of a batch pull on the
+same 6 numbers. A per-point offset alone learns that motion poorly (its gradient comes through the field's
+spatial derivatives, noisy for a hash grid) and the torso stays blurred. The per-point MLP adds what is not rigid.
+
 The gate in [0, 1] is the (detached) torso-ness of the undeformed point:
 - semantic: the field's softmax probability of the neck + torso classes at x (computed by the caller);
-- geometric (when the semantic head is off): a smooth step on the head-frame height below the jaw. The head
-  frame has y pointing down (docs/INTERFACES.md: X_cam = R X_head + t, OpenCV axes), so the gate is 0 for
-  y <= jaw_y and rises to 1 at y >= jaw_y + width.
+- geometric (the default): a smooth step on the head-frame height below the jaw. The head frame has y pointing
+  down (docs/INTERFACES.md: X_cam = R X_head + t, OpenCV axes), so the gate is 0 for y <= jaw_y and rises to 1
+  at y >= jaw_y + width. (Measuring y along the camera's vertical instead, so that a roll does not lift the
+  shoulders into the head, did worse on the sample: 22.0 vs 23.1 dB after 2000 iterations, with residual
+  offsets 20x larger, as if head points near the jaw were being deformed; benchmarks/NOTES.md.)
 Head points (gate 0) get exactly zero offset. The last layer starts at zero, so training starts undeformed.
 """
 from __future__ import annotations
@@ -32,21 +40,40 @@ def height_gate(x: Tensor, jaw_y: float, width: float) -> Tensor:
 
 
 def rotvec_to_matrix(v: Tensor) -> Tensor:
-    """Axis-angle [N,3] -> rotation matrices [N,3,3] (Rodrigues)."""
-    theta = v.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # [N,1]
-    k = v / theta
-    zero = torch.zeros_like(k[:, 0])
-    kx = torch.stack([zero, -k[:, 2], k[:, 1], k[:, 2], zero, -k[:, 0], -k[:, 1], k[:, 0], zero], -1).view(-1, 3, 3)
-    s, c = torch.sin(theta)[..., None], torch.cos(theta)[..., None]
+    """Axis-angle [N,3] -> rotation matrices [N,3,3]: I + a K + b K^2 (Rodrigues with K = [v]x unnormalised,
+    a = sin t / t, b = (1 - cos t) / t^2, their Taylor series near t = 0 so the gradient at v = 0 is exact)."""
+    zero = torch.zeros_like(v[:, 0])
+    kx = torch.stack([zero, -v[:, 2], v[:, 1], v[:, 2], zero, -v[:, 0], -v[:, 1], v[:, 0], zero], -1).view(-1, 3, 3)
+    t2 = (v * v).sum(-1)[:, None, None]  # [N,1,1]
+    small = t2 < 1e-6
+    t = torch.where(small, torch.ones_like(t2), t2).sqrt()
+    a = torch.where(small, 1 - t2 / 6, torch.sin(t) / t)
+    b = torch.where(small, 0.5 - t2 / 24, (1 - torch.cos(t)) / (t * t))
     eye = torch.eye(3, dtype=v.dtype, device=v.device).expand_as(kx)
-    return eye + s * kx + (1 - c) * (kx @ kx)
+    return eye + a * kx + b * (kx @ kx)
+
+
+def _mlp(ch_in: int, width: int, depth: int, ch_out: int) -> nn.Sequential:
+    """ReLU MLP whose last layer starts at zero (so the offset it gives starts at zero)."""
+    layers, ch = [], ch_in
+    for _ in range(depth - 1):
+        layers += [nn.Linear(ch, width), nn.ReLU(True)]
+        ch = width
+    out = nn.Linear(ch, ch_out)
+    nn.init.zeros_(out.weight)
+    nn.init.zeros_(out.bias)
+    return nn.Sequential(*layers, out)
 
 
 class TorsoDeformation(nn.Module):
     """(x [N,3], pose [N,6], gate [N]) -> (dx [N,3], mean ||gate * residual||^2)."""
 
+    # The rigid motion is small (a few degrees, a few hundredths of the head size); its MLP's raw output is scaled
+    # down so that Adam's first steps (about lr per weight, whatever the gradient) do not swing the whole torso.
+    RIGID_SCALE = 0.05
+
     def __init__(self, aabb: Tensor, n_freqs: int = 4, width: int = 64, depth: int = 3, pose_dim: int = 6,
-                 anchor: str = "camera", anchor_t: Tensor | None = None):
+                 anchor: str = "camera", anchor_t: Tensor | None = None, rigid: bool = False):
         super().__init__()
         if anchor not in ("camera", "head"):
             raise ValueError(f"deform_anchor must be camera or head, got {anchor!r}")
@@ -58,14 +85,9 @@ class TorsoDeformation(nn.Module):
         self.register_buffer("centre", (aabb[:3] + aabb[3:]) / 2, persistent=False)
         self.register_buffer("half_size", ((aabb[3:] - aabb[:3]) / 2).clamp_min(1e-6), persistent=False)
         self.enc = FrequencyEncoding(n_freqs)
-        layers, ch = [], self.enc.out_dim + pose_dim
-        for _ in range(depth - 1):
-            layers += [nn.Linear(ch, width), nn.ReLU(True)]
-            ch = width
-        self.out = nn.Linear(ch, 3)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
-        self.net = nn.Sequential(*layers, self.out)
+        self.net = _mlp(self.enc.out_dim + pose_dim, width, depth, 3)  # per-point residual
+        self.out = self.net[-1]
+        self.rigid = _mlp(pose_dim, width, 2, 6) if rigid else None  # pose -> (axis-angle, translation) / scale
 
     def anchor_offset(self, x: Tensor, pose: Tensor) -> Tensor:
         """Offset [N,3] that keeps points x [N,3] still relative to the camera of pose [N,6] (pose6: axis-angle
@@ -75,9 +97,18 @@ class TorsoDeformation(nn.Module):
         r_head = rotvec_to_matrix(pose[:, :3]).transpose(1, 2)
         return (r_head @ (x - pose[:, 3:6])[..., None])[..., 0] - self.anchor_t - x
 
+    def torso_motion(self, x: Tensor, pose: Tensor) -> Tensor:
+        """Offset [N,3] of torso points x [N,3] under pose [N,6] without the per-point residual: the camera anchor,
+        then the rigid motion (zero at initialisation)."""
+        moved = x + self.anchor_offset(x, pose)
+        if self.rigid is not None:
+            rt = self.rigid(pose) * self.RIGID_SCALE  # [N,6]
+            moved = (rotvec_to_matrix(rt[:, :3]) @ moved[..., None])[..., 0] + rt[:, 3:]
+        return moved - x
+
     def forward(self, x: Tensor, pose: Tensor, gate: Tensor) -> tuple[Tensor, Tensor]:
         xn = (x - self.centre) / self.half_size  # the box -> [-1, 1]^3
         g = gate.detach()[:, None]
         residual = self.net(torch.cat([self.enc(xn), pose], -1)) * g
         reg = (residual ** 2).sum(-1).mean() if x.shape[0] else residual.sum()
-        return residual + g * self.anchor_offset(x, pose), reg
+        return residual + g * self.torso_motion(x, pose), reg

@@ -55,6 +55,7 @@ class ModelConfig:
     deform_freqs: int = 4  # torso deformation: frequencies of its point encoding
     deform_width: int = 64  # torso deformation: MLP width
     deform_anchor: str = dc_field(default="camera", metadata={"choices": ("camera", "head")})  # camera: torso points start still relative to the camera (the MLP learns how far they follow the head) | head: MLP only
+    deform_rigid: bool = False  # torso deformation: add a pose-conditioned rigid motion of the torso (experimental)
     deform_gate: str = dc_field(default="height", metadata={"choices": ("height", "semantic")})  # which points deform: height below the jaw | the field's neck+torso probability (semantic head on)
     gate_jaw_y: float = 0.09  # geometric gate: head-frame y (down) of the jaw
     gate_width: float = 0.03  # geometric gate: rises from 0 at the jaw to 1 this far below it
@@ -108,7 +109,7 @@ class SSPNeRF(nn.Module):
         self.audio_net = AudioNet(aud_dim, mc.aud_code_dim)
         self.audio_att = AudioAttNet(mc.aud_code_dim, 2 * mc.smooth + 1)
         self.deformation = TorsoDeformation(aabb, mc.deform_freqs, mc.deform_width, anchor=mc.deform_anchor,
-                                            anchor_t=anchor_t) if mc.deform else None
+                                            anchor_t=anchor_t, rigid=mc.deform_rigid) if mc.deform else None
         self.torso_classes = [c for c in torso_classes if 0 <= c < self.n_classes]
         act = mc.density_act
         if mc.backbone == "mlp":
@@ -232,16 +233,17 @@ class SSPNeRF(nn.Module):
         return (ijk[..., 0] * r + ijk[..., 1]) * r + ijk[..., 2], inside
 
     def _keep(self, rays_o: Tensor, rays_d: Tensor, t: Tensor, aud: Tensor, pose: Tensor) -> Tensor:
-        """bool [N,S]: the samples worth querying: occupied where they are, or (torso points under the camera
-        anchor) occupied where the anchor moves them; the MLP residual is covered by the grid's dilation."""
+        """bool [N,S]: the samples worth querying: occupied where they are, or (torso points) occupied where the
+        camera anchor and the rigid motion move them; the per-point residual is covered by the grid's dilation."""
         pts = rays_o[:, None] + t[..., None] * rays_d[:, None]  # [N,S,3]
         keep = self._occupied(pts)
-        if self.deformation is not None and self.deformation.anchor == "camera":
+        if self.deformation is not None:
             n, s = t.shape
             flat = pts.reshape(-1, 3)
             rep = lambda a: a[:, None].expand(n, s, a.shape[-1]).reshape(n * s, -1)  # noqa: E731
-            moved = flat + self.deformation.anchor_offset(flat, rep(pose))
-            torso = self._gate(self.field, flat, None) > 0.01  # height gate or the torso grid: no audio needed
+            with torch.no_grad():
+                moved = flat + self.deformation.torso_motion(flat, rep(pose))
+                torso = self._gate(self.field, flat, None) > 0.01  # height gate or the torso grid: no audio
             keep |= (torso & self._occupied(moved)).view(n, s)
         return keep
 
