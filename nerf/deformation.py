@@ -97,6 +97,11 @@ class TorsoDeformation(nn.Module):
         r_head = rotvec_to_matrix(pose[:, :3]).transpose(1, 2)
         return (r_head @ (x - pose[:, 3:6])[..., None])[..., 0] - self.anchor_t - x
 
+    @property
+    def has_torso_motion(self) -> bool:
+        """Whether torso_motion can be non-zero (camera anchor or rigid part)."""
+        return self.anchor == "camera" or self.rigid is not None
+
     def torso_motion(self, x: Tensor, pose: Tensor) -> Tensor:
         """Offset [N,3] of torso points x [N,3] under pose [N,6] without the per-point residual: the camera anchor,
         then the rigid motion (zero at initialisation)."""

@@ -237,7 +237,7 @@ class SSPNeRF(nn.Module):
         camera anchor and the rigid motion move them; the per-point residual is covered by the grid's dilation."""
         pts = rays_o[:, None] + t[..., None] * rays_d[:, None]  # [N,S,3]
         keep = self._occupied(pts)
-        if self.deformation is not None:
+        if self.deformation is not None and self.deformation.has_torso_motion:
             n, s = t.shape
             flat = pts.reshape(-1, 3)
             rep = lambda a: a[:, None].expand(n, s, a.shape[-1]).reshape(n * s, -1)  # noqa: E731
