@@ -10,10 +10,9 @@ rotation and camera centre, t_ref the mean head translation), so the MLP only le
 the head, a small residual; the L2 penalty applies to that residual only. anchor="head" leaves only the MLP
 (torso points move with the head unless the MLP learns otherwise).
 
-The rigid part (rigid=True; off by default in ModelConfig: one 20-minute run with it collapsed, see
-benchmarks/NOTES.md) moves every anchored torso point by one pose-conditioned rotation and
-translation, x'' = R(w(pose6)) x' + tau(pose6): shoulders move as a whole, so all torso rays of a batch pull on the
-same 6 numbers. A per-point offset alone learns that motion poorly (its gradient comes through the field's
+The rigid part (rigid=True, ModelConfig's default) moves every anchored torso point by one pose-conditioned
+rotation and translation, x'' = R(w(pose6)) x' + tau(pose6), the identity at the mean training pose: shoulders move
+as a whole, so all torso rays of a batch pull on the same 6 numbers. A per-point offset alone learns that motion poorly (its gradient comes through the field's
 spatial derivatives, noisy for a hash grid) and the torso stays blurred. The per-point MLP adds what is not rigid.
 
 The gate in [0, 1] is the (detached) torso-ness of the undeformed point:
@@ -73,7 +72,8 @@ class TorsoDeformation(nn.Module):
     RIGID_SCALE = 0.05
 
     def __init__(self, aabb: Tensor, n_freqs: int = 4, width: int = 64, depth: int = 3, pose_dim: int = 6,
-                 anchor: str = "camera", anchor_t: Tensor | None = None, rigid: bool = False):
+                 anchor: str = "camera", anchor_t: Tensor | None = None, rigid: bool = False,
+                 pose_ref: Tensor | None = None):
         super().__init__()
         if anchor not in ("camera", "head"):
             raise ValueError(f"deform_anchor must be camera or head, got {anchor!r}")
@@ -88,6 +88,9 @@ class TorsoDeformation(nn.Module):
         self.net = _mlp(self.enc.out_dim + pose_dim, width, depth, 3)  # per-point residual
         self.out = self.net[-1]
         self.rigid = _mlp(pose_dim, width, 2, 6) if rigid else None  # pose -> (axis-angle, translation) / scale
+        if rigid:  # mean pose6 of the training frames: the rigid motion is the identity there (torso_motion)
+            self.register_buffer("pose_ref", torch.zeros(pose_dim) if pose_ref is None else torch.as_tensor(
+                pose_ref, dtype=torch.float32).reshape(pose_dim).clone())
 
     def anchor_offset(self, x: Tensor, pose: Tensor) -> Tensor:
         """Offset [N,3] that keeps points x [N,3] still relative to the camera of pose [N,6] (pose6: axis-angle
@@ -104,10 +107,13 @@ class TorsoDeformation(nn.Module):
 
     def torso_motion(self, x: Tensor, pose: Tensor) -> Tensor:
         """Offset [N,3] of torso points x [N,3] under pose [N,6] without the per-point residual: the camera anchor,
-        then the rigid motion (zero at initialisation)."""
+        then the rigid motion. The rigid motion is pinned to the identity at the reference pose: otherwise any
+        motion shared by all frames is free (it just moves the canonical torso), and in one run it drifted and
+        dragged torso density into the head."""
         moved = x + self.anchor_offset(x, pose)
         if self.rigid is not None:
-            rt = self.rigid(pose) * self.RIGID_SCALE  # [N,6]
+            rel = pose - self.pose_ref  # [N,6]
+            rt = (self.rigid(rel) - self.rigid(torch.zeros_like(rel[:1]))) * self.RIGID_SCALE  # [N,6]
             moved = (rotvec_to_matrix(rt[:, :3]) @ moved[..., None])[..., 0] + rt[:, 3:]
         return moved - x
 

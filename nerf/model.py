@@ -55,7 +55,7 @@ class ModelConfig:
     deform_freqs: int = 4  # torso deformation: frequencies of its point encoding
     deform_width: int = 64  # torso deformation: MLP width
     deform_anchor: str = dc_field(default="camera", metadata={"choices": ("camera", "head")})  # camera: torso points start still relative to the camera (the MLP learns how far they follow the head) | head: MLP only
-    deform_rigid: bool = False  # torso deformation: add a pose-conditioned rigid motion of the torso (experimental)
+    deform_rigid: bool = True  # torso deformation: add a pose-conditioned rigid motion of the torso
     deform_gate: str = dc_field(default="height", metadata={"choices": ("height", "semantic")})  # which points deform: height below the jaw | the field's neck+torso probability (semantic head on)
     gate_jaw_y: float = 0.09  # geometric gate: head-frame y (down) of the jaw
     gate_width: float = 0.03  # geometric gate: rises from 0 at the jaw to 1 this far below it
@@ -96,8 +96,10 @@ def mean_head_translation(c2w: Tensor) -> Tensor:
 
 class SSPNeRF(nn.Module):
     def __init__(self, model_cfg: ModelConfig, render_cfg: RenderConfig, aud_dim: int, n_classes: int,
-                 aabb: Tensor, torso_classes: list[int], anchor_t: Tensor | None = None):
-        """anchor_t [3]: the mean head translation (camera space) of the training frames (deform_anchor=camera)."""
+                 aabb: Tensor, torso_classes: list[int], anchor_t: Tensor | None = None,
+                 pose_ref: Tensor | None = None):
+        """anchor_t [3]: the mean head translation (camera space) of the training frames (deform_anchor=camera);
+        pose_ref [6]: their mean pose6 (deform_rigid). Both are buffers, restored from a checkpoint."""
         super().__init__()
         mc, rc = model_cfg, render_cfg
         if mc.backbone not in ("hash", "mlp"):
@@ -109,7 +111,8 @@ class SSPNeRF(nn.Module):
         self.audio_net = AudioNet(aud_dim, mc.aud_code_dim)
         self.audio_att = AudioAttNet(mc.aud_code_dim, 2 * mc.smooth + 1)
         self.deformation = TorsoDeformation(aabb, mc.deform_freqs, mc.deform_width, anchor=mc.deform_anchor,
-                                            anchor_t=anchor_t, rigid=mc.deform_rigid) if mc.deform else None
+                                            anchor_t=anchor_t, rigid=mc.deform_rigid,
+                                            pose_ref=pose_ref) if mc.deform else None
         self.torso_classes = [c for c in torso_classes if 0 <= c < self.n_classes]
         act = mc.density_act
         if mc.backbone == "mlp":

@@ -44,6 +44,8 @@ class TrainConfig:
     lr: float = 0.0  # Adam learning rate; 0: per backbone (mlp 5e-4 as AD-NeRF, hash 1e-2)
     lr_decay: float = 0.1  # the learning rate falls by this factor every lr_decay_iters (exponentially)
     lr_decay_iters: int = 250000  # iterations over which lr falls by lr_decay
+    lr_warmup: int = 100  # the learning rate rises linearly from 0 over this many first iterations (without it
+    # a hash field can blow its density up in the first ~15 steps and get stuck with a wall at the near plane)
     att_lr_mult: float = 5.0  # the audio attention net learns at lr * this (AD-NeRF: 5)
     att_start: int = 3000  # iteration at which the audio attention (smoothing) net starts
     lambda_sem: float = 0.2  # weight of the semantic cross-entropy
@@ -55,6 +57,12 @@ class TrainConfig:
     amp: bool = False  # mixed precision (CUDA only; ignored on the CPU)
     threads: int = 0  # torch CPU threads (0: torch's default)
     time_budget: float = 0.0  # stop after this many seconds of training (0: no limit), then validate and save
+
+
+def learning_rate(it: int, base: float, decay: float, decay_iters: int, warmup: int) -> float:
+    """base * decay^(it / decay_iters), ramped up linearly from 0 over the first `warmup` iterations."""
+    warm = min(1.0, it / warmup) if warmup > 0 else 1.0
+    return warm * base * decay ** (it / max(decay_iters, 1))
 
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
@@ -108,7 +116,7 @@ class Trainer:
         self.sampler = make_sampler(ds, cfg.sampler, seed=self.tc.seed + 1000 * self.dist.rank)
         torso = [self.class_names.index(n) for n in ("neck", "torso") if n in self.class_names]
         self.model = SSPNeRF(cfg.model, cfg.render, ds.aud_dim, len(self.class_names), ds.aabb(), torso,
-                             anchor_t=mean_head_translation(ds.c2w))
+                             anchor_t=mean_head_translation(ds.c2w), pose_ref=pose6(ds.c2w).mean(0))
         self.model.to(self.device)
         self.fingerprint = model_fingerprint(cfg, ds.aud_dim, len(self.class_names))
         self.forward = _Forward(self.model)
@@ -145,7 +153,7 @@ class Trainer:
 
     def lr_at(self, it: int) -> float:
         base = self.tc.lr if self.tc.lr > 0 else DEFAULT_LR.get(self.cfg.model.backbone, 5e-4)
-        return base * self.tc.lr_decay ** (it / max(self.tc.lr_decay_iters, 1))
+        return learning_rate(it, base, self.tc.lr_decay, self.tc.lr_decay_iters, self.tc.lr_warmup)
 
     # ---- one iteration ---------------------------------------------------------------------------------
     def step(self, it: int) -> dict[str, float]:

@@ -137,3 +137,18 @@ def test_rigid_torso_motion_learns_a_pose_dependent_shift_and_tilt():
     head, _ = deform(x, pose, torch.zeros(256))
     assert torch.equal(head, torch.zeros(256, 3))
 
+
+
+def test_rigid_torso_motion_is_the_identity_at_the_reference_pose():
+    """Whatever its weights, the rigid part does not move the torso at the mean training pose (no free drift of
+    the canonical torso); away from it, it does."""
+    torch.manual_seed(0)
+    ref = torch.tensor([0.01, -0.02, 0.03, 0.0, 0.02, -0.6])
+    deform = TorsoDeformation(AABB, anchor="head", rigid=True, pose_ref=ref)
+    for p in deform.rigid.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    x = torch.rand(64, 3) * 0.3 - 0.15
+    at_ref = deform.torso_motion(x, ref.expand(64, 6))
+    assert at_ref.abs().max() < 1e-6
+    away = deform.torso_motion(x, (ref + torch.tensor([0.0, 0.2, 0.0, 0.0, 0.0, 0.0])).expand(64, 6))
+    assert away.norm(dim=-1).mean() > 1e-3

@@ -90,3 +90,14 @@ def test_config_mismatch_is_one_line_error(tmp_path, tiny, capsys):
 def test_bad_input_exit_code(tmp_path, capsys):
     rc, _ = _train(tmp_path, tmp_path / "missing")
     assert rc == 1 and "missing" in capsys.readouterr().err
+
+
+def test_learning_rate_warms_up_then_decays():
+    from nerf.trainer import learning_rate
+
+    lr = [learning_rate(it, 1e-2, 0.1, 1000, 100) for it in (0, 50, 100, 1000)]
+    assert lr[0] == 0.0
+    assert lr[1] == pytest.approx(0.5 * 1e-2 * 0.1 ** 0.05)
+    assert lr[2] == pytest.approx(1e-2 * 0.1 ** 0.1)
+    assert lr[3] == pytest.approx(1e-3)
+    assert learning_rate(0, 1e-2, 0.1, 1000, 0) == 1e-2
