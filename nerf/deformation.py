@@ -12,8 +12,9 @@ the head, a small residual; the L2 penalty applies to that residual only. anchor
 
 The rigid part (rigid=True, ModelConfig's default) moves every anchored torso point by one pose-conditioned
 rotation and translation, x'' = R(w(pose6)) x' + tau(pose6), the identity at the mean training pose: shoulders move
-as a whole, so all torso rays of a batch pull on the same 6 numbers. A per-point offset alone learns that motion poorly (its gradient comes through the field's
-spatial derivatives, noisy for a hash grid) and the torso stays blurred. The per-point MLP adds what is not rigid.
+as a whole, so all torso rays of a batch pull on the same 6 numbers. A per-point offset alone learns that motion
+poorly (its gradient comes through the field's spatial derivatives, noisy for a hash grid) and the torso stays
+blurred. The per-point MLP adds what is not rigid.
 
 The gate in [0, 1] is the (detached) torso-ness of the undeformed point:
 - semantic: the field's softmax probability of the neck + torso classes at x (computed by the caller);
@@ -107,9 +108,8 @@ class TorsoDeformation(nn.Module):
 
     def torso_motion(self, x: Tensor, pose: Tensor) -> Tensor:
         """Offset [N,3] of torso points x [N,3] under pose [N,6] without the per-point residual: the camera anchor,
-        then the rigid motion. The rigid motion is pinned to the identity at the reference pose: otherwise any
-        motion shared by all frames is free (it just moves the canonical torso), and in one run it drifted and
-        dragged torso density into the head."""
+        then the rigid motion. The rigid motion is pinned to the identity at the reference pose: otherwise a
+        motion shared by all frames is unconstrained (it only moves the canonical torso)."""
         moved = x + self.anchor_offset(x, pose)
         if self.rigid is not None:
             rel = pose - self.pose_ref  # [N,6]
