@@ -64,3 +64,11 @@ def all_gather_cat(tensors: list[torch.Tensor], info: DistInfo) -> list[torch.Te
         tdist.all_gather(parts, t.detach().contiguous())
         out.append(torch.cat(parts).cpu())
     return out
+
+
+def broadcast_buffers(module: torch.nn.Module, info: DistInfo) -> None:
+    """Copy rank 0's buffers (the occupancy grid, ...) to every rank, in place; nothing in one process."""
+    if info.world <= 1:
+        return
+    for buf in module.buffers():
+        tdist.broadcast(buf, src=0)

@@ -267,11 +267,12 @@ class SSPNeRF(nn.Module):
         self.occ_n_codes += 1
 
     @torch.no_grad()
-    def update_occupancy(self, step: int) -> None:
+    def update_occupancy(self, step: int) -> bool:
         """Every `occ_every` steps: re-evaluate the density at jittered points of (a share of) the cells with the
-        audio code of a recent batch, EMA-max it into the grid and rebuild the occupied mask. No-op for mlp."""
+        audio code of a recent batch, EMA-max it into the grid and rebuild the occupied mask. No-op for mlp.
+        Returns whether the grid changed."""
         if self.field_fine is not None or step <= 0 or step % self.rc.occ_every != 0:
-            return
+            return False
         r, dev = self.rc.occ_res, self.aabb.device
         n_cells = r ** 3
         if bool(self.occ_ready):
@@ -300,6 +301,7 @@ class SSPNeRF(nn.Module):
         occ = (self.occ_density > thresh).float()[None, None]
         self.occ_mask.copy_(F.max_pool3d(occ, 3, stride=1, padding=1)[0, 0] > 0)
         self.occ_ready.fill_(True)
+        return True
 
     def occupancy_share(self) -> float:
         """Share of occupied cells (1.0 before the grid exists or for mlp)."""

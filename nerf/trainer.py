@@ -4,7 +4,8 @@ One iteration: the sampler draws rays (frame, pixel, class) -> each distinct fra
 -> per-ray audio code, pose and background are gathered -> `model.render_rays` -> per-ray photometric and
 semantic losses (+ the deformation penalty) -> Adam step -> per-ray losses go back to the sampler.
 Under torchrun each rank draws its own rays (its own seed, n_rand / world_size of them) and DDP averages the
-gradients; only rank 0 validates, logs and writes checkpoints.
+gradients, so every rank holds the same parameters; after each occupancy-grid update rank 0's grid is broadcast,
+so every rank renders with the same one. Only rank 0 validates, logs and writes checkpoints.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from nerf import losses, metrics
 from nerf.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
 from nerf.config import Config, save_resolved
 from nerf.dataset import TalkingDataset
-from nerf.distributed import DistInfo, all_gather_cat, all_mean
+from nerf.distributed import DistInfo, all_gather_cat, all_mean, broadcast_buffers
 from nerf.model import SSPNeRF, mean_head_translation, pose6
 from nerf.sampler import make_sampler
 
@@ -123,7 +124,7 @@ class Trainer:
         if self.dist.world > 1:
             self.forward = nn.parallel.DistributedDataParallel(
                 self.forward, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=True)
+                find_unused_parameters=True, broadcast_buffers=False)  # buffers: broadcast after occupancy updates
         self.optimizer = torch.optim.Adam(self._param_groups(), lr=self.lr_at(0), betas=(0.9, 0.999))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.smooth = int(getattr(cfg.model, "smooth", 4))
@@ -193,7 +194,8 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.sampler.update(*all_gather_cat([cls.to(dev), per_ray], self.dist))  # same shares on all ranks
-        self.model.update_occupancy(it)
+        if self.model.update_occupancy(it):  # each rank updated from its own random cells: keep rank 0's
+            broadcast_buffers(self.model, self.dist)
         logs["loss"] = loss.detach().item()
         logs["psnr_train"] = float(-10 * math.log10(max(float(((out["rgb"].detach().float() - gt) ** 2).mean()),
                                                         1e-10)))

@@ -1,6 +1,7 @@
 """`torchrun --nproc_per_node 2 train.py` on the CPU (gloo): it trains, and matches one process within noise."""
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -45,20 +46,33 @@ def test_torchrun_two_processes(tmp_path):
     assert (logs / "ddp" / "ckpt" / "latest.pt").is_file()
 
 
+def test_ranks_hold_identical_models(tmp_path):
+    """After 25 steps of two ranks (each with its own rays and random stream; occupancy grid updated every 10
+    steps) every parameter and the occupancy grid are the same on both ranks."""
+    data = make_tiny_dataset(tmp_path / "d", n_frames=12, size=16)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(ROOT / "tests" / "ddp_sync_worker.py"), "--datadir", str(data), "--basedir", str(tmp_path / "logs"),
+           "--expname", "sync", "--iters", "25", "--occ_every", "10", *COMMON]
+    res = _run(cmd, tmp_path)
+    assert "after 25 steps, 0 of" in res.stdout, res.stdout[-2000:]
+
+
 @pytest.mark.slow
 def test_torchrun_matches_one_process(tmp_path):
-    """Two processes land within the seed-to-seed spread of one process (on this tiny fixture, 300 iterations,
-    one process alone spans ~4 dB over seeds 0-2: 21.3, 25.4, 23.9), widened by 1 dB."""
+    """Over seeds 0-2, the median validation PSNR of two processes is within 1 dB of one process's median.
+    (One run is not enough: on this tiny fixture after 300 iterations a single seed can land ~3.5 dB low, e.g.
+    two processes gave 20.5 / 24.2 / 23.8 dB for seeds 0 / 1 / 2, one process 24.8 / 24.3 / 24.0.)"""
     data = make_tiny_dataset(tmp_path / "d", n_frames=12, size=24)
     logs = tmp_path / "logs"
     args = ["--datadir", str(data), "--basedir", str(logs), "--iters", "300", "--val_every", "100", "--lr", "0.01",
             *COMMON]
-    one = []
+    one, two = [], []
     for seed in (0, 1, 2):
-        _run([sys.executable, "train.py", "--expname", f"one{seed}", "--seed", str(seed), *args], tmp_path)
+        seeded = ["--seed", str(seed), *args]
+        _run([sys.executable, "train.py", "--expname", f"one{seed}", *seeded], tmp_path)
         one.append(_mean_psnr(logs / f"one{seed}"))  # the last two validations, less noisy
-    _run(_torchrun(2) + ["--expname", "two", *args], tmp_path)
-    two = _mean_psnr(logs / "two")
-    print(f"psnr one process (seeds 0-2) {[round(p, 2) for p in one]} dB, two processes {two:.2f} dB")
+        _run(_torchrun(2) + ["--expname", f"two{seed}", *seeded], tmp_path)
+        two.append(_mean_psnr(logs / f"two{seed}"))
+    print(f"psnr over seeds 0-2: one process {[round(p, 2) for p in one]} dB, two {[round(p, 2) for p in two]} dB")
     assert min(one) > 20  # it learnt something
-    assert min(one) - 1.0 <= two <= max(one) + 1.0, (one, two)
+    assert abs(statistics.median(two) - statistics.median(one)) <= 1.0, (one, two)
