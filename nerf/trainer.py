@@ -49,7 +49,7 @@ class TrainConfig:
     # a hash field can blow its density up in the first ~15 steps and get stuck with a wall at the near plane)
     att_lr_mult: float = 5.0  # the audio attention net learns at lr * this (AD-NeRF: 5)
     att_start: int = 3000  # iteration at which the audio attention (smoothing) net starts
-    lambda_sem: float = 0.2  # weight of the semantic cross-entropy
+    lambda_sem: float = 0.05  # weight of the semantic cross-entropy (0.2: -0.6 dB on the sample, NOTES.md)
     lambda_deform: float = 0.01  # weight of the torso deformation's mean ||dx||^2
     val_every: int = 500  # validate (and log metrics.jsonl) every this many iterations and at the end
     val_frames: int = 2  # validation frames rendered (evenly spread over the val split)
