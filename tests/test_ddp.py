@@ -22,9 +22,8 @@ def _run(cmd, tmp_path):
     return res
 
 
-def _torchrun(n):
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n),
-            "train.py"]
+def _torchrun(n, script="train.py"):
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n), script]
 
 
 def _last(run):
@@ -50,9 +49,9 @@ def test_ranks_hold_identical_models(tmp_path):
     """After 25 steps of two ranks (each with its own rays and random stream; occupancy grid updated every 10
     steps) every parameter and the occupancy grid are the same on both ranks."""
     data = make_tiny_dataset(tmp_path / "d", n_frames=12, size=16)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(ROOT / "tests" / "ddp_sync_worker.py"), "--datadir", str(data), "--basedir", str(tmp_path / "logs"),
-           "--expname", "sync", "--iters", "25", "--occ_every", "10", *COMMON]
+    cmd = _torchrun(2, str(ROOT / "tests" / "ddp_sync_worker.py")) + [
+        "--datadir", str(data), "--basedir", str(tmp_path / "logs"), "--expname", "sync", "--iters", "25",
+        "--occ_every", "10", *COMMON]
     res = _run(cmd, tmp_path)
     assert "after 25 steps, 0 of" in res.stdout, res.stdout[-2000:]
 
