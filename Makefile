@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 DEMO := output/demo
 DEMO_ITERS ?= 1500
 
-.PHONY: setup test test-all demo sample clean-demo
+.PHONY: setup test test-all demo sample real-footage clean-demo
 
 setup: $(STAMP)
 
@@ -28,6 +28,9 @@ test-all: setup
 
 sample: setup
 	$(PY) -m data_util.sample_clip --out dataset/vids/sample.mp4
+
+real-footage: setup
+	$(PY) -m benchmarks.fetch_real_footage
 
 demo: setup
 	$(PY) demo.py --out $(DEMO) --iters $(DEMO_ITERS)

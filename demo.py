@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-# Small settings for a CPU: 128 px, a smaller hash grid, fewer samples and rays (configs/example.txt explains them).
-CPU_TRAINING = ["--img_size", "128", "--n_rand", "512", "--hash_levels", "12", "--hash_log2_table", "15",
-                "--hash_samples", "48", "--val_every", "500", "--ckpt_every", "250"]
+# The CPU preset (nerf/presets.py: 128 px, a smaller hash grid, fewer samples and rays), a shorter run.
+CPU_TRAINING = ["--preset", "cpu", "--val_every", "500", "--ckpt_every", "250"]
 
 
 def run(cmd: list[str]) -> None:
@@ -47,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     run(["bash", "process_data.sh", "sample", "--root", str(out / "dataset"), "--config_dir", str(out / "configs")])
     resume = ["--resume"] if (out / "logs" / "sample" / "ckpt" / "latest.pt").is_file() else []
     run([py, "train.py", "--config", str(config), "--basedir", str(out / "logs"), "--iters", str(args.iters),
-         "--lr_decay_iters", str(args.iters), *resume, *CPU_TRAINING])
+         *resume, *CPU_TRAINING])
     run([py, "render.py", "--config", str(config), "--basedir", str(out / "logs"), "--aud", str(speech),
          "--out", str(movie)])
     print(f"\nrendered video: {movie.resolve()}")

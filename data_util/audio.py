@@ -1,4 +1,7 @@
-"""Step 1: the audio track -> `aud.wav` (16 kHz mono PCM16); `load_audio` reads any audio for render.py too."""
+"""Step 1: the audio track -> `aud.wav` (16 kHz mono PCM16); `load_audio` reads any audio for render.py too.
+
+aud.wav holds the --start/--end span (data_util.span) of the video's audio track, or of --audio, taken as aligned
+with the video. Its length is not cut to the video's here: steps 2 and 3 keep their common part (common_length)."""
 from __future__ import annotations
 
 import sys
@@ -7,12 +10,14 @@ from pathlib import Path
 import numpy as np
 from scipy.io import wavfile
 
+from . import span
 from .context import SAMPLE_RATE, StepContext
 from .errors import PreprocessError
-from .ffmpeg import call_ffmpeg, last_error, probe, run_ffmpeg
+from .ffmpeg import call_ffmpeg, last_error, probe
 from .fileio import atomic_path
 
-MISMATCH_S = 0.5  # warn when the audio and the video differ in length by more than this
+SYNC_FILTER = "aresample=async=1:first_pts=0"  # place the audio on its timestamps: silence before a late start
+LATE_S = 0.5  # say so when the audio starts this much after the span
 
 
 def _check_audio_file(path: Path) -> dict:
@@ -25,14 +30,21 @@ def _check_audio_file(path: Path) -> dict:
     return info
 
 
+def decode_pcm(path: Path, before: list[str] | None = None, audio_filter: str | None = None) -> np.ndarray:
+    """The audio of a file as int16 [T] 16 kHz mono; `before`: ffmpeg input options (a span). A damaged file gives
+    the samples that could be decoded; PreprocessError naming the file if none could."""
+    args = [*(before or []), "-i", str(path), "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE)]
+    proc = call_ffmpeg([*args, *(["-af", audio_filter] if audio_filter else []), "-f", "s16le", "-"])
+    if proc.returncode != 0 and not proc.stdout:
+        raise PreprocessError(f"{path}: could not decode its audio: {last_error(proc.stderr)}")
+    return np.frombuffer(proc.stdout, np.int16)
+
+
 def load_audio(path: str | Path) -> np.ndarray:
     """Any audio or video file (any rate, channels, container) -> float32 [T] in [-1, 1], 16 kHz mono."""
     path = Path(path)
     _check_audio_file(path)
-    proc = call_ffmpeg(["-i", str(path), "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", "-"])
-    if proc.returncode != 0 and not proc.stdout:
-        raise PreprocessError(f"{path}: could not decode its audio: {last_error(proc.stderr)}")
-    wav = np.frombuffer(proc.stdout, np.int16).astype(np.float32) / 32768.0
+    wav = decode_pcm(path).astype(np.float32) / 32768.0
     if wav.size == 0:
         raise PreprocessError(f"{path}: the audio track is empty")
     return wav
@@ -50,22 +62,36 @@ def read_wav(path: str | Path) -> np.ndarray:
     return data.astype(np.float32) / 32768.0
 
 
+def span_audio(source: Path, info: dict, ctx: StepContext, start: float, end: float | None) -> np.ndarray:
+    """int16 samples of the span, on the video's clock: an audio track that starts late (a file whose sound begins
+    after its picture) is preceded by silence, so that sample 0 plays with the span's first frame."""
+    pcm = decode_pcm(source, span.input_args(ctx, start, end), SYNC_FILTER)
+    lead = info["audio_start"] - start
+    if lead > LATE_S:
+        if pcm.size == 0 and end is not None and info["audio_start"] >= end:
+            print(f"warning: {source}: its audio starts at {info['audio_start']:.2f} s, after {span.text(start, end)}: "
+                  "aud.wav is silence", file=sys.stderr)
+            return np.zeros(int(round((end - start) * SAMPLE_RATE)), np.int16)
+        print(f"warning: {source}: its audio starts at {info['audio_start']:.2f} s: the first {lead:.2f} s of aud.wav "
+              "are silence", file=sys.stderr)
+    if pcm.size == 0:
+        if ctx.start is None and ctx.end is None:
+            raise PreprocessError(f"{source}: the audio track is empty (damaged file?)")
+        raise PreprocessError(f"{source}: no audio in {span.text(start, end)} (it has none there)")
+    return pcm
+
+
 def run(ctx: StepContext) -> None:
-    """Write dataset/<name>/aud.wav from --audio if given, else from the video's audio track."""
+    """Write dataset/<name>/aud.wav from --audio if given, else from the video's audio track; --start/--end cut it."""
     source = Path(ctx.audio) if ctx.audio is not None else Path(ctx.video)
     info = _check_audio_file(source)
+    has_span = ctx.start is not None or ctx.end is not None
+    duration = probe(ctx.video)["duration"] if ctx.audio is not None and has_span else info["duration"]
+    start, end = span.resolve(ctx, duration)
+    if ctx.audio is not None:
+        info = {**info, "audio_start": 0.0}  # --audio plays from the video's start: taken as aligned with it
+    pcm = span_audio(source, info, ctx, start, end)
     with atomic_path(ctx.wav) as tmp:
-        args = ["-i", str(source), "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-c:a", "pcm_s16le", "-f", "wav"]
-        run_ffmpeg([*args, str(tmp)], what=str(source))
-        rate, data = wavfile.read(tmp)
-        if data.size == 0:
-            raise PreprocessError(f"{source}: the audio track is empty (damaged file?)")
-    seconds = data.size / rate
-    print(f"  aud.wav: {seconds:.2f} s at {rate} Hz from {source}")
-    expected = info["duration"]
-    if ctx.audio is not None and ctx.video.is_file():
-        expected = probe(ctx.video)["duration"]
-    if expected and abs(seconds - expected) > MISMATCH_S:
-        print(f"warning: {source}: decoded {seconds:.2f} s of audio but the "
-              f"{'video' if ctx.audio is not None else 'file'} lasts {expected:.2f} s "
-              "(truncated file, or audio of another length)", file=sys.stderr)
+        wavfile.write(tmp, SAMPLE_RATE, pcm)
+    where = f" ({span.text(start, end)})" if has_span else ""
+    print(f"  aud.wav: {pcm.size / SAMPLE_RATE:.2f} s at {SAMPLE_RATE} Hz from {source}{where}")

@@ -1,7 +1,8 @@
 """Step 2: audio features `aud.npy` float32 [N_frames, 16, D] + `aud_meta.json`.
 
 Layout (AD-NeRF's): feature steps at 50 Hz (step k centred at k * 20 ms); video frame i (at i * 40 ms, 25 fps) gets
-the 16 steps 2i-8 .. 2i+7, the ends padded by repeating the first/last step. N_frames = ceil(T / 640).
+the 16 steps 2i-8 .. 2i+7, the ends padded by repeating the first/last step. ceil(T / 640) rows, then cut to the
+number of frames when the video is shorter (data_util.common_length: one row per frame of ori_imgs).
 
 Extractors:
 - `mfcc` (default, offline): log frame energy + MFCC c1..c12 (25 ms Hamming windows, 26 mel bands) and their
@@ -13,14 +14,12 @@ Extractors:
 - `given`: `--aud_npy` an existing [N, 16, D] array (AD-NeRF's DeepSpeech features), copied as is.
 
 `extract_features(wav, meta)` applies the extractor and normalisation recorded in aud_meta.json to any 16 kHz audio;
-on the training audio it reproduces aud.npy exactly (render.py uses it for new speech).
+its first rows on the training audio reproduce aud.npy exactly (render.py uses it for new speech).
 """
 from __future__ import annotations
 
 import json
-import math
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,21 +28,16 @@ from scipy.fft import dct
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .audio import read_wav
+from .common_length import n_frames_for, rows_to_keep
 from .context import SAMPLE_RATE, StepContext
 from .errors import PreprocessError
 from .fileio import atomic_path, save_json, save_npy
 
 HOP = SAMPLE_RATE // 50  # 320 samples = 20 ms between feature steps
-FRAME = SAMPLE_RATE // 25  # 640 samples per 25 fps video frame
 WINDOW = 16  # feature steps per video frame
 MFCC_SETTINGS = {"winlen_s": 0.025, "hop_s": 0.02, "nfilt": 26, "nfft": 512, "numcep": 13, "preemph": 0.97,
                  "ceplifter": 22, "delta_n": 2, "power_floor": 1e-8, "window": "hamming"}
 STD_FLOOR = 1e-3  # a dim that never changes is divided by this, not by ~0
-
-
-def n_frames_for(n_samples: int) -> int:
-    """Video frames (25 fps) covered by n_samples of 16 kHz audio: ceil(T / 640)."""
-    return max(1, math.ceil(n_samples / FRAME))
 
 
 # ---------------------------------------------------------------- windowing
@@ -233,21 +227,25 @@ def validate_given(path: Path) -> np.ndarray:
     return arr
 
 
-def run(ctx: StepContext) -> None:
-    """Write aud.npy and aud_meta.json from aud.wav (or copy --aud_npy)."""
-    if ctx.aud_npy is not None:
-        src = Path(ctx.aud_npy)
-        arr = validate_given(src)
-        if ctx.wav.is_file():
-            expect = n_frames_for(len(read_wav(ctx.wav)))
-            if abs(expect - len(arr)) > 2:
-                print(f"warning: {src}: {len(arr)} frames of features but aud.wav covers {expect}", file=sys.stderr)
+def copy_given(ctx: StepContext, src: Path, arr: np.ndarray) -> None:
+    """--aud_npy: copy the file as is (or its first rows, cut to the frames) and write aud_meta.json."""
+    keep = rows_to_keep(ctx, len(arr))
+    if keep == len(arr):
         with atomic_path(ctx.aud_npy_out) as tmp:
             shutil.copyfile(src, tmp)
-        meta = {"extractor": "given", "source": str(src.resolve()), "dim": int(arr.shape[2]),
-                "n_frames": int(arr.shape[0]), "dtype": str(arr.dtype), "window": WINDOW, "mean": None, "std": None}
-        save_json(ctx.out_dir / "aud_meta.json", meta)
-        print(f"  aud.npy: {list(arr.shape)} copied from {src}")
+    else:
+        save_npy(ctx.aud_npy_out, arr[:keep])
+    meta = {"extractor": "given", "source": str(src.resolve()), "dim": int(arr.shape[2]),
+            "n_frames": keep, "dtype": str(arr.dtype), "window": WINDOW, "mean": None, "std": None}
+    save_json(ctx.out_dir / "aud_meta.json", meta)
+    print(f"  aud.npy: {[keep, *arr.shape[1:]]} copied from {src}")
+
+
+def run(ctx: StepContext) -> None:
+    """Write aud.npy and aud_meta.json from aud.wav (or copy --aud_npy), one row per frame (data_util.common_length)."""
+    if ctx.aud_npy is not None:
+        src = Path(ctx.aud_npy)
+        copy_given(ctx, src, validate_given(src))
         return
     if not ctx.wav.is_file():
         raise PreprocessError(f"{ctx.wav}: not found; run step 1 (audio) first")
@@ -256,8 +254,10 @@ def run(ctx: StepContext) -> None:
     wav = read_wav(ctx.wav)
     meta = make_meta(backend, model)
     steps = raw_steps(wav, meta, 2 * n_frames_for(len(wav)))
-    add_stats(meta, steps)
+    add_stats(meta, steps)  # on the whole audio, so that a later cut to the frames changes no row
     feats = finish(steps, meta)
+    feats = feats[:rows_to_keep(ctx, len(feats))]
+    meta["n_frames"] = len(feats)
     save_npy(ctx.aud_npy_out, feats)
     save_json(ctx.out_dir / "aud_meta.json", meta)
     print(f"  aud.npy: {list(feats.shape)} ({backend})")

@@ -16,6 +16,8 @@ class StepContext:
     out_dir: Path  # dataset/<name>/
     config_dir: Path = Path("configs")  # where the transforms step writes <name>.txt
     size: Optional[int] = None  # square frame size; None: keep if square, else crop on the face
+    start: Optional[float] = None  # --start: seconds into the video (and --audio) where processing begins; None: 0
+    end: Optional[float] = None  # --end: seconds where it stops; None: the video's end
     audio: Optional[Path] = None  # use this audio file instead of the video's audio track
     aud_npy: Optional[Path] = None  # an existing AD-NeRF aud.npy [N,16,29], taken as is
     aud_backend: str = "mfcc"  # mfcc (default, offline) | deepspeech | hubert

@@ -5,7 +5,9 @@
   landmarks of the rigid upper face), and the head-frame axes at the head origin (x red, y green, z blue,
   0.1 head units long).
 - `contact_sheet.png`: those overlays in a grid, with a legend of the parsing colours.
-- `poses.png`: rotation (degrees, X-Y-Z euler), translation and per-frame reprojection error over time.
+- `poses.png`: rotation (degrees, X-Y-Z euler), translation, the expression (mouth opening and brow height,
+  data_util.expression: pose-independent) and the per-frame reprojection error over time, on one time axis, so a
+  person sees at a glance whether the rotation follows the expression (it should not, unless the head really nods).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from scipy.spatial.transform import Rotation
 
 from .context import StepContext
 from .errors import PreprocessError
+from .expression import expression_curves, leak_report
 from .fileio import atomic_path, save_image
 from .tracking import EYE_DIST, load_params
 
@@ -110,8 +113,9 @@ def contact_sheet(images: list[np.ndarray], names: list[str], cols: int = 4) -> 
     return np.vstack([sheet, legend])
 
 
-def plot_poses(path, params: dict) -> None:
-    """poses.png: euler angles in degrees, translation, reprojection error, over the frames."""
+def plot_poses(path, params: dict, lms: np.ndarray | None = None) -> None:
+    """poses.png: euler angles in degrees, translation, expression curves (when lms [N,478,3] is given) and the
+    reprojection error, over the frames. The title gives the correlations of pitch with mouth and brows."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -119,21 +123,33 @@ def plot_poses(path, params: dict) -> None:
 
     euler = np.degrees(params["euler"].astype(np.float64))
     trans = params["trans"].astype(np.float64)
-    panels = 3 if "reproj_err" in params else 2
-    fig, axes = plt.subplots(panels, 1, figsize=(9, 2.4 * panels), sharex=True)
+    panels = ["rot", "trans"] + (["expr"] if lms is not None else []) + (["err"] if "reproj_err" in params else [])
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.2 * len(panels)), sharex=True)
+    ax = dict(zip(panels, axes))
     for k, name in enumerate("xyz"):
-        axes[0].plot(euler[:, k], label=f"rot {name}")
-        axes[1].plot(trans[:, k] - trans[:, k].mean(), label=f"t{name} - {trans[:, k].mean():.3f}")
-    axes[0].set_ylabel("degrees")
-    axes[1].set_ylabel("head units")
-    axes[0].set_title(f"head pose (focal {float(params['focal'][0]):.0f} px)")
-    if panels == 3:
-        axes[2].plot(params["reproj_err"], color="k")
-        axes[2].set_ylabel("reproj. error (px)")
+        ax["rot"].plot(euler[:, k], label=f"rot {name}" + (" (pitch)" if name == "x" else ""))
+        ax["trans"].plot(trans[:, k] - trans[:, k].mean(), label=f"t{name} - {trans[:, k].mean():.3f}")
+    ax["rot"].set_ylabel("degrees")
+    ax["trans"].set_ylabel("head units")
+    title = f"head pose (focal {float(params['focal'][0]):.0f} px)"
+    if lms is not None:
+        curves = expression_curves(lms)
+        leak = leak_report(params["euler"].astype(np.float64), lms)
+        for name, colour in (("mouth", "tab:red"), ("brow", "tab:purple")):
+            c = curves[name]
+            ax["expr"].plot((c - c.min()) / max(np.ptp(c), 1e-9), color=colour, label=f"{name} (min-max scaled)")
+        ax["expr"].set_ylabel("expression")
+        title += (f"; pitch vs mouth r = {leak['r_pitch_mouth']:+.2f}, vs brow r = {leak['r_pitch_brow']:+.2f}; "
+                  f"max step {leak['max_step_deg']:.1f} deg")
+    ax["rot"].set_title(title, fontsize=9)
+    if "err" in ax:
+        ax["err"].plot(params["reproj_err"], color="k")
+        ax["err"].set_ylabel("reproj. error (px)")
     axes[-1].set_xlabel("frame")
-    for ax in axes[:2]:
-        ax.legend(loc="upper right", fontsize=7)
-        ax.grid(alpha=0.3)
+    for name in panels[:3]:
+        if name != "err":
+            ax[name].legend(loc="upper right", fontsize=7)
+            ax[name].grid(alpha=0.3)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
@@ -157,5 +173,7 @@ def run(ctx: StepContext) -> None:
         save_image(ctx.debug_dir / f"frame_{i}.jpg", img)
         images.append(img)
     save_image(ctx.debug_dir / "contact_sheet.png", contact_sheet(images, class_names(ctx)))
-    plot_poses(ctx.debug_dir / "poses.png", params)
+    lms_path = ctx.out_dir / "landmarks.npy"
+    lms = np.load(lms_path) if lms_path.is_file() else None
+    plot_poses(ctx.debug_dir / "poses.png", params, lms if lms is not None and len(lms) == n else None)
     print(f"debug: wrote {ctx.debug_dir}/contact_sheet.png, poses.png and {len(images)} frames")

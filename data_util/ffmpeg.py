@@ -57,7 +57,8 @@ def read_ffmpeg(args: list[str], what: str) -> bytes:
 def probe(path: str | Path) -> dict:
     """Read a media file's streams with `ffmpeg -i` (no ffprobe ships with imageio-ffmpeg).
 
-    Returns {"has_video", "has_audio", "fps", "width", "height", "sar", "duration", "rotation"}; raises
+    Returns {"has_video", "has_audio", "fps", "width", "height", "sar", "duration", "rotation", "audio_start"}
+    (audio_start: seconds at which the first audio stream begins, 0 unless the file says otherwise); raises
     PreprocessError with the file name if the file is missing or not a media file. Width, height and SAR are those
     of the frames as ffmpeg decodes them: a video with a 90/270 degree rotation flag comes out turned upright.
     """
@@ -76,7 +77,7 @@ def probe(path: str | Path) -> dict:
             raise PreprocessError(f"{path}: empty file")
         raise PreprocessError(f"{path}: not a readable video or audio file")
     info: dict = {"has_video": False, "has_audio": False, "fps": None, "width": None, "height": None,
-                  "sar": 1.0, "duration": None}
+                  "sar": 1.0, "duration": None, "audio_start": 0.0}
     m = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", err)
     if m:
         info["duration"] = int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
@@ -92,8 +93,11 @@ def probe(path: str | Path) -> dict:
             fps = re.search(r"([\d.]+) (?:fps|tbr)", line)
             if fps:
                 info["fps"] = float(fps[1])
-        if "Stream #" in line and "Audio:" in line:
+        if "Stream #" in line and "Audio:" in line and not info["has_audio"]:
             info["has_audio"] = True
+            start = re.search(r", start (-?\d+(?:\.\d+)?)", line)
+            if start:
+                info["audio_start"] = float(start[1])
     rot = re.search(r"rotation of (-?[\d.]+) degrees", err)
     info["rotation"] = float(rot[1]) if rot else 0.0
     if info["width"] and round(info["rotation"]) % 180 == 90:  # ffmpeg autorotates when decoding: as decoded

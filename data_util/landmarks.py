@@ -1,16 +1,20 @@
 """Step 4: dense face landmarks -> `landmarks.npy` [N,478,3] and AD-NeRF's 68-point `ori_imgs/<i>.lms`.
 
+Also `occlusion.npy` [N,478] bool: the points a hand covers (data_util/occlusion.py, mediapipe's hand tracker).
+
 Default back-end: mediapipe 0.10.14 face mesh (shipped inside the wheel, no download), in video mode with
 tracking on and iris refinement (478 points). Points are in pixels: x, y and z*w (mediapipe's relative depth,
 scaled like x). A frame where the tracker loses the face is retried on its own (static mode); short gaps that
-remain are filled by linear interpolation over time. More than MAX_MISSING of the frames without a face is an
-error that names the video.
+remain are filled by linear interpolation over time. More than MAX_MISSING of the frames without a face, or more
+than MAX_GAP in a row, is an error that names the video, the seconds without a face, and a --start/--end that
+keeps the longest part with one.
 
 The 68-point layout (iBUG: jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, mouth 48-67) is taken from fixed
 mesh vertices (MESH_TO_68); the jaw points are the mesh's face-oval points nearest to the iBUG jaw line.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Iterable
 
@@ -18,7 +22,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .context import StepContext
+from . import span
+from .context import FPS, StepContext
 from .errors import PreprocessError
 from .fileio import save_npy, save_text
 from .video import quiet_native_stderr
@@ -94,20 +99,66 @@ def missing_runs(missing: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)))
 
 
-def fill_gaps(lms: np.ndarray, source: str | Path, max_missing: float = MAX_MISSING, max_gap: int = MAX_GAP
-              ) -> np.ndarray:
+def face_part(missing: np.ndarray, max_missing: float = MAX_MISSING, max_gap: int = MAX_GAP) -> tuple[int, int] | None:
+    """The longest run of frames [a, b) that fill_gaps would accept, from a frame with a face to one with a face,
+    between the stretches without a face longer than max_gap; None if there is none."""
+    long = [run for run in missing_runs(missing) if run[1] - run[0] > max_gap]
+    bounds = [0, *[int(x) for run in long for x in run], len(missing)]
+    best = None
+    for lo, hi in zip(bounds[::2], bounds[1::2]):
+        found = np.flatnonzero(~missing[lo:hi])
+        if len(found) < 2:
+            continue
+        a, b = lo + int(found[0]), lo + int(found[-1]) + 1
+        if missing[a:b].sum() <= max_missing * (b - a) and (best is None or b - a > best[1] - best[0]):
+            best = (a, b)
+    return best
+
+
+def runs_text(runs: list[tuple[int, int]], start: float) -> str:
+    """'2.4-6.4 s (frames 60-159)' for each run of frames [a, b) (the first three), in seconds of the video."""
+    parts = [f"{start + a / FPS:.1f}-{start + b / FPS:.1f} s (frames {a}-{b - 1})" for a, b in runs[:3]]
+    return ", ".join(parts) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
+
+
+def trim_hint(part: tuple[int, int], start: float) -> str:
+    """The --start/--end that keep frames [a, b): rounded inwards to 0.1 s, a frame of margin at the end."""
+    a, b = part
+    lo = math.ceil(round((start + a / FPS) * 10, 6)) / 10
+    hi = math.floor(round((start + (b - 1) / FPS) * 10, 6)) / 10
+    if hi - lo < 2 / FPS:  # too short a part to round
+        lo, hi = round(start + a / FPS, 2), round(start + b / FPS, 2)
+    return f"process the part with a face: --start {lo:g} --end {hi:g}"
+
+
+def no_face_error(missing: np.ndarray, source: str | Path, start: float, max_missing: float, max_gap: int
+                  ) -> PreprocessError:
+    """The one-line error: where the face is missing (seconds of the video, frames) and which span would work."""
+    n, bad = len(missing), int(missing.sum())
+    long = [run for run in missing_runs(missing) if run[1] - run[0] > max_gap]
+    if long and bad < n:
+        what = f"no face in {runs_text(long, start)} of {source}"
+    else:
+        what = f"no face found in {bad} of {n} frames of {source}"
+    part = face_part(missing, max_missing, max_gap)
+    if part is not None:
+        return PreprocessError(f"{what}; {trim_hint(part, start)}")
+    if bad < n:
+        return PreprocessError(f"{what}; no part of it shows a face steadily enough (--start/--end pick one)")
+    return PreprocessError(what)
+
+
+def fill_gaps(lms: np.ndarray, source: str | Path, max_missing: float = MAX_MISSING, max_gap: int = MAX_GAP,
+              start: float = 0.0) -> np.ndarray:
     """Interpolate the NaN frames of [N,478,3] linearly over time (held constant at the ends).
-    Raises PreprocessError naming `source` if too many frames, or too long a run, lack a face."""
+    Raises PreprocessError naming `source` if too many frames, or too long a run, lack a face; frame 0 is at
+    `start` seconds of `source` (the error names the spans without a face and suggests a --start/--end)."""
     missing = np.isnan(lms).any(axis=(1, 2))
     n, bad = len(lms), int(missing.sum())
     if bad == 0:
         return lms
-    if bad == n or bad > max_missing * n:
-        raise PreprocessError(f"no face found in {bad} of {n} frames of {source}")
-    longest = max(b - a for a, b in missing_runs(missing))
-    if longest > max_gap:
-        raise PreprocessError(f"no face found in {longest} consecutive frames of {source} "
-                              f"(at most {max_gap} are interpolated); cut that part out of the video")
+    if bad > max_missing * n or max(b - a for a, b in missing_runs(missing)) > max_gap:
+        raise no_face_error(missing, source, start, max_missing, max_gap)
     good = np.flatnonzero(~missing)
     flat = lms.reshape(n, -1)
     filled = np.stack([np.interp(np.arange(n), good, flat[good, k]) for k in range(flat.shape[1])], axis=1)
@@ -135,9 +186,22 @@ def run(ctx: StepContext) -> None:
     if not paths:
         raise PreprocessError(f"{ctx.img_dir}: no frames; run step 3 (video) first")
     raw = detect_landmarks((read_rgb(p) for p in paths), progress=True, total=len(paths))
-    lms = fill_gaps(raw, ctx.video)
+    lms = fill_gaps(raw, ctx.video, start=span.clip_start(ctx))
     found = int((~np.isnan(raw).any(axis=(1, 2))).sum())
     for path, pts in zip(paths, to_68(lms)):
         save_text(path.with_suffix(".lms"), lms_text(pts))
     save_npy(ctx.out_dir / "landmarks.npy", lms)
     print(f"landmarks: face found in {found} of {len(paths)} frames; {len(paths) - found} interpolated")
+    save_occlusion(ctx, paths, lms)
+
+
+def save_occlusion(ctx: StepContext, paths: list[Path], lms: np.ndarray) -> None:
+    """occlusion.npy [N,478] bool: the face points a hand covers in each frame (data_util/occlusion.py)."""
+    from .occlusion import MAX_COVERED, covered_points, covered_share, detect_hands, frame_runs
+
+    hands = detect_hands((read_rgb(p) for p in paths), total=len(paths), progress=True)
+    covered = covered_points(lms, hands)
+    save_npy(ctx.out_dir / "occlusion.npy", covered)
+    over = np.flatnonzero(covered_share(covered) > MAX_COVERED)
+    print(f"landmarks: a hand covers more than {MAX_COVERED:.0%} of the face in {len(over)} frames"
+          + (f" ({frame_runs(over)})" if len(over) else ""))

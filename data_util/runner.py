@@ -1,7 +1,8 @@
 """Runs the preprocessing steps in order: `python -m data_util.runner <name>` (what process_data.sh calls).
 
 Each step is a module with `run(ctx: StepContext) -> None`. A step that finished writes a marker
-`dataset/<name>/.done/<step>`; a later run skips it unless `--force`. Steps write their outputs atomically
+`dataset/<name>/.done/<step>` and records its options (data_util.markers); a later run skips it unless `--force`
+or its options (--start, --end, --size, --audio, ...) changed. Steps write their outputs atomically
 (data_util.fileio), so a killed run leaves no half-written file and simply picks up where it stopped.
 """
 from __future__ import annotations
@@ -15,43 +16,13 @@ import sys
 import time
 from pathlib import Path
 
+from . import span
 from .context import StepContext
 from .errors import PreprocessError
-from .fileio import save_text
+from .ffmpeg import probe
+from .markers import READS, STEPS, changed_options, dependents, invalidate, mark_done, marker  # noqa: F401 (API)
 
-# (number, name): module data_util.<name> with run(ctx).
-STEPS: list[tuple[int, str]] = [
-    (1, "audio"),
-    (2, "audio_features"),
-    (3, "video"),
-    (4, "landmarks"),
-    (5, "parsing"),
-    (6, "background"),
-    (7, "tracking"),
-    (8, "transforms"),
-    (9, "debug"),
-]
-# step -> the steps whose outputs it reads (a step that runs again makes these dependents run again too)
-READS: dict[str, list[str]] = {
-    "audio": [], "audio_features": ["audio"], "video": [], "landmarks": ["video"],
-    "parsing": ["video", "landmarks"], "background": ["video", "parsing"], "tracking": ["video", "landmarks"],
-    "transforms": ["audio_features", "landmarks", "tracking"],
-    "debug": ["video", "landmarks", "parsing", "tracking"],
-}
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-def marker(ctx: StepContext, step: str) -> Path:
-    return ctx.out_dir / ".done" / step
-
-
-def dependents(step: str) -> set[str]:
-    """The steps that read `step`'s outputs, directly or through other steps."""
-    found: set[str] = set()
-    for _, other in STEPS:  # STEPS is in dependency order
-        if step in READS[other] or found & set(READS[other]):
-            found.add(other)
-    return found
 
 
 def remove_stale_temps(out_dir: Path) -> None:
@@ -65,29 +36,49 @@ def remove_stale_temps(out_dir: Path) -> None:
             p.unlink(missing_ok=True)
 
 
+def run_step(ctx: StepContext, number: int, step: str, why: str) -> None:
+    """Run one step (its dependents are marked not done first) and mark it done with this run's options."""
+    print(f"[{number}/9] {step} ...{why}", flush=True)
+    invalidate(ctx, dependents(step), "it uses this step's output")  # their inputs change now
+    start = time.perf_counter()
+    importlib.import_module(f"data_util.{step}").run(ctx)
+    seconds = time.perf_counter() - start
+    mark_done(ctx, step, seconds)
+    print(f"[{number}/9] {step}: {seconds:.1f} s", flush=True)
+
+
+def next_step(ctx: StepContext, todo: list[tuple[int, str]], forced: set[str], seen: set[str]
+              ) -> tuple[int, str, str] | None:
+    """(number, step, why) of the first step of `todo` to run: forced, not done, or done with other options.
+    Reports each done step it passes once."""
+    for number, step in todo:
+        changed = changed_options(ctx, step)
+        if step in forced or not marker(ctx, step).exists() or changed:
+            return number, step, f" (options changed: {', '.join(changed)})" if changed and step not in forced else ""
+        if step not in seen:
+            seen.add(step)
+            print(f"[{number}/9] {step}: done already, skipped (--force to redo)")
+    return None
+
+
 def run_steps(ctx: StepContext, only: int | None = None, force: bool = False) -> None:
-    """Run every step (or just step `only`), skipping finished ones unless `force`. A step that runs marks the
-    steps that read its outputs (READS) as not done."""
+    """Run every step (or just step `only`) that is not current, in order, skipping finished ones unless `force`.
+    A step that runs marks the steps that read its outputs (READS) as not done; one that makes an earlier step stale
+    (data_util.common_length) has it run again after it."""
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(ctx.out_dir)
-    for number, step in STEPS:
-        if only is not None and number != only:
-            continue
-        done = marker(ctx, step)
-        if done.exists() and not force:
-            print(f"[{number}/9] {step}: done already, skipped (--force to redo)")
-            continue
-        print(f"[{number}/9] {step} ...", flush=True)
-        for later_number, later in STEPS:  # their inputs change now: they must run again
-            if later in dependents(step) and marker(ctx, later).exists():
-                marker(ctx, later).unlink()
-                print(f"  step {later_number} ({later}) will run again: it uses this step's output")
-        start = time.perf_counter()
-        module = importlib.import_module(f"data_util.{step}")
-        module.run(ctx)
-        seconds = time.perf_counter() - start
-        save_text(done, f"{seconds:.3f}\n")
-        print(f"[{number}/9] {step}: {seconds:.1f} s", flush=True)
+    todo = [(n, s) for n, s in STEPS if only is None or n == only]
+    forced = {s for _, s in todo} if force else set()
+    seen: set[str] = set()
+    for _ in range(2 * len(STEPS)):
+        found = next_step(ctx, todo, forced, seen)
+        if found is None:
+            return
+        number, step, why = found
+        forced.discard(step)
+        seen.add(step)
+        run_step(ctx, number, step, why)
+    raise PreprocessError(f"{ctx.out_dir}: the steps keep marking each other to run again; rerun with --force")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -111,7 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="redo steps that are already done")
     p.add_argument("--size", type=int, help="square frame size in pixels (default: the video's if square, "
                    "else the largest square crop around the face)")
-    p.add_argument("--audio", type=Path, help="take the audio from this file instead of the video")
+    p.add_argument("--start", type=float, help="process the video from this second on (default: its start); "
+                   "changing --start/--end redoes the steps")
+    p.add_argument("--end", type=float, help="and up to this second (default: its end); --audio is cut the same way")
+    p.add_argument("--audio", type=Path, help="take the audio from this file instead of the video (aligned with it: "
+                   "its second 0 plays with the video's)")
     p.add_argument("--aud_npy", type=Path, help="use this AD-NeRF aud.npy [N,16,29] as the audio features")
     p.add_argument("--aud_backend", default="mfcc", choices=["mfcc", "deepspeech", "hubert"],
                    help="audio feature extractor (default mfcc: offline, no download)")
@@ -127,11 +122,12 @@ def context_from_args(args: argparse.Namespace) -> StepContext:
         raise PreprocessError(
             f"name {args.name!r}: use only letters, digits, '-', '_' and '.' (it becomes a folder and a config name)"
         )
+    span.check_options(args.start, args.end)
     video = args.video or args.root / "vids" / f"{args.name}.mp4"
     return StepContext(
         name=args.name, video=Path(video), out_dir=args.root / args.name, config_dir=args.config_dir,
-        size=args.size, audio=args.audio, aud_npy=args.aud_npy, aud_backend=args.aud_backend,
-        aud_model=args.aud_model, landmark_backend=args.landmark_backend,
+        size=args.size, start=args.start or None, end=args.end, audio=args.audio, aud_npy=args.aud_npy,
+        aud_backend=args.aud_backend, aud_model=args.aud_model, landmark_backend=args.landmark_backend,
         parsing_backend=args.parsing_backend, parsing_model=args.parsing_model,
     )
 
@@ -147,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         ctx = context_from_args(args)
         if not ctx.video.is_file():
             raise PreprocessError(f"{ctx.video}: file not found")
+        if ctx.start is not None or ctx.end is not None:  # a --start past the video's end fails before any step
+            span.resolve(ctx, probe(ctx.video)["duration"])
         run_steps(ctx, only=args.step, force=args.force)
     except (PreprocessError, FileNotFoundError, ValueError) as err:
         print(f"error: {one_line(err)}", file=sys.stderr)

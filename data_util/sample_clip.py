@@ -29,6 +29,8 @@ from tqdm import tqdm
 from .errors import PreprocessError
 from .ffmpeg import ffmpeg_exe
 from .fileio import atomic_path, save_json
+from .sample_motion import (expression_bump, expression_offsets, expression_spans, hold_still, make_motion,
+                            rotation, torso_motion)
 from .speech_synth import mouth_opening, synth_speech
 from .video import quiet_native_stderr
 
@@ -40,8 +42,6 @@ FACE_FRACTION = 0.42        # face oval height / frame height
 EYE_DIST = 0.1              # head-frame units: outer eye corners (33, 263) are 0.1 apart
 JAW_DROP = 0.040            # lower-lip drop at mouth opening 1 from closed lips, head units
 JAW_DIR = np.array([0.0, 1.0, 0.25]) / np.hypot(1.0, 0.25)  # direction the jaw drops in, head frame
-MAX_ANGLES = (14.0, 10.0, 12.0)  # degrees, peak |yaw|, |pitch|, |roll| (people nod less than they turn)
-TORSO_FOLLOW = (0.02, 0.006, 1 / 3)  # torso shift x, y (image widths at peak yaw, pitch), tilt (share of roll)
 DEPTH_SCALE = 1.0          # scale of the mesh depth (mediapipe z) relative to x, y
 FACE_OVAL = [10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148,
              176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109]
@@ -271,39 +271,6 @@ def make_background(size: int, rng: np.random.Generator) -> np.ndarray:
 # Motion
 # ---------------------------------------------------------------------------------------------------------------
 
-def smooth_curve(n: int, rng: np.random.Generator, peak: float, f_lo: float = 0.06, f_hi: float = 0.45) -> np.ndarray:
-    """Sum of three slow sinusoids with random phases, [n] at 25 fps, scaled so max |value| == peak."""
-    t = np.arange(n) / FPS
-    curve = np.zeros(n)
-    for _ in range(3):
-        curve += rng.uniform(0.4, 1.0) * np.sin(2 * np.pi * rng.uniform(f_lo, f_hi) * t + rng.uniform(0, 2 * np.pi))
-    return peak * curve / max(np.abs(curve).max(), 1e-9)
-
-
-def make_motion(n: int, rng: np.random.Generator, size: int) -> dict:
-    """Per-frame head angles (deg), own head offset (units), torso shift (output px) and torso tilt (deg).
-
-    The torso does not follow the head exactly: it shifts sideways with the yaw, a little up and down with the
-    pitch and tilts with a third of the roll (shoulders turn with the head, much less and without rotating
-    like it), so its motion is a function of the head pose, as a torso deformation conditioned on the pose
-    assumes."""
-    angles = np.stack([smooth_curve(n, rng, peak * rng.uniform(0.85, 1.0)) for peak in MAX_ANGLES], 1)
-    head_off = np.stack([smooth_curve(n, rng, p) for p in (0.006, 0.004, 0.02)], 1)
-    yaw, pitch, roll = (angles / np.array(MAX_ANGLES)).T  # each in [-1, 1]
-    torso = np.stack([TORSO_FOLLOW[0] * size * yaw, TORSO_FOLLOW[1] * size * pitch], 1)
-    tilt = TORSO_FOLLOW[2] * angles[:, 2]
-    return {"angles": angles, "head_off": head_off, "torso": torso, "tilt": tilt}
-
-
-def rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
-    """R = Ry(yaw) @ Rx(pitch) @ Rz(roll), degrees, axes of the head frame (x right, y down, z forward)."""
-    return Rotation.from_euler("YXZ", [yaw, pitch, roll], degrees=True).as_matrix()
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Rendering
-# ---------------------------------------------------------------------------------------------------------------
-
 def rasterise(head: Head, cam_pts: np.ndarray, uv_dst: np.ndarray, mouth_poly: np.ndarray, n: int) -> np.ndarray:
     """Render the head layer RGBA float32 [n, n, 4] (premultiplied) at render resolution.
 
@@ -366,7 +333,9 @@ def render_clip(size: int = 256, seconds: float = 12.0, seed: int = 0, voice: in
     rng = np.random.default_rng(seed)
     n_frames = int(round(seconds * FPS))
     audio = synth_speech(n_frames / FPS, seed=seed, sr=SR, voice=voice)
-    mouth = mouth_opening(audio, SR, FPS)[:n_frames]
+    spans = expression_spans(n_frames)  # the head holds still, the jaw drops and the brows rise (sample_motion.py)
+    brow = expression_bump(n_frames, spans)
+    mouth = np.maximum(mouth_opening(audio, SR, FPS)[:n_frames], brow)
 
     photo = data.astronaut()
     head, torso, face = build_scene(photo)
@@ -381,6 +350,9 @@ def render_clip(size: int = 256, seconds: float = 12.0, seed: int = 0, voice: in
     t_rest = np.array([(k * (o[0] - crop_x0) - c) * z0 / focal, (k * (o[1] - crop_y0) - c) * z0 / focal, z0])
 
     motion = make_motion(n_frames, rng, size)
+    hold_still(motion, spans)
+    torso_motion(motion, size)
+    brow_off, cheek_off = expression_offsets(head.verts, head.jaw_w)
     n = size * SS
     bg = cv2.resize(make_background(size, rng), (n, n), interpolation=cv2.INTER_CUBIC)
     frames = np.zeros((n_frames, size, size, 3), np.uint8)
@@ -391,7 +363,8 @@ def render_clip(size: int = 256, seconds: float = 12.0, seed: int = 0, voice: in
         shift = motion["torso"][i]
         t = (t_rest + motion["head_off"][i] + np.array([shift[0], shift[1], 0.0]) * z0 / focal
              + head.pivot - R @ head.pivot)
-        verts = head.verts + (mouth[i] * JAW_DROP) * head.jaw_w[:, None] * head.jaw_dir
+        verts = (head.verts + (mouth[i] * JAW_DROP) * head.jaw_w[:, None] * head.jaw_dir + brow[i] * brow_off
+                 + mouth[i] * cheek_off)
         cam = verts @ R.T + t
         uv = project(cam, focal * SS, c * SS)
 
@@ -413,10 +386,12 @@ def render_clip(size: int = 256, seconds: float = 12.0, seed: int = 0, voice: in
         records.append({"frame": i, "euler_deg": [round(float(a), 6) for a in (yaw, pitch, roll)],
                         "R": np.round(R, 9).tolist(), "t": np.round(t, 9).tolist(),
                         "focal": focal, "mouth": round(float(mouth[i]), 6),
+                        "brow": round(float(brow[i]), 6), "still": any(a <= i <= b for a, b in spans),
                         "torso_shift_px": np.round(shift, 4).tolist()})
 
     n_pts = 478
-    rigid = np.nonzero(head.jaw_w[:n_pts] < 1e-3)[0]
+    moves = np.linalg.norm(brow_off[:n_pts], axis=1) + np.linalg.norm(cheek_off[:n_pts], axis=1)
+    rigid = np.nonzero((head.jaw_w[:n_pts] < 1e-3) & (moves < 1e-6))[0]
     gt = {
         "conventions": ("X_cam = R @ X_head + t; OpenCV camera (x right, y down, z forward); "
                         "pixel (u, v) = (focal * X/Z + cx, focal * Y/Z + cy) in continuous pixel coordinates "
@@ -429,7 +404,14 @@ def render_clip(size: int = 256, seconds: float = 12.0, seed: int = 0, voice: in
         "audio_samples": int(len(audio)), "focal": focal, "cx": c, "cy": c, "seed": seed, "voice": voice,
         "head_points": np.round(head.verts[:n_pts], 7).tolist(),
         "head_points_note": ("mediapipe face-mesh order (478, iris 468-477) in the head frame, mouth closed. A frame's "
-                             "points are head_points + mouth * jaw_drop * jaw_weight[:, None] * jaw_dir"),
+                             "points are head_points + mouth * jaw_drop * jaw_weight[:, None] * jaw_dir + brow * brow_offset "
+                             "+ mouth * cheek_offset"),
+        "expression_spans": [list(sp) for sp in spans],
+        "expression_note": ("in each span [first, last] the head pose is constant (R, t) while the jaw drops "
+                            "fully and the brows rise (brow: 0 -> 1 -> 0); brow_offset and cheek_offset are the "
+                            "head-frame displacements at brow = 1 and mouth = 1"),
+        "brow_offset": np.round(brow_off[:n_pts], 7).tolist(),
+        "cheek_offset": np.round(cheek_off[:n_pts], 7).tolist(),
         "jaw_drop": JAW_DROP, "jaw_dir": head.jaw_dir.tolist(),
         "jaw_weight": np.round(head.jaw_w[:n_pts], 6).tolist(),
         "rigid_indices": rigid.tolist(),

@@ -10,9 +10,15 @@ z*w (predicted as the point's camera depth relative to the face centre times f /
   little less than the true surface points when the head turns. On the sample clip, 2D-only tracking found only
   45-55% of the true yaw and pitch (median error 3.3 degrees, focal -31%); with the depth term, median 1.1 degrees
   (module docs in the report). The depth term trusts mediapipe's depth scale ("roughly the scale of x").
-- Expression: the pose is fitted on rigid points only (forehead, temples, nose, eye corners, upper face oval:
-  everything above the bottom of the nose except eyelids, brows and irises), subsampled to MAX_POSE_POINTS; mouth,
-  lips, jaw and chin are left out. The soft-L1 loss takes care of what moves a little anyway (cheeks, blinks).
+- Expression: the pose is fitted on rigid points only. The candidates are everything above the bottom of the nose
+  except eyelids, brows and irises (mouth, lips, jaw and chin are left out). On a real face many of those still
+  move with the expression: mediapipe's forehead, temples and upper face oval shift when the brows rise or the jaw
+  drops, and a fit on them turns that shift into pitch. So the points are then chosen by how rigid they are on
+  this clip: after a first fit, every candidate is placed in the head frame (least squares over the frames) and
+  its spread is how far its observed position strays from that place over the clip (the 75th percentile of its
+  per-frame residual after removing its median, pixels); the RIGID_SHARE least-spread candidates are kept and the
+  poses fitted again, RIGID_ROUNDS times. The soft-L1 loss (a robust, iteratively reweighted fit) takes care of
+  the rest (blinks, a hand over part of the face). `rigid_spread` in the output says how each candidate did.
 - Focal length / depth: the shape's scale is fixed (outer eye corners 0.1 apart), so the face's size in the image
   fixes f / t_z and only perspective distortion tells f from t_z. As AD-NeRF does, f is found by a 1-D search:
   bundle adjustment at fixed f (shape and poses free) on SEARCH_FRAMES frames for f = 0.5 .. 8 x the image size in
@@ -40,41 +46,33 @@ rigid points). `X_cam = R(euler) @ X_head + trans`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
-import scipy.optimize
-import scipy.sparse
 from scipy.spatial.transform import Rotation
 
+from .bundle_adjust import (EYE_DIST, Track, apply_similarity, bundle_adjust, fit_points, pnp_init, project,
+                            similarity)
 from .context import StepContext
 from .errors import PreprocessError
 
 N_MESH = 468  # face-mesh points without the irises
 EYE_OUTER = (33, 263)  # outer eye corners: their distance fixes the head-frame unit
-EYE_DIST = 0.1  # head-frame units between the outer eye corners (docs/INTERFACES.md)
 NOSE_BOTTOM = 2  # subnasale: rigid points lie above it
 EYELIDS = [7, 144, 145, 153, 154, 155, 157, 158, 159, 160, 161, 163, 173, 246,  # eye contours without corners
            249, 373, 374, 380, 381, 382, 384, 385, 386, 387, 388, 390, 398, 466]
 BROWS = [46, 52, 53, 55, 63, 65, 66, 70, 105, 107, 276, 282, 283, 285, 293, 295, 296, 300, 334, 336]
 MAX_POSE_POINTS = 120  # rigid points used in the bundle adjustment (subsampled evenly)
+RIGID_SHARE = 0.4  # share of the candidate points kept as the clip's rigid points (least spread first)
+RIGID_MIN = 30  # ... but at least this many
+RIGID_ROUNDS = 2  # rounds of (place the candidates, keep the least spread, fit the poses again)
+SPREAD_FRAMES = 120  # frames used to place the candidates and measure their spread
+SPREAD_PERCENTILE = 75  # a point's spread: this percentile over the frames of its distance from its usual place
 SEARCH_FRAMES = 40  # frames used by the focal search, which also gives the shape
 SEARCH_NFEV = 60  # evaluations per bundle adjustment of the search (20 ranks the focal lengths by noise)
 POSE_NFEV = 30  # evaluations of the final pose fit on all frames
 FOCAL_GRID = 2.0 ** np.arange(-1, 4)  # 0.5 ... 8 x the image size max(h, w): coarse focal search grid
 FIT_POINTS_FRAMES = 60  # frames used to place the non-rigid points of the shape
 SMOOTH = 2.0  # weight of the temporal smoothness residuals (pixel motion of a point 0.1 from the origin)
-Z_WEIGHT = 0.35  # weight of mediapipe's relative depth residuals against the pixel residuals (0: 2D only)
-
-
-@dataclass
-class Track:
-    focal: float
-    rotvec: np.ndarray  # [N,3] axis-angle, X_cam = R @ X + t
-    trans: np.ndarray  # [N,3]
-    shape: np.ndarray  # [P,3] shape of the points it was fitted on
-    cost: float  # final robust cost (0.5 * sum rho(r^2))
 
 
 # ---------------------------------------------------------------- points and initial shape
@@ -91,21 +89,6 @@ def pose_points(rigid: np.ndarray, k: int | None = None) -> np.ndarray:
     k = k or MAX_POSE_POINTS
     pick = rigid[np.linspace(0, len(rigid) - 1, min(k, len(rigid))).round().astype(int)]
     return np.union1d(pick, EYE_OUTER)
-
-
-def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
-    """(scale, rot [3,3], src mean, dst mean) of the similarity that best maps src [P,3] onto dst [P,3] (Umeyama):
-    x -> scale * rot @ (x - src mean) + dst mean."""
-    ms, md = src.mean(0), dst.mean(0)
-    a, b = src - ms, dst - md
-    u, s, vt = np.linalg.svd(b.T @ a)
-    d = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
-    return float(np.trace(np.diag(s) @ d) / (a**2).sum()), u @ d @ vt, ms, md
-
-
-def apply_similarity(pts: np.ndarray, sim: tuple[float, np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
-    scale, rot, ms, md = sim
-    return scale * (pts - ms) @ rot.T + md
 
 
 def initial_shape(lms: np.ndarray) -> np.ndarray:
@@ -126,108 +109,6 @@ def normalise_shape(shape: np.ndarray) -> np.ndarray:
     """Centre on the 468 mesh points' mean and scale so the outer eye corners are EYE_DIST apart."""
     shape = shape - shape[:N_MESH].mean(0)
     return shape * (EYE_DIST / np.linalg.norm(shape[EYE_OUTER[0]] - shape[EYE_OUTER[1]]))
-
-
-# ---------------------------------------------------------------- projection and bundle adjustment
-def project(rotvec: np.ndarray, trans: np.ndarray, shape: np.ndarray, focal: float, c: np.ndarray) -> np.ndarray:
-    """Pixels [N,P,2] of shape [P,3] under poses rotvec, trans [N,3]; c = (cx, cy)."""
-    cam = np.matmul(shape, Rotation.from_rotvec(rotvec).as_matrix().transpose(0, 2, 1)) + trans[:, None]
-    return focal * cam[..., :2] / cam[..., 2:3] + c
-
-
-def pnp_init(shape: np.ndarray, obs: np.ndarray, focal: float, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame pose (rotvec [N,3], trans [N,3]) of shape [P,3] from pixels obs [N,P,2] by cv2.solvePnP."""
-    k = np.array([[focal, 0, c[0]], [0, focal, c[1]], [0, 0, 1]], np.float64)
-    rvecs, tvecs = np.zeros((len(obs), 3)), np.zeros((len(obs), 3))
-    r, t = np.zeros((3, 1)), np.array([[0.0], [0.0], [1.0]])
-    for i, uv in enumerate(obs):
-        ok, r, t = cv2.solvePnP(shape, uv.astype(np.float64), k, None, rvec=r.copy(), tvec=t.copy(),
-                                useExtrinsicGuess=i > 0, flags=cv2.SOLVEPNP_ITERATIVE if i > 0 else cv2.SOLVEPNP_EPNP)
-        if i == 0:
-            ok, r, t = cv2.solvePnP(shape, uv.astype(np.float64), k, None, rvec=r, tvec=t, useExtrinsicGuess=True,
-                                    flags=cv2.SOLVEPNP_ITERATIVE)
-        if not ok:
-            raise PreprocessError(f"tracking: solvePnP failed on frame {i}")
-        rvecs[i], tvecs[i] = r.ravel(), t.ravel()
-    return rvecs, tvecs
-
-
-def _sparsity(n: int, p: int, ch: int, free_focal: bool, free_shape: bool, smooth: bool) -> scipy.sparse.csr_matrix:
-    """Jacobian pattern of bundle_adjust's residuals: data rows (frame, point, channel x y [z]), then smoothness
-    rows (frame pair, 6). Columns: [focal], [shape P*3], poses N*6."""
-    off_s = int(free_focal)
-    off_p = off_s + 3 * p * int(free_shape)
-    rows, cols = [], []
-    frame, point = np.meshgrid(np.arange(n), np.arange(p), indexing="ij")
-    for xy in range(ch):
-        r = ((frame * p + point) * ch + xy).ravel()
-        for j in range(3 if free_shape else 0):
-            rows.append(r)
-            cols.append(off_s + 3 * point.ravel() + j)
-        for j in range(6):
-            rows.append(r)
-            cols.append(off_p + 6 * frame.ravel() + j)
-        if free_focal:
-            rows.append(r)
-            cols.append(np.zeros_like(r))
-    n_rows = ch * n * p
-    if smooth and n > 1:
-        pair, j = np.meshgrid(np.arange(n - 1), np.arange(6), indexing="ij")
-        r = n_rows + (pair * 6 + j).ravel()
-        rows += [r, r]
-        cols += [off_p + 6 * pair.ravel() + j.ravel(), off_p + 6 * (pair.ravel() + 1) + j.ravel()]
-        n_rows += 6 * (n - 1)
-    rows, cols = np.concatenate(rows), np.concatenate(cols)
-    data = np.ones(len(rows), bool)
-    return scipy.sparse.csr_matrix((data, (rows, cols)), shape=(n_rows, off_p + 6 * n))
-
-
-def bundle_adjust(obs: np.ndarray, shape: np.ndarray, rotvec: np.ndarray, trans: np.ndarray, focal: float,
-                  c: np.ndarray, free_focal: bool, smooth: float, f_scale: float, max_nfev: int = 50,
-                  free_shape: bool = True) -> Track:
-    """Fit poses [N,3]+[N,3], the shape [P,3] if free_shape and the focal if free_focal to landmarks obs [N,P,3] (pixels x, y and
-    mediapipe's relative depth z*w, centred per frame; the depth residuals are weighted by Z_WEIGHT).
-
-    Translations are parametrised as t = f * exp(q) * (a, b, 1), so that moving the focal length at fixed (a, b, q)
-    follows the focal / depth valley (the image barely changes): this keeps the problem well conditioned. The depth
-    prediction is (R (X - X0))_z * f / t_z, with X0 the initial shape's centroid (the residual pins the shape there)."""
-    n, p = obs.shape[:2]
-    ch = 3 if Z_WEIGHT > 0 else 2
-    z = float(np.median(trans[:, 2]))
-    w_pose = smooth * focal * np.array([EYE_DIST / z] * 3 + [1.0, 1.0, EYE_DIST / z])  # pixel motion per unit
-    centre = shape.mean(0)
-
-    def unpack(x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        f = focal * np.exp(x[0]) if free_focal else focal
-        k = int(free_focal)
-        if not free_shape:
-            return f, shape, x[k:].reshape(n, 6)
-        return f, x[k:k + 3 * p].reshape(p, 3), x[k + 3 * p:].reshape(n, 6)
-
-    def to_trans(f: float, pose: np.ndarray) -> np.ndarray:  # [N,3]
-        return f * np.exp(pose[:, 5:6]) * np.hstack([pose[:, 3:5], np.ones((n, 1))])
-
-    def residuals(x: np.ndarray) -> np.ndarray:
-        f, s, pose = unpack(x)
-        rot = Rotation.from_rotvec(pose[:, :3]).as_matrix()  # [N,3,3]
-        cam = np.matmul(s, rot.transpose(0, 2, 1)) + to_trans(f, pose)[:, None]  # [N,P,3]
-        res = [f * cam[..., :2] / cam[..., 2:3] + c - obs[..., :2]]
-        if ch == 3:
-            depth = np.matmul(s - centre, rot[:, 2:3].transpose(0, 2, 1))  # [N,P,1]: (R (X - X0))_z
-            res.append(Z_WEIGHT * (depth * np.exp(-pose[:, None, 5:6]) - obs[..., 2:3]))
-        res = [np.concatenate(res, -1).ravel()]
-        if smooth > 0 and n > 1:
-            res.append((np.diff(pose, axis=0) * w_pose).ravel())
-        return np.concatenate(res)
-
-    abq = np.hstack([trans[:, :2] / trans[:, 2:], np.log(trans[:, 2:] / focal)])
-    x0 = np.concatenate([[0.0] if free_focal else [], shape.ravel() if free_shape else [],
-                         np.hstack([rotvec, abq]).ravel()])
-    sol = scipy.optimize.least_squares(
-        residuals, x0, jac_sparsity=_sparsity(n, p, ch, free_focal, free_shape, smooth > 0), loss="soft_l1", f_scale=f_scale,
-        x_scale="jac", tr_solver="lsmr", max_nfev=max_nfev, xtol=1e-10, ftol=1e-8, method="trf")
-    f, s, pose = unpack(sol.x)
-    return Track(focal=f, rotvec=pose[:, :3], trans=to_trans(f, pose), shape=s, cost=float(sol.cost))
 
 
 def search_focal(obs: np.ndarray, shape: np.ndarray, c: np.ndarray, size: float, f_scale: float,
@@ -265,18 +146,51 @@ def search_focal(obs: np.ndarray, shape: np.ndarray, c: np.ndarray, size: float,
 
 
 # ---------------------------------------------------------------- the whole fit
-def fit_points(obs: np.ndarray, rotvec: np.ndarray, trans: np.ndarray, focal: float, c: np.ndarray,
-               init: np.ndarray, f_scale: float) -> np.ndarray:
-    """Head-frame positions [P,3] of points seen at obs [N,P,2] under fixed poses (triangulation by LSQ)."""
-    n, p = obs.shape[:2]
-    frame, point = np.meshgrid(np.arange(n), np.arange(p), indexing="ij")
-    rows = np.concatenate([((frame * p + point) * 2 + xy).ravel() for xy in range(2) for _ in range(3)])
-    cols = np.concatenate([(3 * point + j).ravel() for _ in range(2) for j in range(3)])
-    pattern = scipy.sparse.csr_matrix((np.ones(len(rows), bool), (rows, cols)), shape=(2 * n * p, 3 * p))
-    sol = scipy.optimize.least_squares(
-        lambda x: (project(rotvec, trans, x.reshape(p, 3), focal, c) - obs).ravel(), init.ravel(),
-        jac_sparsity=pattern, loss="soft_l1", f_scale=f_scale, x_scale="jac", tr_solver="lsmr", max_nfev=20)
-    return sol.x.reshape(p, 3)
+def depth_centred(obs: np.ndarray) -> np.ndarray:
+    """Landmarks [N,P,3] with mediapipe's depth centred per frame (it is relative to an unknown origin)."""
+    obs = obs.astype(np.float64, copy=True)
+    obs[..., 2] -= obs[..., 2].mean(1, keepdims=True)
+    return obs
+
+
+def fit_poses(obs: np.ndarray, shape: np.ndarray, focal: float, c: np.ndarray, f_scale: float,
+              seen: np.ndarray | None = None) -> Track:
+    """Poses of all frames for a fixed shape [P,3] and focal: per-frame PnP starts, then one smoothed fit.
+    seen [N,P] bool (optional): points not seen in a frame (a hand over them) do not pull its pose."""
+    rv, tr = pnp_init(shape, obs[..., :2], focal, c)
+    return bundle_adjust(obs, shape, rv, tr, focal, c, False, SMOOTH, f_scale, max_nfev=POSE_NFEV, free_shape=False,
+                         weight=seen)
+
+
+def fit_shape(obs: np.ndarray, shape: np.ndarray, fit: Track, c: np.ndarray, f_scale: float,
+              seen: np.ndarray | None = None) -> np.ndarray:
+    """The shape [P,3] of the points seen at obs [N,P,3], fitted with the poses on SEARCH_FRAMES frames."""
+    sub = np.linspace(0, len(obs) - 1, min(SEARCH_FRAMES, len(obs))).round().astype(int)
+    return bundle_adjust(obs[sub], shape, fit.rotvec[sub], fit.trans[sub], fit.focal, c, False, 0.0, f_scale,
+                         max_nfev=SEARCH_NFEV, weight=None if seen is None else seen[sub]).shape
+
+
+def point_spread(obs: np.ndarray, fit: Track, init: np.ndarray, c: np.ndarray, f_scale: float,
+                 seen: np.ndarray | None = None) -> np.ndarray:
+    """How far each point strays from one head-frame place over the clip, pixels [P]: the points seen at obs
+    [N,P,2] are placed under the fitted poses (least squares on SPREAD_FRAMES frames, from init [P,3]), then the
+    75th percentile over the frames where it is seen of the distance of its residual from its median residual."""
+    seen = np.ones(obs.shape[:2], bool) if seen is None else seen
+    sub = np.linspace(0, len(obs) - 1, min(SPREAD_FRAMES, len(obs))).round().astype(int)
+    placed = fit_points(obs[sub], fit.rotvec[sub], fit.trans[sub], fit.focal, c, init, f_scale, seen[sub])
+    res = np.where(seen[..., None], project(fit.rotvec, fit.trans, placed, fit.focal, c) - obs, np.nan)  # [N,P,2]
+    dist = np.linalg.norm(res - np.nanmedian(res, 0), axis=-1)
+    spread = np.nanpercentile(np.where(seen.any(0), dist, 0.0), SPREAD_PERCENTILE, axis=0)
+    return np.where(seen.sum(0) >= 2, spread, np.inf)
+
+
+def n_rigid(candidates: np.ndarray) -> int:
+    return min(len(candidates), max(RIGID_MIN, int(round(RIGID_SHARE * len(candidates)))))
+
+
+def most_rigid(candidates: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """The n_rigid candidates [K] with the least spread, sorted by index."""
+    return np.sort(candidates[np.argsort(spread, kind="stable")[:n_rigid(candidates)]])
 
 
 def fix_gauge(rotvec: np.ndarray, trans: np.ndarray, shape: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -290,8 +204,10 @@ def fix_gauge(rotvec: np.ndarray, trans: np.ndarray, shape: np.ndarray) -> tuple
     return (rots * q.inv()).as_rotvec(), new_trans, new_shape
 
 
-def track(lms: np.ndarray, h: int, w: int, verbose: bool = True) -> dict[str, np.ndarray]:
-    """Head poses from landmarks [N,478,3] (pixels x, y and z*w) of h x w frames. Returns arrays of the contract."""
+def track(lms: np.ndarray, h: int, w: int, verbose: bool = True, covered: np.ndarray | None = None
+          ) -> dict[str, np.ndarray]:
+    """Head poses from landmarks [N,478,3] (pixels x, y and z*w) of h x w frames. covered [N,478] bool (optional,
+    data_util/occlusion.py): points a hand covers, left out of that frame's fit. Returns arrays of the contract."""
     lms = np.asarray(lms, np.float64)
     if lms.ndim != 3 or lms.shape[1:] != (478, 3):
         raise PreprocessError(f"tracking: landmarks must be [N, 478, 3], got {list(lms.shape)}")
@@ -299,34 +215,46 @@ def track(lms: np.ndarray, h: int, w: int, verbose: bool = True) -> dict[str, np
     if len(bad):
         raise PreprocessError(f"tracking: landmarks missing (NaN) in {len(bad)} frames, first {bad[0]}; "
                               "rerun step 4 (landmarks)")
+    seen = np.ones(lms.shape[:2], bool) if covered is None else ~np.asarray(covered, bool)
     c = np.array([w / 2.0, h / 2.0])
     size = float(max(h, w))
     f_scale = max(1.0, size / 512)  # pixels where the soft-L1 loss turns linear
     shape0 = initial_shape(lms)
     rigid = rigid_indices(shape0)
     pts = pose_points(rigid)
-    obs = lms[:, pts].copy()
-    obs[..., 2] -= obs[..., 2].mean(1, keepdims=True)
-
-    search = search_focal(obs, shape0[pts], c, size, f_scale, verbose)
-    rv, tr = pnp_init(search.shape, obs[..., :2], search.focal, c)
-    fit = bundle_adjust(obs, search.shape, rv, tr, search.focal, c, False, SMOOTH, f_scale, max_nfev=POSE_NFEV,
-                        free_shape=False)
+    obs = depth_centred(lms[:, pts])
+    clear = seen[:, pts].all(1)  # frames without a hand over the pose points: the focal search uses only those
+    search = search_focal(obs[clear] if clear.sum() >= 2 else obs, shape0[pts], c, size, f_scale, verbose)
+    fit = fit_poses(obs, search.shape, search.focal, c, f_scale, seen[:, pts])
+    for _ in range(RIGID_ROUNDS):  # keep the points that are rigid on this clip, fit again
+        full0 = apply_similarity(shape0, similarity(shape0[pts], fit.shape))
+        spread = point_spread(lms[:, rigid, :2], fit, full0[rigid], c, f_scale, seen[:, rigid])
+        pts = pose_points(most_rigid(rigid, spread))
+        obs = depth_centred(lms[:, pts])
+        shape = fit_shape(obs, full0[pts], fit, c, f_scale, seen[:, pts])
+        fit = fit_poses(obs, shape, fit.focal, c, f_scale, seen[:, pts])
+    if verbose:
+        hidden = (~seen[:, pts]).any(1).sum()
+        print(f"tracking: {len(pts)} pose points chosen by rigidity on this clip (spread median "
+              f"{np.median(spread):.2f} px over {len(rigid)} candidates, {np.sort(spread)[n_rigid(rigid) - 1]:.2f} px "
+              f"at the last one kept); {hidden} frames with some of them under a hand")
 
     # The whole 478-point shape under the found poses: start from the initial shape aligned onto the fit.
     full0 = apply_similarity(shape0, similarity(shape0[pts], fit.shape))
     sub = np.linspace(0, len(lms) - 1, min(FIT_POINTS_FRAMES, len(lms))).round().astype(int)
-    full = fit_points(lms[sub, :, :2], fit.rotvec[sub], fit.trans[sub], fit.focal, c, full0, f_scale)
+    full = fit_points(lms[sub, :, :2], fit.rotvec[sub], fit.trans[sub], fit.focal, c, full0, f_scale, seen[sub])
     full[pts] = fit.shape
     rotvec, trans, shape = fix_gauge(fit.rotvec, fit.trans, full)
 
-    err = np.linalg.norm(project(rotvec, trans, shape[rigid], fit.focal, c) - lms[:, rigid, :2], axis=-1)
+    err = np.linalg.norm(project(rotvec, trans, shape[pts], fit.focal, c) - lms[:, pts, :2], axis=-1)
+    per_frame = (err * seen[:, pts]).sum(1) / np.maximum(seen[:, pts].sum(1), 1)  # [N] over the seen points
     euler = Rotation.from_rotvec(rotvec).as_euler("xyz")
     if verbose:
         print(f"tracking: focal {fit.focal:.1f} px, camera distance {np.mean(trans[:, 2]):.3f}, "
-              f"rigid reprojection error mean {err.mean():.2f} px, worst frame {err.mean(1).max():.2f} px")
+              f"rigid reprojection error mean {per_frame.mean():.2f} px, worst frame {per_frame.max():.2f} px")
     return {"focal": np.array([fit.focal]), "euler": euler, "trans": trans, "id": shape,
-            "image_size": np.array([h, w]), "reproj_err": err.mean(1), "rigid": rigid}
+            "image_size": np.array([h, w]), "reproj_err": per_frame,
+            "rigid": pts}
 
 
 def save_params(path, params: dict[str, np.ndarray]) -> None:
@@ -359,4 +287,9 @@ def run(ctx: StepContext) -> None:
     if len(frames) != len(lms):
         raise PreprocessError(f"{lms_path}: {len(lms)} frames of landmarks but {len(frames)} images in {ctx.img_dir}")
     h, w = cv2.imread(str(frames[0]), cv2.IMREAD_GRAYSCALE).shape[:2]
-    save_params(ctx.out_dir / "track_params.pt", track(lms, h, w))
+    occ_path = ctx.out_dir / "occlusion.npy"
+    covered = np.load(occ_path) if occ_path.is_file() else None
+    if covered is not None and covered.shape != lms.shape[:2]:
+        raise PreprocessError(f"{occ_path}: shape {list(covered.shape)} does not match {lms_path} "
+                              f"{list(lms.shape[:2])}; rerun step 4 (landmarks)")
+    save_params(ctx.out_dir / "track_params.pt", track(lms, h, w, covered=covered))

@@ -14,6 +14,9 @@ corners are also about 0.1 apart, so the margins are the same in head sizes: 2 E
 of the face centre and 4 E behind it, which holds the back of the head, the neck and the shoulders. near is kept
 at least 0.1 * mean_z (a very close camera).
 
+Frames where a hand covers more than occlusion.MAX_COVERED of the face (step 4's `occlusion.npy`) are left out
+of both splits (the field has no input for a hand); the files list them under `left_out` and one line says so.
+
 Extras per frame: `face_rect` [x, y, w, h] (pixels, x = column) from the extent of the frame's 478 landmarks,
 `lips_rect` [x, y, w, h] from the lip landmarks' extent, padded by a quarter of the lips' width on each side;
 top level `h`, `w` (frame size in pixels).
@@ -126,6 +129,23 @@ def write_config(ctx: StepContext, text: str) -> Path | None:
     return path
 
 
+def hand_covered_frames(ctx: StepContext, n: int) -> set[int]:
+    """Frames whose face a hand covers (more than MAX_COVERED of the mesh points); says so in one line."""
+    from .occlusion import MAX_COVERED, covered_share, frame_runs
+
+    path = ctx.out_dir / "occlusion.npy"
+    if not path.is_file():
+        return set()
+    share = covered_share(np.load(path))
+    if len(share) != n:
+        raise PreprocessError(f"{path}: {len(share)} frames but {n} poses; rerun step 4 (landmarks)")
+    hidden = np.nonzero(share > MAX_COVERED)[0]
+    if len(hidden):
+        print(f"transforms: {len(hidden)} of {n} frames left out of training and validation, a hand covers the "
+              f"face there: frames {frame_runs(hidden)}")
+    return set(hidden.tolist())
+
+
 def run(ctx: StepContext) -> None:
     tp, lms_path = ctx.out_dir / "track_params.pt", ctx.out_dir / "landmarks.npy"
     for p in (tp, lms_path):
@@ -141,9 +161,15 @@ def run(ctx: StepContext) -> None:
     focal = float(params["focal"][0])
     frames = frame_records(params, lms, n_aud)
     n_train = split_index(n)
+    hidden = hand_covered_frames(ctx, n)
     for split, part in (("train", frames[:n_train]), ("val", frames[n_train:])):
+        kept = [f for f in part if f["img_id"] not in hidden]
+        if not kept:
+            raise PreprocessError(f"{ctx.out_dir / 'occlusion.npy'}: a hand covers the face in every {split} frame; "
+                                  "trim the video (--start / --end) to a part where the face is free")
         save_json(ctx.out_dir / f"transforms_{split}.json",
-                  {"focal_len": focal, "cx": w / 2.0, "cy": h / 2.0, "h": h, "w": w, "frames": part})
+                  {"focal_len": focal, "cx": w / 2.0, "cy": h / 2.0, "h": h, "w": w, "frames": kept,
+                   "left_out": {"hand_over_face": sorted(f["img_id"] for f in part if f["img_id"] in hidden)}})
     near, far = ray_bounds(params["trans"].astype(np.float64))
     mean_z = float(np.linalg.norm(params["trans"], axis=1).mean())
     path = write_config(ctx, config_text(ctx, near, far, mean_z, n_train, n - n_train))

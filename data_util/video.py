@@ -6,6 +6,7 @@ that fits, centred horizontally on the face (mediapipe face detection on a few s
 video, placed so the face sits in the upper part with the shoulders below; then resized to --size if given.
 The frames are extracted into a temporary folder that is renamed into place, so a killed run never leaves a
 partial ori_imgs/ that looks finished. A truncated video gives the frames that can be decoded, with a warning.
+--start/--end (data_util.span) cut the video; frames past the end of the audio are dropped (data_util.common_length).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Iterator
 
 import numpy as np
 
+from . import common_length, span
 from .context import FPS, StepContext
 from .errors import PreprocessError
 from .ffmpeg import call_ffmpeg, last_error, probe
@@ -99,11 +101,12 @@ def detect_face(image: np.ndarray, detectors: list) -> tuple[float, tuple[float,
     return None
 
 
-def find_face(video: Path, duration: float | None, width: int, height: int) -> tuple[float, ...] | None:
-    """Face box (x0, y0, x1, y1) in square pixels over N_SAMPLES sampled frames (median centre, largest size)."""
+def find_face(video: Path, start: float, end: float | None, width: int, height: int) -> tuple[float, ...] | None:
+    """Face box (x0, y0, x1, y1) in square pixels over N_SAMPLES frames sampled in start..end seconds (median
+    centre, largest size)."""
     import mediapipe as mp
 
-    times = [0.0] if not duration else [duration * (k + 0.5) / N_SAMPLES for k in range(N_SAMPLES)]
+    times = [start] if not end else [start + (end - start) * (k + 0.5) / N_SAMPLES for k in range(N_SAMPLES)]
     frames = [f for f in (read_frame(video, t, width, height) for t in times) if f is not None]
     if not frames:
         raise PreprocessError(f"{video}: no frame could be decoded (damaged or truncated file?)")
@@ -141,15 +144,23 @@ def frame_filters(info: dict, crop: tuple[int, int, int] | None, out_size: int) 
     return ",".join(chain)
 
 
-def extract_frames(video: Path, vf: str, folder: Path) -> tuple[int, str]:
-    """Decode `video` through the filter chain into folder/<i>.jpg (i from 0). Returns (frames written, ffmpeg's
-    complaint or ''). A damaged file may fail part-way; the frames decoded before that are kept."""
+def extract_frames(video: Path, vf: str, folder: Path, before: list[str]) -> tuple[int, str]:
+    """Decode `video` (input options `before`: the span) through the filter chain into folder/<i>.jpg (i from 0).
+    Returns (frames written, ffmpeg's complaint or ''). A damaged file may fail part-way; the frames decoded before
+    that are kept."""
     folder.mkdir(parents=True)
-    proc = call_ffmpeg(["-i", str(video), "-an", "-vf", vf, "-qmin", "1", "-q:v", "2", "-start_number", "0",
+    proc = call_ffmpeg([*before, "-i", str(video), "-an", "-vf", vf, "-qmin", "1", "-q:v", "2", "-start_number", "0",
                         str(folder / "%d.jpg")])
     n = len(list(folder.glob("*.jpg")))
     complaint = last_error(proc.stderr) if (proc.returncode != 0 or proc.stderr.strip()) else ""
     return n, complaint
+
+
+def drop_frames(folder: Path, keep: int) -> None:
+    """Delete folder/<i>.jpg for i >= keep."""
+    for p in folder.glob("*.jpg"):
+        if int(p.stem) >= keep:
+            p.unlink()
 
 
 def replace_folder(tmp: Path, final: Path) -> None:
@@ -169,6 +180,36 @@ def remove_leftovers(out_dir: Path, name: str) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
+def check_count(video: Path, n: int, complaint: str, expected: int | None, has_audio: bool) -> None:
+    """PreprocessError if nothing was decoded; a one-line warning if ffmpeg complained, or if fewer frames than the
+    span promises came out of a file without audio (with audio, the container's length may be the audio's)."""
+    if n == 0:
+        raise PreprocessError(f"{video}: no frame could be decoded ({complaint or 'empty video'})")
+    if complaint or (expected and n < expected - SHORT_BY and not has_audio):
+        of = f" of the {expected} its length promises" if expected else ""
+        print(f"warning: {video}: decoded {n} frames{of} (damaged or truncated file?): {complaint or 'ended early'}",
+              file=sys.stderr)
+
+
+def write_frames(ctx: StepContext, info: dict, vf: str, before: list[str], expected: int | None) -> tuple[int, int]:
+    """Extract the frames into a temporary folder, keep the common length with the audio, move it to ori_imgs.
+    Returns (frames decoded, frames kept)."""
+    video = Path(ctx.video)
+    ctx.out_dir.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(ctx.out_dir, ctx.img_dir.name)
+    tmp = ctx.out_dir / f".tmp-{ctx.img_dir.name}-{os.getpid()}"
+    try:
+        decoded, complaint = extract_frames(video, vf, tmp, before)
+        check_count(video, decoded, complaint, expected, info["has_audio"])
+        kept = common_length.frames_to_keep(ctx, decoded)
+        drop_frames(tmp, kept)
+        replace_folder(tmp, ctx.img_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return decoded, kept
+
+
 def run(ctx: StepContext) -> None:
     """Write ori_imgs/<i>.jpg and video_meta.json."""
     video = Path(ctx.video)
@@ -177,38 +218,28 @@ def run(ctx: StepContext) -> None:
     info = probe(video)
     if not info["has_video"] or not info["width"]:
         raise PreprocessError(f"{video}: no video stream (not a video file)")
+    start, end = span.resolve(ctx, info["duration"])
     width, height = display_size(info["width"], info["height"], info["sar"])
     face, crop = None, None
     if width != height:
-        face = find_face(video, info["duration"], width, height)
+        face = find_face(video, start, end, width, height)
         if face is None:
             print(f"warning: {video}: no face found in {N_SAMPLES} sampled frames; cropping the centre square",
                   file=sys.stderr)
         crop = square_crop(width, height, face)
     out_size = ctx.size or min(width, height)
     vf = frame_filters(info, crop, out_size)
-
-    ctx.out_dir.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(ctx.out_dir, ctx.img_dir.name)
-    tmp = ctx.out_dir / f".tmp-{ctx.img_dir.name}-{os.getpid()}"
-    try:
-        n, complaint = extract_frames(video, vf, tmp)
-        if n == 0:
-            raise PreprocessError(f"{video}: no frame could be decoded ({complaint or 'empty video'})")
-        expected = int(round(info["duration"] * FPS)) if info["duration"] else None
-        if complaint or (expected and n < expected - SHORT_BY):
-            of = f" of the {expected} its length promises" if expected else ""
-            print(f"warning: {video}: decoded {n} frames{of} (damaged or truncated file?): {complaint or 'ended early'}",
-                  file=sys.stderr)
-        replace_folder(tmp, ctx.img_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    expected = int(round((end - start) * FPS)) if end else None
+    decoded, n = write_frames(ctx, info, vf, span.input_args(ctx, start, end), expected)
     save_json(ctx.out_dir / "video_meta.json", {
         "source": str(video), "source_fps": info["fps"], "source_size": [info["width"], info["height"]],
         "sar": info["sar"], "display_size": [width, height], "duration_s": info["duration"],
+        "start_s": start, "end_s": end,
         "face_box": [round(v, 1) for v in face] if face else None,
         "crop": {"x": crop[0], "y": crop[1], "side": crop[2]} if crop else None,
-        "size": out_size, "fps": FPS, "n_frames": n, "filters": vf,
+        "size": out_size, "fps": FPS, "n_frames": n, "decoded_frames": decoded, "filters": vf,
     })
-    print(f"  ori_imgs: {n} frames {out_size}x{out_size}" + (f", crop {crop} of {width}x{height}" if crop else ""))
+    common_length.fit_saved_features(ctx, n)
+    where = f" of {span.text(start, end)}" if ctx.start is not None or ctx.end is not None else ""
+    print(f"  ori_imgs: {n} frames {out_size}x{out_size}{where}"
+          + (f", crop {crop} of {width}x{height}" if crop else ""))

@@ -32,6 +32,7 @@ class Config:
     """The parsed configuration: one dataclass instance per component, plus the config file used."""
     sections: dict[str, Any]  # section name (e.g. "data") -> dataclass instance
     config_file: str | None = None
+    preset_note: str = ""  # what the device preset set (nerf/presets.py), printed by the trainer
 
     def __getattr__(self, name: str) -> Any:  # cfg.data, cfg.model, ...
         sections = self.__dict__.get("sections", {})
@@ -126,16 +127,41 @@ def build_parser(sections: dict[str, type] | None = None) -> configargparse.ArgP
 
 
 def parse(argv: list[str] | None = None, sections: dict[str, type] | None = None) -> Config:
-    """Parse the command line (and --config file) into the section dataclasses."""
+    """Parse the command line (and --config file) into the section dataclasses; then the device preset
+    (nerf/presets.py) fills the keys the user did not set, when the sections have a `preset` key."""
     sections = sections or default_sections()
     parser = build_parser(sections)
     ns = vars(parser.parse_args(argv))
+    note = ""
+    if "preset" in ns:
+        from nerf.presets import describe, preset_values, resolve_preset
+
+        explicit = explicit_keys(parser, argv)
+        name = resolve_preset(ns["preset"], ns.get("device", "auto"))
+        applied = preset_values(name, explicit)
+        ns.update(applied, preset=name)
+        note = describe(name, applied, explicit)
     out = {}
     for name, cls in sections.items():
         out[name] = cls(**{f.name: ns[f.name] for f in dataclasses.fields(cls)})
-    cfg = Config(out, ns.get("config"))
+    cfg = Config(out, ns.get("config"), note)
     _default_expname(cfg)
     return cfg
+
+
+_UNSET = object()
+
+
+def explicit_keys(parser: configargparse.ArgParser, argv: list[str] | None) -> set[str]:
+    """The keys given on the command line or in the --config file (parsed again with every default unset)."""
+    keys = [a.dest for a in parser._actions if a.dest not in ("help", "config")]
+    saved = {k: parser.get_default(k) for k in keys}
+    parser.set_defaults(**{k: _UNSET for k in keys})
+    try:
+        ns = vars(parser.parse_args(argv))
+    finally:
+        parser.set_defaults(**saved)
+    return {k for k in keys if ns.get(k, _UNSET) is not _UNSET}
 
 
 def _default_expname(cfg: Config) -> None:

@@ -20,7 +20,7 @@ from torch import Tensor
 class DataConfig:
     datadir: str = ""  # dataset/<name>/
     downsample: float = 1.0  # images are resized to round(size / downsample)
-    img_size: int = 0  # >0: resize so the longer side is this many pixels (overrides downsample)
+    img_size: int = 0  # >0: resize so the longer side is at most this many pixels (never enlarged; overrides downsample)
     near: float = 0.0  # ray start depth; 0: mean camera distance - 0.2 (AD-NeRF)
     far: float = 0.0  # ray end depth; 0: mean camera distance + 0.4 (AD-NeRF)
     bg: str = "image"  # background behind the field: image (bc.jpg) | white | black
@@ -116,7 +116,7 @@ class TalkingDataset:
         first = _read_image(root / "ori_imgs" / f"{self.img_ids[0]}.jpg")
         h0 = int(meta.get("h", first.shape[0]))
         w0 = int(meta.get("w", first.shape[1]))
-        factor = max(h0, w0) / cfg.img_size if cfg.img_size > 0 else cfg.downsample
+        factor = max(max(h0, w0) / cfg.img_size, 1.0) if cfg.img_size > 0 else cfg.downsample
         if factor <= 0:
             raise ValueError(f"downsample = {cfg.downsample}: must be > 0")
         self.h = max(1, round(h0 / factor))

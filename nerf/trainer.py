@@ -15,6 +15,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
 
 import numpy as np
@@ -40,11 +41,12 @@ class TrainConfig:
     iters: int = 20000  # total training iterations
     resume: bool = False  # continue from logs/<expname>/ckpt/latest.pt
     device: str = "auto"  # auto (cuda if available) | cpu | cuda
+    preset: str = dc_field(default="auto", metadata={"choices": ("auto", "cpu", "gpu", "none")})  # settings sized for the device (nerf/presets.py): auto = by device; keys you set win
     seed: int = 0  # random seed (rank r of torchrun uses seed + r)
     n_rand: int = 2048  # rays per iteration (over all ranks)
     lr: float = 0.0  # Adam learning rate; 0: per backbone (mlp 5e-4 as AD-NeRF, hash 1e-2)
     lr_decay: float = 0.1  # the learning rate falls by this factor every lr_decay_iters (exponentially)
-    lr_decay_iters: int = 250000  # iterations over which lr falls by lr_decay
+    lr_decay_iters: int = 250000  # iterations over which lr falls by lr_decay (0: iters)
     lr_warmup: int = 100  # the learning rate rises linearly from 0 over this many first iterations (without it
     # a hash field can blow its density up in the first ~15 steps and get stuck with a wall at the near plane)
     att_lr_mult: float = 5.0  # the audio attention net learns at lr * this (AD-NeRF: 5)
@@ -107,6 +109,8 @@ class Trainer:
         torch.manual_seed(self.tc.seed + self.dist.rank)
         self.run_dir = Path(self.tc.basedir) / self.tc.expname
         self.ckpt_path = self.run_dir / "ckpt" / "latest.pt"
+        if cfg.preset_note and self.dist.is_main:
+            print(f"{cfg.preset_note} (device {self.device.type})")
 
         self.train_ds = TalkingDataset(cfg.data, "train")
         self.val_ds = TalkingDataset(cfg.data, "val") if self.dist.is_main else None
@@ -154,7 +158,8 @@ class Trainer:
 
     def lr_at(self, it: int) -> float:
         base = self.tc.lr if self.tc.lr > 0 else DEFAULT_LR.get(self.cfg.model.backbone, 5e-4)
-        return learning_rate(it, base, self.tc.lr_decay, self.tc.lr_decay_iters, self.tc.lr_warmup)
+        return learning_rate(it, base, self.tc.lr_decay, self.tc.lr_decay_iters or self.tc.iters,
+                             self.tc.lr_warmup)
 
     # ---- one iteration ---------------------------------------------------------------------------------
     def step(self, it: int) -> dict[str, float]:

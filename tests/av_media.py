@@ -11,17 +11,39 @@ ASTRO_FACE = (225.0, 130.0)  # centre of the face in skimage.data.astronaut() (5
 
 
 def make_video(path: Path, size: str = "96x64", seconds: float = 1.0, fps: int = 30, audio: bool = True,
-               sar: str | None = None, rate: int = 44100, channels: int = 2, faststart: bool = False) -> Path:
-    """testsrc video (+ 440 Hz sine audio) as H.264/AAC mp4."""
+               sar: str | None = None, rate: int = 44100, channels: int = 2, faststart: bool = False,
+               audio_seconds: float | None = None, audio_delay: float = 0.0) -> Path:
+    """testsrc video (+ 440 Hz sine audio, as long as the video or `audio_seconds`, starting `audio_delay` seconds
+    after the picture) as H.264/AAC mp4."""
     args = ["-f", "lavfi", "-i", f"testsrc=size={size}:rate={fps}:duration={seconds}"]
     if audio:
-        args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate={rate}:duration={seconds}",
+        args += ["-itsoffset", str(audio_delay)] if audio_delay else []
+        args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate={rate}:duration={audio_seconds or seconds}",
                  "-ac", str(channels), "-c:a", "aac"]
     if sar:
         args += ["-vf", f"setsar={sar}"]
     if faststart:
         args += ["-movflags", "+faststart"]
-    run_ffmpeg([*args, "-c:v", "libx264", "-pix_fmt", "yuv420p", "-shortest", str(path)], what=str(path))
+    shortest = [] if audio_seconds or audio_delay else ["-shortest"]
+    run_ffmpeg([*args, "-c:v", "libx264", "-pix_fmt", "yuv420p", *shortest, str(path)], what=str(path))
+    return path
+
+
+def make_face_then_blank(path: Path, face_s: float, blank_s: float, size: int = 128) -> Path:
+    """A square mp4 with sine audio: the astronaut's face for face_s seconds, then a grey picture for blank_s."""
+    import cv2
+    import imageio.v3 as iio
+    import skimage.data
+
+    face, blank = path.with_name(f"{path.stem}-face.png"), path.with_name(f"{path.stem}-blank.png")
+    iio.imwrite(face, cv2.resize(skimage.data.astronaut(), (size, size), interpolation=cv2.INTER_AREA))
+    iio.imwrite(blank, np.full((size, size, 3), 120, np.uint8))
+    total = face_s + blank_s
+    run_ffmpeg(["-loop", "1", "-framerate", "25", "-t", str(face_s), "-i", str(face),
+                "-loop", "1", "-framerate", "25", "-t", str(blank_s), "-i", str(blank),
+                "-f", "lavfi", "-i", f"sine=frequency=300:sample_rate=16000:duration={total}",
+                "-filter_complex", "[0:v][1:v]concat=n=2:v=1:a=0[v]", "-map", "[v]", "-map", "2:a",
+                "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(path)], what=str(path))
     return path
 
 

@@ -62,14 +62,16 @@ def test_fill_gaps_interpolates_linearly():
 def test_too_many_frames_without_face_is_an_error():
     x = np.full((300, 478, 3), np.nan, np.float32)
     x[:88] = 1
-    with pytest.raises(PreprocessError, match=r"no face found in 212 of 300 frames of dataset/vids/x\.mp4"):
+    with pytest.raises(PreprocessError, match=r"no face in 3\.5-12\.0 s \(frames 88-299\) of dataset/vids/x\.mp4; "
+                                              r"process the part with a face: --start 0 --end 3\.4$"):
         L.fill_gaps(x, "dataset/vids/x.mp4")
 
 
 def test_long_gap_is_an_error():
     x = np.ones((1000, 478, 3), np.float32)
     x[100:140] = np.nan
-    with pytest.raises(PreprocessError, match="40 consecutive frames"):
+    with pytest.raises(PreprocessError, match=r"no face in 4\.0-5\.6 s \(frames 100-139\) of v\.mp4; "
+                                              r"process the part with a face: --start 5\.6 --end 39\.9$"):
         L.fill_gaps(x, "v.mp4")
 
 

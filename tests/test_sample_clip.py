@@ -38,9 +38,11 @@ def project_gt(gt: dict) -> np.ndarray:
     """GT head points (with the frame's jaw opening) projected with the GT pose and focal: [N, 478, 2]."""
     pts = np.array(gt["head_points"])
     w, d = np.array(gt["jaw_weight"])[:, None], np.array(gt["jaw_dir"])
+    brow, cheek = np.array(gt["brow_offset"]), np.array(gt["cheek_offset"])
     out = []
     for fr in gt["frames"]:
-        cam = (pts + fr["mouth"] * gt["jaw_drop"] * w * d) @ np.array(fr["R"]).T + np.array(fr["t"])
+        local = pts + fr["mouth"] * gt["jaw_drop"] * w * d + fr["brow"] * brow + fr["mouth"] * cheek
+        cam = local @ np.array(fr["R"]).T + np.array(fr["t"])
         out.append(gt["focal"] * cam[:, :2] / cam[:, 2:] + [gt["cx"], gt["cy"]])
     return np.array(out)
 
@@ -78,6 +80,34 @@ def test_gt_fields(clip_files):
         assert np.allclose(R, Rotation.from_euler("YXZ", fr["euler_deg"], degrees=True).as_matrix(), atol=1e-6)
         assert max(abs(a) for a in fr["euler_deg"]) <= 15.0
         assert 0.0 <= fr["mouth"] <= 1.0 and len(fr["t"]) == 3 and fr["t"][2] > 0.3
+
+
+def test_expression_span_holds_the_head_still(clip_files):
+    """In an expression span the true pose is constant while the jaw drops fully and the brows rise."""
+    gt = json.loads(clip_files[1].read_text())
+    (a, b), = gt["expression_spans"]  # a 2 s clip has one span, mid-clip
+    frames = gt["frames"][a:b + 1]
+    for fr in frames:
+        assert fr["still"]
+        np.testing.assert_allclose(fr["R"], frames[0]["R"], atol=1e-9)
+        np.testing.assert_allclose(fr["t"], frames[0]["t"], atol=1e-9)
+    mid = frames[len(frames) // 2]
+    assert mid["brow"] >= 0.9 and mid["mouth"] >= 0.9 and frames[0]["brow"] < 0.1
+    assert not gt["frames"][a - 1]["still"] and gt["frames"][a - 1]["brow"] == 0
+    brow = np.array(gt["brow_offset"])
+    assert brow[[105, 334], 1].max() < -0.009  # the brows rise ~0.012 head units (eye corners 0.1 apart)
+    assert np.abs(brow[[33, 133, 263, 362, 1, 4]]).max() < 1e-4  # eye corners and nose stay
+    assert not {105, 334, 10} & set(gt["rigid_indices"])
+
+
+def test_raised_brows_are_visible_to_mediapipe(clip_files):
+    """mediapipe's brow points sit higher above the eyes in the span's middle than at its start (same pose)."""
+    video, gt = clip_files
+    frames = iio.imread(video)
+    (a, b), = gt["expression_spans"]
+    lms = mediapipe_landmarks(frames[[a, (a + b) // 2]])
+    lift = lms[:, [159, 386], 1] - lms[:, [105, 334], 1]  # eye top to brow, pixels
+    assert (lift[1] - lift[0]).min() > 0.5, lift
 
 
 def test_deterministic_for_a_seed():

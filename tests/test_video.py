@@ -107,8 +107,8 @@ def test_failed_or_killed_run_leaves_no_partial_folder(tmp_path, monkeypatch):
 
     real = video.extract_frames
 
-    def interrupted(path, vf, folder):
-        real(path, vf, folder)
+    def interrupted(path, vf, folder, before):
+        real(path, vf, folder, before)
         raise KeyboardInterrupt  # killed after writing frames, before the rename
 
     monkeypatch.setattr(video, "extract_frames", interrupted)

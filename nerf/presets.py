@@ -1,0 +1,53 @@
+"""Device-aware presets: settings sized for the device a run trains on (`preset = auto | cpu | gpu | none`).
+
+- cpu: a run that reaches its plateau in about 20 minutes on 2 CPU cores: 128 px images (never upsampled), 512
+  rays of 48 samples, a 12-level 2^15 hash grid, 4500 iterations with the learning rate decaying over them, the
+  audio attention from iteration 3000, and a 25-minute time budget as a guard (~4 iterations/s on this project's
+  2-core machine: ~19 minutes; on a slower day the guard ends the run at 25 minutes). On the sample clip this is what
+  `configs/example.txt` used to spell out by hand (benchmarks/NOTES.md: ~25 dB after 20 minutes).
+- gpu: the full model at the subject's resolution (up to 512 px, AD-NeRF's 450-512): 2048 rays of 128 samples, a
+  16-level 2^17 hash grid, 20000 iterations, the learning rate decaying over them.
+- auto (default): cpu or gpu by the device train.py runs on (`device`: auto picks CUDA when there is one).
+- none: the dataclass defaults, nothing changed.
+
+Keys the user sets (on the command line or in the config file) always win over the preset. The chosen preset
+and the keys it set are printed at start, and the resolved config saved in each run holds the values.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu": {"img_size": 128, "n_rand": 512, "hash_samples": 48, "hash_levels": 12, "hash_log2_table": 15,
+            "iters": 4500, "lr_decay_iters": 0, "att_start": 3000, "time_budget": 1500.0},
+    "gpu": {"img_size": 512, "n_rand": 2048, "hash_samples": 128, "hash_levels": 16, "hash_log2_table": 17,
+            "iters": 20000, "lr_decay_iters": 0, "att_start": 10000},
+}
+CHOICES = ("auto", "cpu", "gpu", "none")
+
+
+def resolve_preset(preset: str, device: str) -> str:
+    """The preset to apply ('cpu', 'gpu' or 'none') for `preset` and the `device` key (auto | cpu | cuda)."""
+    if preset != "auto":
+        return preset
+    if device == "cpu":
+        return "cpu"
+    if device == "cuda":
+        return "gpu"
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def preset_values(name: str, explicit: set[str]) -> dict[str, Any]:
+    """The preset's {key: value} for the keys not in `explicit` (those the user set)."""
+    return {k: v for k, v in PRESETS.get(name, {}).items() if k not in explicit}
+
+
+def describe(name: str, applied: dict[str, Any], explicit: set[str]) -> str:
+    """One line for the log: which preset, what it set, which of its keys the user's values overrode."""
+    if name == "none":
+        return "preset none: the built-in defaults"
+    kept = sorted(set(PRESETS[name]) & explicit)
+    line = f"preset {name}: " + ", ".join(f"{k}={v}" for k, v in applied.items())
+    return line + (f" (your {', '.join(kept)} kept)" if kept else "")
