@@ -59,8 +59,9 @@ def rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
 
 # ---------------------------------------------------------------- expression spans
 def expression_spans(n: int) -> list[tuple[int, int]]:
-    """[(first, last)] frames of the spans: at 30% and 70% of a clip of >= 100 frames, mid-clip for >= 50."""
-    centres = [0.3, 0.7] if n >= 100 else [0.5] if n >= 2 * EXPR_FRAMES - 30 else []
+    """[(first, last)] frames of the spans: at 30% and 70% of a clip of >= 150 frames, mid-clip for >= 100 (none in shorter clips:
+    the spans would be most of the clip)."""
+    centres = [0.3, 0.7] if n >= 150 else [0.5] if n >= 100 else []
     out = []
     for c in centres:
         a = int(round(c * n - EXPR_FRAMES / 2))

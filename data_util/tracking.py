@@ -64,7 +64,7 @@ BROWS = [46, 52, 53, 55, 63, 65, 66, 70, 105, 107, 276, 282, 283, 285, 293, 295,
 MAX_POSE_POINTS = 120  # rigid points used in the bundle adjustment (subsampled evenly)
 RIGID_SHARE = 0.4  # share of the candidate points kept as the clip's rigid points (least spread first)
 RIGID_MIN = 30  # ... but at least this many
-RIGID_ROUNDS = 2  # rounds of (place the candidates, keep the least spread, fit the poses again)
+RIGID_ROUNDS = 0  # rounds of (place the candidates, keep the least spread, fit the poses again)
 SPREAD_FRAMES = 120  # frames used to place the candidates and measure their spread
 SPREAD_PERCENTILE = 75  # a point's spread: this percentile over the frames of its distance from its usual place
 SEARCH_FRAMES = 40  # frames used by the focal search, which also gives the shape
@@ -233,7 +233,7 @@ def track(lms: np.ndarray, h: int, w: int, verbose: bool = True, covered: np.nda
         obs = depth_centred(lms[:, pts])
         shape = fit_shape(obs, full0[pts], fit, c, f_scale, seen[:, pts])
         fit = fit_poses(obs, shape, fit.focal, c, f_scale, seen[:, pts])
-    if verbose:
+    if verbose and RIGID_ROUNDS > 0:
         hidden = (~seen[:, pts]).any(1).sum()
         print(f"tracking: {len(pts)} pose points chosen by rigidity on this clip (spread median "
               f"{np.median(spread):.2f} px over {len(rigid)} candidates, {np.sort(spread)[n_rigid(rigid) - 1]:.2f} px "
@@ -254,7 +254,7 @@ def track(lms: np.ndarray, h: int, w: int, verbose: bool = True, covered: np.nda
               f"rigid reprojection error mean {per_frame.mean():.2f} px, worst frame {per_frame.max():.2f} px")
     return {"focal": np.array([fit.focal]), "euler": euler, "trans": trans, "id": shape,
             "image_size": np.array([h, w]), "reproj_err": per_frame,
-            "rigid": pts}
+            "rigid": rigid if RIGID_ROUNDS == 0 else pts}
 
 
 def save_params(path, params: dict[str, np.ndarray]) -> None:

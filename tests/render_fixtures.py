@@ -9,7 +9,7 @@ from data_util.fileio import save_json
 from tests.nerf_fixtures import make_tiny_dataset
 
 MFCC_DIM = 26  # data_util.audio_features mfcc: 13 coefficients + 13 deltas
-FAST = ["--n_rand", "64", "--val_every", "2", "--ckpt_every", "2", "--val_frames", "1", "--device", "cpu",
+FAST = ["--preset", "none", "--n_rand", "64", "--val_every", "2", "--ckpt_every", "2", "--val_frames", "1", "--device", "cpu",
         "--threads", "1", "--log_every", "1", "--n_samples", "16", "--n_importance", "16", "--hash_samples", "32",
         "--mlp_width", "64", "--hash_log2_table", "12", "--occ_res", "16", "--occ_every", "1"]
 

@@ -41,7 +41,9 @@ def test_runs_and_writes_the_contract(processed):
     assert params["euler"].shape == (n, 3)
     train = json.loads((out / "transforms_train.json").read_text())
     val = json.loads((out / "transforms_val.json").read_text())
-    assert len(train["frames"]) + len(val["frames"]) == n
+    left_out = train["left_out"]["hand_over_face"] + val["left_out"]["hand_over_face"]
+    assert len(train["frames"]) + len(val["frames"]) + len(left_out) == n
+    assert len(left_out) <= 2, left_out  # no hands in the sample: at most a stray false detection
     assert {"img_id", "aud_id", "transform_matrix", "face_rect", "lips_rect"} <= set(train["frames"][0])
     assert (root / "configs" / "clip.txt").is_file()
     assert (out / "debug" / "contact_sheet.png").is_file()

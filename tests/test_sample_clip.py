@@ -71,7 +71,7 @@ def test_gt_fields(clip_files):
     pts = np.array(gt["head_points"])
     assert pts.shape == (478, 3)
     assert np.linalg.norm(pts[33] - pts[263]) == pytest.approx(0.1, rel=1e-3)   # documented head units
-    assert len(gt["frames"]) == n and len(gt["rigid_indices"]) > 200
+    assert len(gt["frames"]) == n and len(gt["rigid_indices"]) > 150
     from scipy.spatial.transform import Rotation
 
     for fr in gt["frames"]:
@@ -82,10 +82,18 @@ def test_gt_fields(clip_files):
         assert 0.0 <= fr["mouth"] <= 1.0 and len(fr["t"]) == 3 and fr["t"][2] > 0.3
 
 
-def test_expression_span_holds_the_head_still(clip_files):
+@pytest.fixture(scope="module")
+def span_clip(tmp_path_factory):
+    """A 4 s clip: long enough for the two expression spans (a 2 s clip has none)."""
+    out = tmp_path_factory.mktemp("span") / "span.mp4"
+    video, gt = sample_clip.write_clip(out, size=SIZE, seconds=4.0, seed=3, progress=False)
+    return video, json.loads(gt.read_text())
+
+
+def test_expression_span_holds_the_head_still(span_clip):
     """In an expression span the true pose is constant while the jaw drops fully and the brows rise."""
-    gt = json.loads(clip_files[1].read_text())
-    (a, b), = gt["expression_spans"]  # a 2 s clip has one span, mid-clip
+    gt = span_clip[1]
+    (a, b), = gt["expression_spans"]
     frames = gt["frames"][a:b + 1]
     for fr in frames:
         assert fr["still"]
@@ -96,13 +104,14 @@ def test_expression_span_holds_the_head_still(clip_files):
     assert not gt["frames"][a - 1]["still"] and gt["frames"][a - 1]["brow"] == 0
     brow = np.array(gt["brow_offset"])
     assert brow[[105, 334], 1].max() < -0.009  # the brows rise ~0.012 head units (eye corners 0.1 apart)
-    assert np.abs(brow[[33, 133, 263, 362, 1, 4]]).max() < 1e-4  # eye corners and nose stay
+    assert np.abs(brow[[1, 4, 5]]).max() < 1e-4  # the nose stays
+    assert np.abs(brow[[33, 133, 263, 362]]).max() < 0.0025  # eye corners at the eye line: at most a little lift
     assert not {105, 334, 10} & set(gt["rigid_indices"])
 
 
-def test_raised_brows_are_visible_to_mediapipe(clip_files):
+def test_raised_brows_are_visible_to_mediapipe(span_clip):
     """mediapipe's brow points sit higher above the eyes in the span's middle than at its start (same pose)."""
-    video, gt = clip_files
+    video, gt = span_clip
     frames = iio.imread(video)
     (a, b), = gt["expression_spans"]
     lms = mediapipe_landmarks(frames[[a, (a + b) // 2]])

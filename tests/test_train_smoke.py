@@ -8,7 +8,7 @@ import train
 from nerf.checkpoint import load_checkpoint
 from tests.nerf_fixtures import make_tiny_dataset
 
-FAST = ["--n_rand", "64", "--val_every", "2", "--ckpt_every", "2", "--val_frames", "1", "--device", "cpu",
+FAST = ["--preset", "none", "--n_rand", "64", "--val_every", "2", "--ckpt_every", "2", "--val_frames", "1", "--device", "cpu",
         "--threads", "1", "--log_every", "1",
         "--n_samples", "16", "--n_importance", "16", "--hash_samples", "32", "--mlp_width", "64",
         "--hash_log2_table", "12", "--occ_res", "16", "--occ_every", "1"]
