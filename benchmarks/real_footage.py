@@ -45,14 +45,15 @@ def run(cmd: list[str], log: Path) -> float:
 
 
 def tracking_numbers(data: Path) -> dict:
-    """Landmark coverage and how much the tracked rotation follows the expression."""
+    """Frames a hand covers and how much the tracked rotation follows the expression."""
     from data_util.expression import leak_report
+    from data_util.occlusion import MAX_COVERED, covered_share
     from data_util.tracking import load_params
 
     params = load_params(data / "track_params.pt")
     lms = np.load(data / "landmarks.npy")
-    meta = json.loads((data / "landmarks_meta.json").read_text()) if (data / "landmarks_meta.json").is_file() else {}
-    return {"frames": int(len(lms)), "landmarks": meta, "focal_px": float(params["focal"][0]),
+    hands = int((covered_share(np.load(data / "occlusion.npy")) > MAX_COVERED).sum())
+    return {"frames": int(len(lms)), "hand_over_face_frames": hands, "focal_px": float(params["focal"][0]),
             "reproj_err_px_mean": float(params["reproj_err"].mean()), **leak_report(params["euler"], lms)}
 
 
@@ -136,9 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     video = next((v for v in (vids / f"{name}.mp4", vids / f"{name}.mov") if v.is_file()), vids / f"{name}.mp4")
     prep = ["bash", "process_data.sh", name, "--video", str(video)]
     if name in SILENT:
-        seconds = json.loads(subprocess.run([py, "-c", f"import json; from data_util.ffmpeg import probe; "
-                                             f"print(json.dumps(probe('{video}')))"], cwd=ROOT, capture_output=True,
-                                            text=True).stdout)["duration"]
+        from data_util.ffmpeg import probe
+
+        seconds = probe(video)["duration"]
         run([py, "-m", "data_util.speech_synth", "--out", str(speech), "--seconds", f"{seconds:.2f}", "--seed", "3"], log)
         prep += ["--audio", str(speech)]
     run([py, "-m", "data_util.speech_synth", "--out", str(new_speech), "--seconds", "4", "--voice", "1", "--seed", "7"],
