@@ -52,7 +52,9 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 def leak_report(euler: np.ndarray, lms: np.ndarray) -> dict[str, float]:
     """How much the rotation follows the expression: correlations of pitch / yaw / roll (euler [N,3] radians,
-    X-Y-Z) with mouth opening and brow height, and the largest frame-to-frame rotation (degrees)."""
+    X-Y-Z) with mouth opening and brow height, of the frame-to-frame pitch change with the frame-to-frame change
+    of each (`r_dpitch_dmouth`: a pose that jumps when the mouth opens), and the largest frame-to-frame rotation
+    (degrees)."""
     from scipy.spatial.transform import Rotation
 
     curves = expression_curves(lms)
@@ -60,8 +62,11 @@ def leak_report(euler: np.ndarray, lms: np.ndarray) -> dict[str, float]:
     for k, axis in enumerate(("pitch", "yaw", "roll")):
         for name, curve in curves.items():
             out[f"r_{axis}_{name}"] = round(pearson(euler[:, k], curve), 4)
+    for name, curve in curves.items():  # frame-to-frame: a leak shows here even where the head really nods slowly
+        out[f"r_dpitch_d{name}"] = round(pearson(np.diff(euler[:, 0]), np.diff(curve)), 4)
     rots = Rotation.from_euler("xyz", euler)
     steps = np.degrees((rots[1:] * rots[:-1].inv()).magnitude()) if len(euler) > 1 else np.zeros(1)
     out["max_step_deg"] = round(float(steps.max()), 3)
     out["p99_step_deg"] = round(float(np.percentile(steps, 99)), 3)
     return out
+

@@ -10,7 +10,12 @@ z*w (predicted as the point's camera depth relative to the face centre times f /
   little less than the true surface points when the head turns. On the sample clip, 2D-only tracking found only
   45-55% of the true yaw and pitch (median error 3.3 degrees, focal -31%); with the depth term, median 1.1 degrees
   (module docs in the report). The depth term trusts mediapipe's depth scale ("roughly the scale of x").
-- Expression: the pose is fitted on rigid points only. The candidates are everything above the bottom of the nose
+- Expression, first defence (data_util/flow_refine.py): mediapipe's own mesh moves the nose, eye corners and
+  temples by 1-2 px when the jaw drops or the brows rise. Before the fit, the x, y of the rigid candidates are
+  steadied by optical flow on the frames (a least-squares blend of mediapipe's positions with the points'
+  frame-to-frame Lucas-Kanade flow): the pixels of the nose and the eye corners do not move with the expression.
+  `track()` itself works on whatever landmarks it is given; `run()` steadies them first.
+- Expression, second defence: the pose is fitted on rigid points only. The candidates are everything above the bottom of the nose
   except eyelids, brows and irises (mouth, lips, jaw and chin are left out). On a real face many of those still
   move with the expression: mediapipe's forehead, temples and upper face oval shift when the brows rise or the jaw
   drops, and a fit on them turns that shift into pitch. So the points are then chosen by how rigid they are on
@@ -54,6 +59,7 @@ from .bundle_adjust import (EYE_DIST, Track, apply_similarity, bundle_adjust, fi
                             similarity)
 from .context import StepContext
 from .errors import PreprocessError
+from .flow_refine import read_gray, steady_landmarks
 
 N_MESH = 468  # face-mesh points without the irises
 EYE_OUTER = (33, 263)  # outer eye corners: their distance fixes the head-frame unit
@@ -292,4 +298,9 @@ def run(ctx: StepContext) -> None:
     if covered is not None and covered.shape != lms.shape[:2]:
         raise PreprocessError(f"{occ_path}: shape {list(covered.shape)} does not match {lms_path} "
                               f"{list(lms.shape[:2])}; rerun step 4 (landmarks)")
+    if np.isfinite(lms).all():  # (track() names the frames with missing landmarks)
+        rigid = rigid_indices(initial_shape(lms))
+        lms, used = steady_landmarks(read_gray(frames), lms, rigid, covered, progress=True)
+        print(f"tracking: {len(rigid)} pose-point candidates steadied by optical flow ({100 * used:.0f}% of the "
+              "frame-to-frame flow links passed the forward-backward check)")
     save_params(ctx.out_dir / "track_params.pt", track(lms, h, w, covered=covered))
