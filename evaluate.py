@@ -29,7 +29,7 @@ def main(argv=None) -> int:
 
     from data_util.fileio import save_json
     from nerf.evaluation import evaluate_run, mouth_vs_loudness
-    from nerf.render_video import load_run
+    from nerf.runs import load_run
 
     try:
         run = load_run(rest, split="val")

@@ -27,7 +27,8 @@ def main(argv=None) -> int:
     args, rest = parse_args(argv)
     from pathlib import Path
 
-    from nerf.render_video import load_run, render_video
+    from nerf.render_video import render_video
+    from nerf.runs import load_run
 
     try:
         if args.out and Path(args.out).suffix.lower() != ".mp4":

@@ -33,11 +33,11 @@ from benchmarks.results_io import new_figure, save_figure, write_results  # noqa
 
 
 def synthetic_run(cfg, size: int, device):
-    """An untrained SSPNeRF and a square camera looking at the head frame's origin from 0.5 (render_frame's inputs)."""
+    """An untrained pipeline and a square camera looking at the head frame's origin from 0.5 (render_frame's inputs)."""
     import torch
 
     from nerf.dataset import get_rays
-    from nerf.model import SSPNeRF
+    from nerf.pipeline import ModelMeta, build_pipeline
 
     focal, near, far = 1.25 * size, 0.3, 0.9
     c2w = torch.eye(4)
@@ -46,10 +46,11 @@ def synthetic_run(cfg, size: int, device):
     o, d = get_rays(size, size, focal, size / 2, size / 2, c2w, ys, xs)
     pts = torch.cat([o + near * d, o + far * d])
     aabb = torch.cat([pts.min(0).values, pts.max(0).values])
-    model = SSPNeRF(cfg.model, cfg.render, 29, 11, aabb, [8, 9]).to(device).eval()
+    classes = ["background", "face", "brows", "eyes", "ears", "nose", "inner_mouth", "lips", "neck", "torso", "hair"]
+    pipeline = build_pipeline(cfg, ModelMeta(29, classes, aabb)).to(device).eval()
     ds = SimpleNamespace(h=size, w=size, focal=focal, cx=size / 2, cy=size / 2, near=near, far=far,
                          bg=torch.full((size, size, 3), 0.5))
-    return SimpleNamespace(model=model, ds=ds, device=device, cfg=cfg), c2w
+    return SimpleNamespace(pipeline=pipeline, model=pipeline.model, ds=ds, device=device, cfg=cfg), c2w
 
 
 def _measure(job: dict) -> dict:
@@ -59,8 +60,8 @@ def _measure(job: dict) -> dict:
     import torch
 
     from nerf.config import parse
-    from nerf.render_video import load_run, render_frame
-    from nerf.trainer import pick_device
+    from nerf.distributed import pick_device
+    from nerf.runs import load_run
 
     if job["threads"] > 0:
         torch.set_num_threads(job["threads"])
@@ -69,8 +70,8 @@ def _measure(job: dict) -> dict:
         run = load_run([*job["config_args"], "--expname", job["expname"], "--img_size", str(size),
                         "--device", job["device"]])
         c2w = run.ds.c2w[0]
-        if not job["skip"] and hasattr(run.model, "occ_ready"):
-            run.model.occ_ready.fill_(False)  # query every sample
+        if not job["skip"] and hasattr(run.pipeline.estimator, "is_ready"):
+            run.pipeline.estimator.is_ready.fill_(False)  # query every sample
     else:
         cfg = parse([*job["config_args"], "--backbone", job["backbone"]])
         run, c2w = synthetic_run(cfg, size, pick_device(job["device"]))
@@ -79,12 +80,12 @@ def _measure(job: dict) -> dict:
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     if dev.type == "cuda":
-        render_frame(run, c2w, code)  # warm-up (kernels, allocator); the CPU needs none
+        run.pipeline.render_frame(run.ds, c2w, code)  # warm-up (kernels, allocator); the CPU needs none
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     sync()
     t0, n = time.perf_counter(), 0
     while n < job["frames"] and (n == 0 or time.perf_counter() - t0 < job["max_seconds"]):
-        render_frame(run, c2w, code)
+        run.pipeline.render_frame(run.ds, c2w, code)
         n += 1
     sync()
     seconds = time.perf_counter() - t0
@@ -92,10 +93,11 @@ def _measure(job: dict) -> dict:
         peak = torch.cuda.max_memory_allocated(dev) / 2**20
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux -> MiB
-    skipping = bool(getattr(run.model, "occ_ready", False))
+    skipping = run.pipeline.occupied_share() < 1.0
+    rc = run.cfg.render
     return {"fps": n / seconds, "frames": n, "seconds": seconds, "peak_mb": peak, "skipping": skipping,
-            "backbone": run.model.mc.backbone, "samples": run.model.rc.hash_samples if run.model.mc.backbone == "hash"
-            else run.model.rc.n_samples + run.model.rc.n_importance, "device": str(dev)}
+            "backbone": run.model.mc.backbone, "samples": rc.hash_samples if run.model.mc.backbone == "hash"
+            else rc.n_samples + rc.n_importance, "device": str(dev)}
 
 
 def plot(path: Path, fps: dict) -> None:

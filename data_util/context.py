@@ -1,7 +1,7 @@
 """What every preprocessing step gets: where the video is, where outputs go, and the user's options."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -26,7 +26,6 @@ class StepContext:
     parsing_backend: str = "mediapipe"  # mediapipe (default) | bisenet
     parsing_model: Optional[Path] = None  # BiSeNet weights (79999_iter.pth) for parsing_backend=bisenet
     val_fraction: float = 1.0 / 11.0  # last 1/11 of the frames are the validation split (AD-NeRF)
-    extra: dict = field(default_factory=dict)
 
     # Paths of the contract (DESIGN.md section 4), so that no step spells them twice.
     @property

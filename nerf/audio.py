@@ -50,3 +50,10 @@ class AudioAttNet(nn.Module):
 
     def forward(self, codes: Tensor) -> Tensor:  # [F, W, dim] -> [F, dim]
         return (self.weights(codes)[..., None] * codes).sum(1)
+
+
+def audio_windows(feats: Tensor, ids: Tensor, smooth: int) -> Tensor:
+    """feats [N,16,D], frame ids [F] (rows of feats) -> [F, 2*smooth+1, 16, D]: each frame's neighbours, clamped
+    at the clip's ends (centre in the middle)."""
+    offsets = torch.arange(-smooth, smooth + 1, device=ids.device)
+    return feats[(ids[:, None] + offsets).clamp(0, len(feats) - 1)]

@@ -1,7 +1,7 @@
 """Training checkpoints: `logs/<expname>/ckpt/latest.pt`, written atomically, loadable with weights_only=True.
 
-A checkpoint holds the model, optimiser and sampler states, the iteration, the training wall time, the RNG
-states and a fingerprint of the settings that fix the model's shape; loading it under other settings is a
+A checkpoint holds the pipeline (model + estimator), optimiser and sampler states, the iteration, the training wall
+time, the RNG states, whether the audio attention net is on and a fingerprint of the settings that fix the model's shape; loading it under other settings is a
 one-line ValueError naming the checkpoint and the keys that differ.
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ def set_rng_states(states: dict) -> None:
 
 def save_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     sampler, iteration: int, fingerprint: dict, time_s: float = 0.0,
-                    extra: dict | None = None) -> None:
+                    audio_attention: bool = False) -> None:
     """Write everything needed to continue training at `iteration`, atomically (temp file + rename)."""
     state = {
         "iteration": int(iteration),
@@ -54,7 +54,7 @@ def save_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module, optimize
         "optimizer": optimizer.state_dict(),
         "sampler": _to_torch(sampler.state_dict()),
         "rng": rng_states(),
-        "extra": _to_torch(extra or {}),
+        "audio_attention": bool(audio_attention),
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)

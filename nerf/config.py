@@ -44,7 +44,8 @@ class Config:
 def default_sections() -> dict[str, type]:
     """The components' config dataclasses, by section name."""
     from nerf.dataset import DataConfig
-    from nerf.model import ModelConfig, RenderConfig
+    from nerf.model import ModelConfig
+    from nerf.pipeline import RenderConfig
     from nerf.sampler import SamplerConfig
     from nerf.trainer import TrainConfig
 

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from nerf.audio import audio_windows
+
 
 @dataclass
 class DataConfig:
@@ -243,9 +245,7 @@ class TalkingDataset:
 
     def audio_windows(self, frame: Tensor, smooth: int) -> Tensor:
         """Audio windows [F, 2*smooth+1, 16, D] around each frame's aud_id (clamped at the clip's ends)."""
-        offsets = torch.arange(-smooth, smooth + 1)
-        ids = (self.aud_ids[frame][:, None] + offsets).clamp(0, len(self.aud) - 1)
-        return self.aud[ids]
+        return audio_windows(self.aud, self.aud_ids[frame], smooth)
 
     def aabb(self) -> Tensor:
         """[6] (min xyz, max xyz) of the volume the frusta cover between near and far."""

@@ -1,4 +1,5 @@
-"""torch.distributed set-up for `torchrun --nproc_per_node N train.py ...` (gloo on the CPU, nccl on CUDA)."""
+"""The device a run uses, and torch.distributed set-up for `torchrun --nproc_per_node N train.py ...`
+(gloo on the CPU, nccl on CUDA)."""
 from __future__ import annotations
 
 import os
@@ -17,6 +18,16 @@ class DistInfo:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda: no CUDA device available (use --device cpu or auto)")
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
 
 
 def setup(device: str = "auto") -> DistInfo:

@@ -44,7 +44,7 @@ def level_resolutions(n_levels: int, base_res: int, max_res: int) -> list[int]:
 class HashGridEncoding(nn.Module):
     """Multiresolution hash grid over an axis-aligned box: x [N, 3] -> features [N, n_levels * n_features].
 
-    Points outside `aabb` are clamped onto its surface (use `inside(x)` to mask them).
+    Points outside `aabb` are clamped onto its surface.
     """
 
     def __init__(self, aabb: Tensor, n_levels: int = 16, n_features: int = 2, log2_table: int = 19,
@@ -73,9 +73,6 @@ class HashGridEncoding(nn.Module):
     def normalise(self, x: Tensor) -> Tensor:  # [N, 3] world -> [N, 3] in [0, 1]
         lo, hi = self.aabb[:3], self.aabb[3:]
         return ((x - lo) / (hi - lo)).clamp(0.0, 1.0)
-
-    def inside(self, x: Tensor) -> Tensor:  # [N, 3] -> bool [N]
-        return ((x >= self.aabb[:3]) & (x <= self.aabb[3:])).all(-1)
 
     def corner_indices(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Flat table rows [N, L, 8] and trilinear weights [N, L, 8] of each point's 8 cell corners.

@@ -17,8 +17,11 @@ import torch
 
 from data_util.fileio import atomic_path, save_json
 from nerf import metrics
-from nerf.render_video import (FPS, LoadedRun, Mp4Writer, audio_codes, iter_frames, load_features, pose_schedule,
-                               to_uint8)
+from nerf.features import load_features
+from nerf.mp4 import FPS, Mp4Writer, to_uint8
+from nerf.poses import pose_schedule
+from nerf.render_video import iter_frames
+from nerf.runs import LoadedRun
 
 MOUTH_68 = slice(48, 68)  # mouth points of the 68-point layout
 
@@ -125,10 +128,7 @@ def evaluate_run(run: LoadedRun, out_dir: str | Path, max_frames: int = 0, video
     """Render run.ds (the val split) frames with their own audio and pose; write metrics.json, video and plots."""
     ds, out_dir = run.ds, Path(out_dir)
     idx = select_frames(len(ds), max_frames)
-    smooth = int(run.cfg.model.smooth)
-    with torch.no_grad():
-        win = ds.audio_windows(torch.tensor(idx), smooth).to(run.device)
-        codes = torch.cat([run.model.audio_codes(w, run.use_attention) for w in win.split(64)])
+    codes = run.pipeline.frame_codes(ds.aud, ds.aud_ids[torch.tensor(idx)])  # [V, A]
     poses = ds.c2w[idx]
     preds, labels = [], []
     for res in iter_frames(run, codes, poses, desc="evaluate"):
@@ -250,7 +250,7 @@ def mouth_vs_loudness(run: LoadedRun, aud: str | Path, out_dir: str | Path, pose
     if wav is None:
         raise ValueError(f"{aud}: the loudness check needs an audio file, not features")
     n = len(feats) if max_frames <= 0 else min(len(feats), max_frames)
-    codes = audio_codes(run.model, torch.from_numpy(feats), int(run.cfg.model.smooth), run.use_attention)[:n]
+    codes = run.pipeline.frame_codes(torch.from_numpy(feats))[:n]
     poses = torch.from_numpy(pose_schedule(pose, run.ds.c2w.numpy(), n))
     frames = [to_uint8(r["rgb"]) for r in iter_frames(run, codes, poses, desc="new audio")]
     loud = frame_loudness(wav, n)

@@ -111,9 +111,6 @@ class HashField(nn.Module):
         h = self.density_net(torch.cat([self.enc_x(x), aud], -1))
         return h[:, 0], h[:, 1:]
 
-    def density(self, x: Tensor, aud: Tensor) -> Tensor:  # [N]
-        return density_activation(self._geometry(x, aud)[0], self.density_act)
-
     def semantics(self, x: Tensor, aud: Tensor) -> Tensor | None:  # [N, C] logits, colour branch skipped
         return None if self.sem is None else self.sem(self._geometry(x, aud)[1])
 

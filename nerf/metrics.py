@@ -18,6 +18,11 @@ def mse_to_psnr(mse: float) -> float:
     return -10.0 * math.log10(max(mse, 1e-10))
 
 
+def batch_psnr(pred: Tensor, gt: Tensor) -> float:
+    """PSNR in dB of a batch of colours [N,3] (the training log's psnr_train)."""
+    return mse_to_psnr(float(((pred.detach().float() - gt) ** 2).mean()))
+
+
 def psnr(pred: ArrayLike, gt: ArrayLike, mask: ArrayLike | None = None) -> float:
     """PSNR in dB over all pixels, or over mask [...] (bool, image shape without channels). NaN if mask empty."""
     pred, gt = _t(pred).double(), _t(gt).double()

@@ -68,13 +68,6 @@ def composite(weights: Tensor, values: Tensor, bg: Tensor | None, trans_final: T
     return out
 
 
-def depth_and_opacity(weights: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-    """Expected depth [N] (over the rendered mass; 0 for empty rays) and opacity sum(w) [N]."""
-    acc = weights.sum(-1)
-    depth = (weights * t).sum(-1) / acc.clamp_min(1e-8)
-    return depth, acc
-
-
 def semantic_distribution(weights: Tensor, logits: Tensor, trans_final: Tensor, bg_class: int = 0) -> Tensor:
     """S(r) = sum_i w_i softmax(s_i), with the final transmittance on the background class: [N, C], rows sum 1."""
     n_classes = logits.shape[-1]

@@ -1,8 +1,9 @@
 """The training loop: sampling, optimisation, validation, logging and checkpoints. No model maths here.
 
-One iteration: the sampler draws rays (frame, pixel, class) -> each distinct frame's audio code is computed once
--> per-ray audio code, pose and background are gathered -> `model.render_rays` -> per-ray photometric and
-semantic losses (+ the deformation penalty) -> Adam step -> per-ray losses go back to the sampler.
+One iteration (docs/DESIGN.md draws it): the sampler draws rays (frame, pixel, class) -> the dataset gives rays,
+colours and each distinct frame's audio windows -> `Pipeline.forward` (codes once per frame, then
+`Pipeline.render_rays`: estimator -> field -> rendering functions) -> `losses.training_loss` -> Adam step -> per-ray
+losses go back to the sampler -> `Pipeline.update_estimator` (the occupancy grid, every occ_every steps).
 Under torchrun each rank draws its own rays (its own seed, n_rand / world_size of them) and DDP averages the
 gradients, so every rank holds the same parameters; after each occupancy-grid update rank 0's grid is broadcast,
 so every rank renders with the same one. Only rank 0 validates, logs and writes checkpoints.
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass
@@ -26,8 +26,9 @@ from nerf import losses, metrics
 from nerf.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
 from nerf.config import Config, save_resolved
 from nerf.dataset import TalkingDataset
-from nerf.distributed import DistInfo, all_gather_cat, all_mean, broadcast_buffers
-from nerf.model import SSPNeRF, mean_head_translation, pose6
+from nerf.distributed import DistInfo, all_gather_cat, all_mean, broadcast_buffers, pick_device
+from nerf.model import pose6
+from nerf.pipeline import ModelMeta, build_pipeline, fingerprint
 from nerf.sampler import make_sampler
 
 
@@ -68,36 +69,6 @@ def learning_rate(it: int, base: float, decay: float, decay_iters: int, warmup: 
     return warm * base * decay ** (it / max(decay_iters, 1))
 
 
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda: no CUDA device available (use --device cpu or auto)")
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
-
-
-def model_fingerprint(cfg: Config, aud_dim: int, n_classes: int) -> dict:
-    """The settings that fix the model's parameter shapes (a checkpoint only loads under the same ones)."""
-    fp = {f.name: getattr(cfg.model, f.name) for f in dataclasses.fields(cfg.model)}
-    fp.update(aud_dim=aud_dim, n_classes=n_classes)
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in fp.items()}
-
-
-class _Forward(nn.Module):
-    """What DDP wraps: audio codes once per frame, then render the rays."""
-
-    def __init__(self, model: SSPNeRF):
-        super().__init__()
-        self.model = model
-
-    def forward(self, aud: Tensor, inv: Tensor, use_att: bool, rays_o: Tensor, rays_d: Tensor, near: Tensor,
-                far: Tensor, pose: Tensor, bg: Tensor) -> dict:
-        codes = self.model.audio_codes(aud, use_attention=use_att)  # [U,64]
-        return self.model.render_rays(rays_o, rays_d, near, far, codes[inv], pose, bg, perturb=True)
-
-
 class Trainer:
     def __init__(self, cfg: Config, dist: DistInfo | None = None):
         self.cfg, self.tc = cfg, cfg.train
@@ -119,22 +90,19 @@ class Trainer:
         if not self.class_names:  # an AD-NeRF folder: no parsing, so no semantic head or sampling
             self._semantic_off()
         self.sampler = make_sampler(ds, cfg.sampler, seed=self.tc.seed + 1000 * self.dist.rank)
-        torso = [self.class_names.index(n) for n in ("neck", "torso") if n in self.class_names]
-        self.model = SSPNeRF(cfg.model, cfg.render, ds.aud_dim, len(self.class_names), ds.aabb(), torso,
-                             anchor_t=mean_head_translation(ds.c2w), pose_ref=pose6(ds.c2w).mean(0))
-        self.model.to(self.device)
-        self.fingerprint = model_fingerprint(cfg, ds.aud_dim, len(self.class_names))
-        self.forward = _Forward(self.model)
+        meta = ModelMeta.from_dataset(ds)
+        self.pipeline = build_pipeline(cfg, meta).to(self.device)
+        self.model = self.pipeline.model
+        self.fingerprint = fingerprint(cfg, meta)
+        self.forward = self.pipeline
         if self.dist.world > 1:
             self.forward = nn.parallel.DistributedDataParallel(
-                self.forward, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=True, broadcast_buffers=False)  # buffers: broadcast after occupancy updates
+                self.pipeline, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True, broadcast_buffers=False)  # buffers: broadcast after estimator updates
         self.optimizer = torch.optim.Adam(self._param_groups(), lr=self.lr_at(0), betas=(0.9, 0.999))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        self.smooth = int(getattr(cfg.model, "smooth", 4))
         self.poses = pose6(ds.c2w)  # [F,6]
         self.start_iter, self.time_s = 0, 0.0
-        self._iter = 0
         self.writer = None
 
     def _semantic_off(self) -> None:
@@ -171,67 +139,33 @@ class Trainer:
         rays_o, rays_d = ds.rays(frame, y, x)
         gt = ds.pixels(frame, y, x).to(dev)
         uniq, inv = frame.unique(return_inverse=True)
-        aud = ds.audio_windows(uniq, self.smooth).to(dev)  # [U,W,16,D]
+        aud = ds.audio_windows(uniq, self.pipeline.smooth).to(dev)  # [U,W,16,D]
         near = torch.full((n,), ds.near, device=dev)
         far = torch.full((n,), ds.far, device=dev)
+        self.pipeline.use_attention = it >= tc.att_start
         with torch.autocast(dev.type, enabled=self.amp):
-            out = self.forward(aud, inv.to(dev), it >= tc.att_start, rays_o.to(dev), rays_d.to(dev), near, far,
+            out = self.forward(aud, inv.to(dev), rays_o.to(dev), rays_d.to(dev), near, far,
                                self.poses[frame].to(dev), ds.bg[y, x].to(dev))
-        photo = losses.photometric(out["rgb"].float(), gt)  # [n]
-        if "rgb_coarse" in out:
-            photo = photo + losses.photometric(out["rgb_coarse"].float(), gt)
-        per_ray = photo.detach()
-        loss = photo.mean()
-        logs = {"loss_photo": photo.detach().mean().item()}
-        if "sem" in out and self.class_names and tc.lambda_sem > 0:
-            lbl = cls.to(dev)
-            sem = losses.semantic_ce(out["sem"].float(), lbl)
-            if "sem_coarse" in out:
-                sem = sem + losses.semantic_ce(out["sem_coarse"].float(), lbl)
-            loss = loss + tc.lambda_sem * sem.mean()
-            per_ray = per_ray + tc.lambda_sem * sem.detach()
-            logs["loss_sem"] = sem.detach().mean().item()
-        if "deform_l2" in out and tc.lambda_deform > 0:
-            loss = loss + tc.lambda_deform * out["deform_l2"]
-            logs["loss_deform"] = out["deform_l2"].detach().item()
+        loss, per_ray, logs = losses.training_loss(out, gt, cls.to(dev) if self.class_names else None,
+                                                   tc.lambda_sem, tc.lambda_deform)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.sampler.update(*all_gather_cat([cls.to(dev), per_ray], self.dist))  # same shares on all ranks
-        if self.model.update_occupancy(it):  # each rank updated from its own random cells: keep rank 0's
-            broadcast_buffers(self.model, self.dist)
-        logs["loss"] = loss.detach().item()
-        logs["psnr_train"] = float(-10 * math.log10(max(float(((out["rgb"].detach().float() - gt) ** 2).mean()),
-                                                        1e-10)))
+        if self.pipeline.update_estimator(it):  # each rank updated from its own random cells: keep rank 0's
+            broadcast_buffers(self.pipeline.estimator, self.dist)
+        logs["psnr_train"] = metrics.batch_psnr(out["rgb"], gt)
         return logs
 
     # ---- validation ------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def render_frame(self, ds: TalkingDataset, f: int) -> dict[str, Tensor]:
-        """Render split frame f: rgb [H,W,3] and, with the semantic head, labels [H,W]."""
-        dev = self.device
-        self.model.eval()
-        rays_o, rays_d = ds.frame_rays(f)
-        m = rays_o.shape[0]
-        aud = ds.audio_windows(torch.tensor([f]), self.smooth).to(dev)
-        code = self.model.audio_codes(aud, use_attention=self._att_on)[0]
-        chunk = int(getattr(self.cfg.render, "chunk", 4096))
-        out = self.model.render_image(rays_o.to(dev), rays_d.to(dev), torch.full((m,), ds.near, device=dev),
-                                      torch.full((m,), ds.far, device=dev), code, pose6(ds.c2w[f]).to(dev),
-                                      ds.bg.reshape(-1, 3).to(dev), chunk)
-        self.model.train()
-        res = {"rgb": out["rgb"].reshape(ds.h, ds.w, 3).clamp(0, 1).cpu()}
-        if "sem" in out:
-            res["labels"] = out["sem"].argmax(-1).reshape(ds.h, ds.w).cpu()
-        return res
-
     def validate(self, it: int) -> dict:
         ds = self.val_ds
         idx = np.unique(np.linspace(0, len(ds) - 1, max(self.tc.val_frames, 1)).round().astype(int))
         preds, gts, pars, labels = [], [], [], []
-        for f in idx.tolist():
-            r = self.render_frame(ds, f)
+        codes = self.pipeline.frame_codes(ds.aud, ds.aud_ids[torch.from_numpy(idx)])  # [V,A]
+        for k, f in enumerate(idx.tolist()):
+            r = self.pipeline.render_frame(ds, ds.c2w[f], codes[k])
             preds.append(r["rgb"])
             gts.append(ds.image(f).float() / 255.0)
             if ds.class_names is not None:
@@ -249,10 +183,6 @@ class Trainer:
         self._log_images(it, pred, gt, torch.cat(labels) if labels else None)
         return res
 
-    @property
-    def _att_on(self) -> bool:
-        return self._iter >= self.tc.att_start
-
     # ---- logging and checkpoints -----------------------------------------------------------------------
     def _log_images(self, it: int, pred: Tensor, gt: Tensor, labels: Tensor | None) -> None:
         if self.writer is None:
@@ -268,12 +198,13 @@ class Trainer:
             fh.write(json.dumps(record) + "\n")
 
     def save(self, it: int) -> None:
-        save_checkpoint(self.ckpt_path, model=self.model, optimizer=self.optimizer, sampler=self.sampler,
-                        iteration=it, fingerprint=self.fingerprint, time_s=self.time_s)
+        save_checkpoint(self.ckpt_path, model=self.pipeline, optimizer=self.optimizer, sampler=self.sampler,
+                        iteration=it, fingerprint=self.fingerprint, time_s=self.time_s,
+                        audio_attention=self.pipeline.use_attention)
 
     def resume(self) -> None:
         state = load_checkpoint(self.ckpt_path, self.fingerprint, map_location=self.device)
-        self.model.load_state_dict(state["model"])
+        self.pipeline.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         sampler_state = state["sampler"]
         if self.dist.rank > 0:  # other ranks keep their own random stream, moved on by the iteration
@@ -308,14 +239,13 @@ class Trainer:
             self.resume()
         if self.dist.is_main:
             self._prepare_run_dir()
-        self._iter = self.start_iter
+        self.pipeline.use_attention = self.start_iter >= tc.att_start
         last = None
         bar = tqdm(range(self.start_iter + 1, tc.iters + 1), initial=self.start_iter, total=tc.iters,
                    disable=not self.dist.is_main, desc=tc.expname, dynamic_ncols=True,
                    mininterval=0.5 if sys.stderr.isatty() else 30.0)  # a log file gets a line per 30 s
         logs: dict[str, float] = {}
         for it in bar:
-            self._iter = it
             t0 = time.perf_counter()
             logs = self.step(it)
             self.time_s += time.perf_counter() - t0

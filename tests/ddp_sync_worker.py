@@ -17,7 +17,7 @@ RANK_LOCAL = {"occ_codes"}
 
 
 def model_state_sums(trainer: Trainer) -> tuple[list[str], torch.Tensor]:  # names, [P + B] float64 sums
-    named = [*trainer.model.named_parameters(), *trainer.model.named_buffers()]
+    named = [*trainer.pipeline.named_parameters(), *trainer.pipeline.named_buffers()]
     named = [(n, t) for n, t in named if n.split(".")[-1] not in RANK_LOCAL]
     return [n for n, _ in named], torch.stack([t.detach().double().sum() for _, t in named])
 

@@ -80,9 +80,8 @@ def test_hash_grid_is_continuous_and_trains():
     assert loss.item() < 0.1 * first
 
 
-def test_inside_mask_and_resolutions():
+def test_resolutions_and_size_limit():
     enc = HashGridEncoding(torch.tensor([0.0, 0, 0, 1, 1, 1]), n_levels=3, log2_table=10, base_res=2, max_res=8)
     assert enc.resolutions == level_resolutions(3, 2, 8) == [2, 4, 8]
-    assert enc.inside(torch.tensor([[0.5, 0.5, 0.5], [1.5, 0.5, 0.5]])).tolist() == [True, False]
     with pytest.raises(ValueError, match="too large"):
         HashGridEncoding(torch.zeros(6), n_levels=16, log2_table=27)

@@ -6,7 +6,7 @@ import pytest
 
 import evaluate
 from nerf import evaluation as E
-from nerf.render_video import read_back
+from nerf.mp4 import read_back
 from tests.av_media import make_tone
 from tests.render_fixtures import train_tiny
 

@@ -20,9 +20,18 @@ def test_semantic_ce():
     assert abs(ce[1].item() + math.log(1e-6)) < 1e-3  # finite even for zero probability
 
 
-def test_opacity_entropy():
-    e = losses.opacity_entropy(torch.tensor([0.0, 0.5, 1.0]))
-    assert e[0] < 1e-4 and abs(e[1].item() - math.log(2)) < 1e-6 and e[2] < 1e-4
+def test_training_loss_terms():
+    gt = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    sem = torch.tensor([[0.5, 0.5], [0.25, 0.75]])
+    out = {"rgb": torch.zeros(2, 3), "rgb_coarse": gt.clone(), "sem": sem, "deform_l2": torch.tensor(2.0)}
+    label = torch.tensor([0, 1])
+    loss, per_ray, logs = losses.training_loss(out, gt, label, lambda_sem=0.1, lambda_deform=0.01)
+    ce = -torch.log(torch.tensor([0.5, 0.75]) + 1e-6)
+    assert torch.allclose(per_ray, torch.full((2,), 1 / 3) + 0.1 * ce)  # coarse pass exact: photo 1/3 per ray
+    assert abs(loss.item() - (1 / 3 + 0.1 * ce.mean().item() + 0.02)) < 1e-6
+    assert set(logs) == {"loss_photo", "loss_sem", "loss_deform", "loss"}
+    loss0, per0, logs0 = losses.training_loss(out, gt, None, 0.1, 0.0)  # no parsing, no deformation term
+    assert torch.allclose(per0, torch.full((2,), 1 / 3)) and set(logs0) == {"loss_photo", "loss"}
 
 
 def test_psnr_and_mask():

@@ -1,22 +1,31 @@
-"""SSPNeRF: output shapes per backbone and ablation, audio codes, pose6, chunked rendering, empty-space skipping,
-and a tiny optimisation on a static ball scene."""
+"""SSPNeRF through its Pipeline: output shapes per backbone and ablation, audio codes, pose6, chunked rendering,
+empty-space skipping, old checkpoint states, and a tiny optimisation on a static ball scene."""
 import math
 
 import pytest
 import torch
 
 from nerf import losses
-from nerf.model import ModelConfig, RenderConfig, SSPNeRF, pose6
+from nerf.model import ModelConfig, pose6
+from nerf.pipeline import ModelMeta, Pipeline, RenderConfig, build_pipeline, upgrade_state_dict
 
 AABB = torch.tensor([-0.4, -0.4, -0.4, 0.4, 0.4, 0.4])
 SMALL = dict(mlp_width=32, mlp_depth=4, hash_levels=8, hash_log2_table=12, hash_max_res=128)
 FAST = dict(n_samples=16, n_importance=16, hash_samples=32, occ_res=16, occ_every=1)
 
 
-def make(backbone="hash", aud_dim=13, n_classes=11, **kw):
+CLASSES = ["background", "face", "brows", "eyes", "ears", "nose", "inner_mouth", "lips", "neck", "torso", "hair"]
+
+
+class _Cfg:
+    def __init__(self, model, render):
+        self.model, self.render = model, render
+
+
+def make(backbone="hash", aud_dim=13, n_classes=11, **kw) -> Pipeline:
     mc = ModelConfig(backbone=backbone, **{**SMALL, **{k: v for k, v in kw.items() if hasattr(ModelConfig, k)}})
     rc = RenderConfig(**{**FAST, **{k: v for k, v in kw.items() if hasattr(RenderConfig, k)}})
-    return SSPNeRF(mc, rc, aud_dim, n_classes, AABB, [8, 9])
+    return build_pipeline(_Cfg(mc, rc), ModelMeta(aud_dim, CLASSES[:n_classes], AABB))
 
 
 def rays(n, seed=0):
@@ -32,12 +41,12 @@ def rays(n, seed=0):
 def test_render_rays_shapes(backbone, flags):
     torch.manual_seed(0)
     model = make(backbone, **flags)
-    codes = model.audio_codes(torch.randn(2, 9, 16, 13), use_attention=True)
+    codes = model.model.audio_codes(torch.randn(2, 9, 16, 13), use_attention=True)
     assert codes.shape == (2, 64)
     o, d, near, far = rays(12)
     out = model.render_rays(o, d, near, far, codes[torch.arange(12) % 2], torch.randn(12, 6) * 0.1,
                             torch.rand(12, 3), perturb=True)
-    assert out["rgb"].shape == (12, 3) and out["depth"].shape == (12,) and out["acc"].shape == (12,)
+    assert out["rgb"].shape == (12, 3) and out["acc"].shape == (12,)
     assert out["deform_l2"].dim() == 0
     if flags.get("semantic", True):
         assert out["sem"].shape == (12, 11) and torch.allclose(out["sem"].sum(-1), torch.ones(12), atol=1e-5)
@@ -45,16 +54,26 @@ def test_render_rays_shapes(backbone, flags):
         assert "sem" not in out
     assert ("rgb_coarse" in out) == (backbone == "mlp")
     assert ("sem_coarse" in out) == (backbone == "mlp" and flags.get("semantic", True))
-    assert (model.deformation is None) == (flags.get("deform") is False)
+    assert (model.model.deformation is None) == (flags.get("deform") is False)
     loss = out["rgb"].sum() + out["deform_l2"] + (out["sem"][:, 1].sum() if "sem" in out else 0)
     loss.backward()
 
 
 def test_audio_codes_without_attention_use_the_centre_window():
-    model = make()
+    model = make().model
     aud = torch.randn(3, 9, 16, 13)
     c = model.audio_codes(aud, use_attention=False)
     assert torch.allclose(c, model.audio_net(aud[:, 4]), atol=1e-6)
+
+
+def test_frame_codes_windows_and_attention():
+    pipe = make()
+    feats = torch.randn(7, 16, 13)
+    plain = pipe.frame_codes(feats, use_attention=False)
+    assert torch.allclose(plain, pipe.model.audio_net(feats), atol=1e-6)
+    smoothed = pipe.frame_codes(feats, torch.tensor([0, 6]), use_attention=True, batch=1)
+    win = torch.stack([feats[[0, 0, 0, 0, 0, 1, 2, 3, 4]], feats[[2, 3, 4, 5, 6, 6, 6, 6, 6]]])
+    assert torch.allclose(smoothed, pipe.model.audio_codes(win, True), atol=1e-6)
 
 
 def test_pose6_frontal_is_small_and_continuous():
@@ -79,7 +98,7 @@ def test_render_image_matches_render_rays_and_chunks():
     img = model.render_image(o, d, near, far, code, pose, bg, chunk=7)
     with torch.no_grad():
         ref = model.render_rays(o, d, near, far, code.expand(50, -1), pose.expand(50, -1), bg, perturb=False)
-    assert set(img) == {"rgb", "depth", "acc", "sem"}
+    assert set(img) == {"rgb", "acc", "sem"}
     for k in img:
         assert torch.allclose(img[k], ref[k], atol=1e-5), k
 
@@ -88,7 +107,7 @@ def _ball_model(backbone="hash", **kw):
     """A model whose density is a dense ball of radius 0.2 and whose semantics say torso (class 9) below
     y = 0.1 and face (class 1) above (the field's outputs are replaced by hand)."""
     model = make(backbone, occ_thresh=0.01, **kw)
-    fld = model.field
+    fld = model.model.field
 
     def density_and_semantics(x, aud):
         logits = torch.zeros(x.shape[0], 11)
@@ -115,16 +134,37 @@ def test_occupancy_skipping_keeps_the_image():
     args = (o, d, near, far, torch.randn(64).expand(64, -1), torch.zeros(64, 6), torch.rand(64, 3))
     with torch.no_grad():
         full = model.render_rays(*args, perturb=False)
-        model.update_occupancy(1)
-        assert 0.02 < model.occupancy_share() < 0.5  # the ball (dilated) only
+        model.update_estimator(1)
+        assert 0.02 < model.occupied_share() < 0.5  # the ball (dilated) only
         skipped = model.render_rays(*args, perturb=False)
     assert torch.allclose(full["rgb"], skipped["rgb"], atol=1e-4)
     assert torch.allclose(full["acc"], skipped["acc"], atol=1e-4)
     state = model.state_dict()
-    assert "occ_mask" in state and bool(state["occ_ready"])
+    assert "estimator.mask" in state and bool(state["estimator.is_ready"])
     model2 = make("hash")
     model2.load_state_dict(state)
-    assert bool(model2.occ_ready) and torch.equal(model2.occ_mask, model.occ_mask)
+    assert model2.estimator.ready and torch.equal(model2.estimator.mask, model.estimator.mask)
+
+
+@pytest.mark.parametrize("backbone", ["hash", "mlp"])
+def test_state_from_before_the_estimator_split_loads(backbone):
+    """A checkpoint's flat SSPNeRF state (occ_* buffers, mlp's field + field_fine) loads into the pipeline."""
+    torch.manual_seed(0)
+    new = make(backbone)
+    old = {}
+    for k, v in new.state_dict().items():
+        k = k.replace("model.coarse_field.", "field.") if backbone == "mlp" and "coarse_field" in k else \
+            k.replace("model.field.", "field_fine.") if backbone == "mlp" else k
+        k = {"estimator.density": "occ_density", "estimator.mask": "occ_mask", "estimator.is_ready": "occ_ready",
+             "estimator.aux": "occ_torso"}.get(k, k)
+        if k != "estimator.aabb":
+            old[k.removeprefix("model.")] = v
+    assert "aabb" in old and ("field_fine.sigma.weight" in old) == (backbone == "mlp")
+    assert upgrade_state_dict(old).keys() == new.state_dict().keys()
+    again = make(backbone)
+    again.load_state_dict(old)
+    for k, v in new.state_dict().items():
+        assert torch.equal(v, again.state_dict()[k]), k
 
 
 @pytest.mark.parametrize("backbone,lr,factor", [("hash", 1e-2, 0.01), ("mlp", 5e-3, 0.1)])
@@ -145,7 +185,7 @@ def test_tiny_scene_optimises(backbone, lr, factor):
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     hist = []
     for _ in range(50):
-        code = model.audio_codes(aud, use_attention=False).expand(64, -1)
+        code = model.model.audio_codes(aud, use_attention=False).expand(64, -1)
         out = model.render_rays(o, d, near, far, code, torch.zeros(64, 6), bg, perturb=True)
         photo = losses.photometric(out["rgb"], gt)
         if "rgb_coarse" in out:
@@ -163,10 +203,10 @@ def test_gate_from_torso_grid_matches_field():
     model = _ball_model(deform_gate="semantic")
     x = torch.rand(2000, 3) * 0.6 - 0.3
     aud = torch.zeros(2000, 64)
-    exact = model._gate(model.field, x, aud)  # before the grid exists: the field itself
+    exact = model.model.torso_gate(x, aud, torso_lookup=model._torso_lookup())  # no grid yet: the field itself
     assert set(exact.round().unique().tolist()) == {0.0, 1.0}
-    model.update_occupancy(1)
-    cached = model._gate(model.field, x, aud)
+    model.update_estimator(1)
+    cached = model.model.torso_gate(x, aud, torso_lookup=model._torso_lookup())
     far_from_edge = (x[:, 1] - 0.1).abs() > 0.06  # one 0.05 cell away from the boundary
     assert (cached[far_from_edge] - exact[far_from_edge]).abs().max() < 1e-3
     assert (cached - exact).abs().mean() < 0.1

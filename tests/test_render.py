@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import render
-from nerf.render_video import Mp4Writer, load_pose_file, pingpong_indices, pose_schedule, read_back
+from nerf.mp4 import Mp4Writer, read_back
+from nerf.poses import load_pose_file, pingpong_indices, pose_schedule
 from tests.av_media import make_tone
 from tests.render_fixtures import MFCC_DIM, train_tiny
 
@@ -191,10 +192,10 @@ def test_bad_inputs_one_line_errors(run, tmp_path, capsys):
 def test_audio_windows_neighbours_clamped():
     import torch
 
-    from nerf.render_video import audio_windows
+    from nerf.audio import audio_windows
 
     feats = torch.arange(5.0)[:, None, None].expand(5, 16, 2)  # frame i's features are all i
-    win = audio_windows(feats, smooth=2)
+    win = audio_windows(feats, torch.arange(5), smooth=2)
     assert win.shape == (5, 5, 16, 2)
     assert win[:, :, 0, 0].tolist() == [[0, 0, 0, 1, 2], [0, 0, 1, 2, 3], [0, 1, 2, 3, 4], [1, 2, 3, 4, 4],
                                         [2, 3, 4, 4, 4]]
@@ -203,14 +204,14 @@ def test_audio_windows_neighbours_clamped():
 def test_audio_codes_attention_switch(run):
     import torch
 
-    from nerf.render_video import audio_codes, load_run
+    from nerf.runs import load_run
 
     loaded = load_run(["--config", str(run["config"])])
     feats = torch.randn(7, 16, MFCC_DIM)
-    smooth = loaded.cfg.model.smooth
-    plain = audio_codes(loaded.model, feats, smooth, use_attention=False)
+    plain = loaded.pipeline.frame_codes(feats, use_attention=False)
     centre = loaded.model.audio_codes(feats[:, None], use_attention=False)
     assert torch.allclose(plain, centre, atol=1e-6)
-    smoothed = audio_codes(loaded.model, feats, smooth, use_attention=True)
+    smoothed = loaded.pipeline.frame_codes(feats, use_attention=True)
     assert smoothed.shape == plain.shape and not torch.allclose(smoothed, plain, atol=1e-4)
-    assert loaded.iteration == 2 and loaded.use_attention is False  # att_start not reached after 2 iterations
+    assert loaded.iteration == 2 and loaded.pipeline.use_attention is False  # att_start not reached after 2 its
+    assert torch.allclose(loaded.pipeline.frame_codes(feats), plain)  # the checkpoint's setting is the default

@@ -1,0 +1,272 @@
+"""The one pipeline from rays to pixels (docs/DESIGN.md "Pipeline"): build the model and its estimator from the
+config and the dataset's metadata, turn audio features into codes, render rays, an image and a frame.
+
+Training (nerf/trainer.py), render.py (nerf/render_video.py) and evaluate.py (nerf/evaluation.py) all go through
+`Pipeline`. One ray batch, top to bottom, without going back up:
+
+    Pipeline.render_rays
+      -> estimator.sampling(rays, weights_fn = coarse pass (mlp), warp_fn = torso motion (hash))  -> t [N,S], keep
+      -> model.query(points kept, dirs, codes, poses)  (deformation, then the field)            -> sigma, rgb, logits
+      -> rendering.render_weights / composite / semantic_distribution                           -> rgb, sem, acc
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nerf import rendering as R
+from nerf.audio import audio_windows
+from nerf.dataset import get_rays
+from nerf.estimators import CoarseToFine, Estimator, OccupancyGrid
+from nerf.model import SSPNeRF, mean_head_translation, pose6
+
+TORSO_CLASSES = ("neck", "torso")  # the parsing classes the semantic deformation gate treats as torso
+OLD_GRID_KEYS = {"occ_density": "density", "occ_mask": "mask", "occ_ready": "is_ready", "occ_torso": "aux"}
+
+
+@dataclass
+class RenderConfig:
+    n_samples: int = 64  # mlp: coarse samples per ray (AD-NeRF 64)
+    n_importance: int = 128  # mlp: fine samples per ray (AD-NeRF 128)
+    hash_samples: int = 128  # hash: stratified samples per ray before empty-space skipping
+    chunk: int = 4096  # rays per forward pass when rendering images
+    occ_res: int = 64  # hash: occupancy grid resolution (cells per axis)
+    occ_every: int = 16  # hash: update the occupancy grid every this many iterations
+    occ_frac: float = 0.5  # hash: share of cells re-evaluated per update (all at the first)
+    occ_decay: float = 0.6  # hash: per-update decay of the stored cell density (max with the new value)
+    occ_thresh: float = 0.01  # hash: a cell is occupied if a cell-long step through it has this opacity
+
+
+@dataclass
+class ModelMeta:
+    """What the model needs from the dataset: feature size, class names, the volume, the anchor pose."""
+    aud_dim: int
+    class_names: list[str]
+    aabb: Tensor  # [6] min xyz, max xyz
+    anchor_t: Tensor | None = None  # [3] mean head translation (restored from a checkpoint when None)
+    pose_ref: Tensor | None = None  # [6] mean pose6 of the training frames
+
+    @classmethod
+    def from_dataset(cls, ds) -> "ModelMeta":
+        return cls(ds.aud_dim, list(ds.class_names or []), ds.aabb(), mean_head_translation(ds.c2w),
+                   pose6(ds.c2w).mean(0))
+
+    @property
+    def torso_classes(self) -> list[int]:
+        return [self.class_names.index(n) for n in TORSO_CLASSES if n in self.class_names]
+
+
+def make_estimator(backbone: str, rc: RenderConfig, aabb: Tensor) -> Estimator:
+    """hash: an occupancy grid; mlp: coarse-to-fine sampling."""
+    if backbone == "mlp":
+        return CoarseToFine(rc.n_samples, rc.n_importance)
+    return OccupancyGrid(aabb, rc.occ_res, rc.hash_samples, rc.occ_every, rc.occ_frac, rc.occ_decay,
+                         rc.occ_thresh)
+
+
+def build_pipeline(cfg, meta: ModelMeta) -> "Pipeline":
+    """The model (cfg.model) and its estimator (cfg.render) for a dataset's metadata."""
+    model = SSPNeRF(cfg.model, meta.aud_dim, len(meta.class_names), meta.aabb, meta.torso_classes,
+                    anchor_t=meta.anchor_t, pose_ref=meta.pose_ref)
+    return Pipeline(model, make_estimator(cfg.model.backbone, cfg.render, model.aabb), int(cfg.render.chunk),
+                    int(cfg.model.smooth))
+
+
+def fingerprint(cfg, meta: ModelMeta) -> dict:
+    """The settings that fix the parameter shapes (a checkpoint only loads under the same ones)."""
+    import dataclasses
+
+    fp = {f.name: getattr(cfg.model, f.name) for f in dataclasses.fields(cfg.model)}
+    fp.update(aud_dim=meta.aud_dim, n_classes=len(meta.class_names))
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in fp.items()}
+
+
+def upgrade_state_dict(sd: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A checkpoint's model state from before the estimator split (flat SSPNeRF keys, occ_* grid buffers,
+    mlp's field/field_fine) -> the Pipeline's keys. New-style states pass through."""
+    if any(k.startswith(("model.", "estimator.")) for k in sd):
+        return sd
+    mlp = any(k.startswith("field_fine.") for k in sd)
+    out: dict[str, Tensor] = {}
+    for k, v in sd.items():
+        if k in OLD_GRID_KEYS:
+            out["estimator." + OLD_GRID_KEYS[k]] = v
+        elif k in ("occ_codes", "occ_n_codes"):
+            out[k] = v
+        elif mlp and k.startswith("field_fine."):
+            out["model.field." + k[len("field_fine."):]] = v
+        elif mlp and k.startswith("field."):
+            out["model.coarse_field." + k[len("field."):]] = v
+        else:
+            out["model." + k] = v
+    if "estimator.density" in out:
+        out["estimator.aabb"] = out["model.aabb"]
+    return out
+
+
+class Pipeline(nn.Module):
+    """Model + estimator (+ the recent training audio codes the occupancy grid is refreshed with).
+
+    `use_attention`: whether the audio attention net smooths the codes; the trainer sets it, the checkpoint
+    stores it ("audio_attention"), and rendering reads it from there.
+    """
+
+    def __init__(self, model: SSPNeRF, estimator: Estimator, chunk: int = 4096, smooth: int = 4,
+                 n_recent_codes: int = 16):
+        super().__init__()
+        self.model, self.estimator = model, estimator
+        self.chunk, self.smooth = chunk, smooth
+        self.use_attention = False
+        if estimator.caches_field:  # inputs to the next grid update: codes of recent training batches
+            self.register_buffer("occ_codes", torch.zeros(n_recent_codes, model.mc.aud_code_dim))
+            self.register_buffer("occ_n_codes", torch.zeros((), dtype=torch.long))
+
+    # ---- audio --------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def frame_codes(self, feats: Tensor, ids: Tensor | None = None, use_attention: bool | None = None,
+                    batch: int = 256) -> Tensor:
+        """Audio features feats [N,16,D] -> codes [F,A] of frames ids [F] (rows of feats; default all), with the
+        attention smoothing over 2*smooth+1 neighbours when on (default: self.use_attention)."""
+        att = self.use_attention if use_attention is None else use_attention
+        ids = torch.arange(len(feats)) if ids is None else ids
+        dev = self.model.aabb.device
+        out = [self.model.audio_codes(audio_windows(feats, part, self.smooth if att else 0).to(dev), att)
+               for part in ids.split(batch)]
+        return torch.cat(out)
+
+    def remember_code(self, code: Tensor) -> None:
+        """code [A] of a training batch, for the estimator's next update (a ring buffer)."""
+        if hasattr(self, "occ_codes"):
+            k = int(self.occ_n_codes) % self.occ_codes.shape[0]
+            self.occ_codes[k] = code.detach()
+            self.occ_n_codes += 1
+
+    # ---- training ------------------------------------------------------------------------------------------
+    def forward(self, aud: Tensor, inv: Tensor, rays_o: Tensor, rays_d: Tensor, near: Tensor, far: Tensor,
+                pose: Tensor, bg: Tensor) -> dict:
+        """The training forward (what DDP wraps): aud [U,W,16,D] windows of the batch's U distinct frames, inv [N]
+        each ray's frame among them -> codes once per frame -> remember one for the estimator -> render rays."""
+        codes = self.model.audio_codes(aud, self.use_attention)  # [U,A]
+        self.remember_code(codes[inv[0]])
+        return self.render_rays(rays_o, rays_d, near, far, codes[inv], pose, bg, perturb=True)
+
+    @torch.no_grad()
+    def update_estimator(self, step: int) -> bool:
+        """The estimator's periodic update with a recent training code (density callback of the model)."""
+        if not self.estimator.caches_field:
+            return False
+
+        fn = None
+
+        def occ_eval_fn(x: Tensor):  # the code is drawn on the first call, so only on update steps
+            nonlocal fn
+            if fn is None:
+                n = min(int(self.occ_n_codes), self.occ_codes.shape[0])
+                fn = self.model.occ_eval_fn(self.occ_codes[torch.randint(n, ()).item()] if n else self.occ_codes[0])
+            return fn(x)
+
+        return self.estimator.update_every_n_steps(step, occ_eval_fn)
+
+    # ---- rendering ----------------------------------------------------------------------------------------
+    def _torso_lookup(self):
+        """The occupancy grid's cached torso-ness, once it exists and the gate is semantic (else None)."""
+        est = self.estimator
+        if self.model.semantic_gate and isinstance(est, OccupancyGrid) and est.ready:
+            return est.aux_lookup
+        return None
+
+    def render_rays(self, rays_o: Tensor, rays_d: Tensor, near: Tensor, far: Tensor, codes: Tensor, pose: Tensor,
+                    bg: Tensor | None, perturb: bool) -> dict:
+        """N rays (rays_o, rays_d [N,3], near, far [N], codes [N,A], pose [N,6], bg [N,3] | None) -> rgb [N,3],
+        acc [N], sem [N,C] (semantic head on), deform_l2 (scalar); with a coarse pass rgb_coarse, sem_coarse."""
+        lookup = self._torso_lookup()
+        coarse: dict[str, Tensor] = {}
+
+        def weights_fn(t: Tensor) -> Tensor:  # the coarse pass (coarse-to-fine estimators)
+            coarse.update(self._composite(rays_o, rays_d, t, None, far, codes, pose, bg, True, lookup))
+            return coarse["weights"]
+
+        samples = self.estimator.sampling(rays_o, rays_d, near, far, perturb,
+                                          weights_fn=weights_fn if self.estimator.needs_coarse_pass else None,
+                                          warp_fn=self.model.torso_warp(pose, lookup))
+        out = self._composite(rays_o, rays_d, samples.t, samples.keep, far, codes, pose, bg, False, lookup)
+        if coarse:
+            out["rgb_coarse"] = coarse["rgb"]
+            if "sem" in coarse:
+                out["sem_coarse"] = coarse["sem"]
+            out["deform_l2"] = 0.5 * (out["deform_l2"] + coarse["deform_l2"])
+        out.pop("weights")
+        return out
+
+    def _composite(self, rays_o: Tensor, rays_d: Tensor, t: Tensor, keep: Tensor | None, far: Tensor,
+                   codes: Tensor, pose: Tensor, bg: Tensor | None, coarse: bool, lookup) -> dict:
+        """Query the (coarse) field at depths t [N,S] (only where keep [N,S]; the rest is empty) and composite."""
+        n, s = t.shape
+        pts = (rays_o[:, None] + t[..., None] * rays_d[:, None]).reshape(-1, 3)  # [N*S, 3]
+        dirs = F.normalize(rays_d, dim=-1)
+        if keep is None:
+            sel, ray = None, torch.arange(n, device=t.device).repeat_interleave(s)
+        else:
+            sel = keep.reshape(-1).nonzero()[:, 0]  # compact: only the kept samples are queried
+            ray = torch.div(sel, s, rounding_mode="floor")
+            pts = pts[sel]
+        sigma, rgb, logits, reg = self.model.query(pts, dirs[ray], codes[ray], pose[ray], coarse, lookup)
+        if sel is not None:  # scatter back; skipped samples have zero density
+            sigma = sigma.new_zeros(n * s).index_copy(0, sel, sigma)
+            rgb = rgb.new_zeros(n * s, 3).index_copy(0, sel, rgb)
+            if logits is not None:
+                logits = logits.new_zeros(n * s, logits.shape[-1]).index_copy(0, sel, logits)
+        weights, trans = R.render_weights(sigma.view(n, s), t, far, ray_norm=rays_d.norm(dim=-1))
+        out = {"rgb": R.composite(weights, rgb.view(n, s, 3), bg, trans), "acc": weights.sum(-1),
+               "weights": weights, "deform_l2": reg}
+        if logits is not None:
+            out["sem"] = R.semantic_distribution(weights, logits.view(n, s, -1), trans)
+        return out
+
+    @torch.no_grad()
+    def render_image(self, rays_o: Tensor, rays_d: Tensor, near: Tensor, far: Tensor, code: Tensor, pose: Tensor,
+                     bg: Tensor | None, chunk: int | None = None) -> dict:
+        """All rays of an image ([H*W, ...] each) in chunks; one code [A] and pose [6] for the frame."""
+        chunk = chunk or self.chunk
+        parts: dict[str, list[Tensor]] = {}
+        for i in range(0, rays_o.shape[0], chunk):
+            sl = slice(i, i + chunk)
+            m = rays_o[sl].shape[0]
+            out = self.render_rays(rays_o[sl], rays_d[sl], near[sl], far[sl], code.expand(m, -1),
+                                   pose.expand(m, -1), None if bg is None else bg[sl], perturb=False)
+            for k in ("rgb", "acc", "sem"):
+                if k in out:
+                    parts.setdefault(k, []).append(out[k])
+        return {k: torch.cat(v) for k, v in parts.items()}
+
+    @torch.no_grad()
+    def render_frame(self, cam: Any, c2w: Tensor, code: Tensor) -> dict[str, Tensor]:
+        """One frame of a camera `cam` (a TalkingDataset: h, w, focal, cx, cy, near, far, bg [H,W,3]) at pose
+        c2w [4,4] with audio code [A] -> rgb float [H,W,3] in [0,1] over the background (CPU) and, with the
+        semantic head, labels long [H,W]."""
+        dev = self.model.aabb.device
+        was_training = self.training
+        self.eval()
+        c2w = c2w.to(dev).float()
+        rays_o, rays_d = get_rays(cam.h, cam.w, cam.focal, cam.cx, cam.cy, c2w)
+        m = rays_o.shape[0]
+        out = self.render_image(rays_o, rays_d, torch.full((m,), cam.near, device=dev),
+                                torch.full((m,), cam.far, device=dev), code.to(dev), pose6(c2w),
+                                cam.bg.reshape(-1, 3).to(dev))
+        self.train(was_training)
+        res = {"rgb": out["rgb"].reshape(cam.h, cam.w, 3).clamp(0, 1).cpu()}
+        if "sem" in out:
+            res["labels"] = out["sem"].argmax(-1).reshape(cam.h, cam.w).cpu()
+        return res
+
+    def occupied_share(self) -> float:
+        return self.estimator.occupied_share()
+
+    # ---- checkpoints --------------------------------------------------------------------------------------
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Also reads the model state of checkpoints written before the estimator split."""
+        return super().load_state_dict(upgrade_state_dict(dict(state_dict)), strict=strict, assign=assign)
