@@ -27,7 +27,7 @@ test-all: setup
 	$(PY) -m pytest -q
 
 sample: setup
-	$(PY) -m data_util.sample_clip --out dataset/vids/sample.mp4
+	$(PY) -m sample_data.clip --out dataset/vids/sample.mp4
 
 real-footage: setup
 	$(PY) -m benchmarks.fetch_real_footage

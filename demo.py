@@ -1,6 +1,6 @@
 """`make demo`: the whole job end to end on the bundled sample, everything under output/demo/.
 
-1. make the sample talking clip (data_util.sample_clip) and a new speech track in another voice,
+1. make the sample talking clip (sample_data.clip) and a new speech track in another voice,
 2. preprocess it (process_data.sh), 3. train briefly (train.py), 4. render the new speech (render.py),
 then print the rendered mp4's path.
 """
@@ -39,10 +39,10 @@ def main(argv: list[str] | None = None) -> None:
     movie = out / "sample_new_speech.mp4"
 
     if not video.exists():
-        run([py, "-m", "data_util.sample_clip", "--out", str(video), "--size", str(args.size),
+        run([py, "-m", "sample_data.clip", "--out", str(video), "--size", str(args.size),
              "--seconds", str(args.seconds)])
     if not speech.exists():
-        run([py, "-m", "data_util.speech_synth", "--out", str(speech), "--seconds", "4", "--voice", "1", "--seed", "7"])
+        run([py, "-m", "sample_data.speech", "--out", str(speech), "--seconds", "4", "--voice", "1", "--seed", "7"])
     run(["bash", "process_data.sh", "sample", "--root", str(out / "dataset"), "--config_dir", str(out / "configs")])
     resume = ["--resume"] if (out / "logs" / "sample" / "ckpt" / "latest.pt").is_file() else []
     run([py, "train.py", "--config", str(config), "--basedir", str(out / "logs"), "--iters", str(args.iters),

@@ -27,7 +27,7 @@ def main(argv=None) -> int:
     args, rest = parse_args(argv)
     from pathlib import Path
 
-    from data_util.fileio import save_json
+    from common.fileio import save_json
     from nerf.evaluation import evaluate_run, mouth_vs_loudness
     from nerf.runs import load_run
 

@@ -4,7 +4,7 @@
 
     python benchmarks/preprocess_speed.py [--sizes 256 512] [--seconds 30] [--work /tmp/preprocess_bench]
 
-For each size, the sample clip (data_util.sample_clip, not timed) is written at that size and `bash process_data.sh`
+For each size, the sample clip (sample_data.clip, not timed) is written at that size and `bash process_data.sh`
 runs all nine steps on it in a fresh folder; the runner's per-step wall times (`dataset/<name>/.done/<step>`) are
 divided by the clip's length. The whole command is timed too (it adds interpreter and import start-up).
 """
@@ -28,7 +28,7 @@ from benchmarks.results_io import new_figure, save_figure, write_results  # noqa
 def bench_size(work: Path, size: int, seconds: float) -> dict:
     """Write a `size` px sample clip under work/, preprocess it, return per-step and total seconds per second."""
     from data_util.runner import STEPS
-    from data_util.sample_clip import write_clip
+    from sample_data.clip import write_clip
 
     root = work / f"s{size}"
     shutil.rmtree(root, ignore_errors=True)

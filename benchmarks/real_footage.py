@@ -85,7 +85,7 @@ def draw(path: Path, frames: list[np.ndarray], data: Path, results: dict) -> Non
     import matplotlib.pyplot as plt
 
     from data_util.expression import expression_curves
-    from data_util.fileio import atomic_path
+    from common.fileio import atomic_path
     from data_util.tracking import load_params
 
     params = load_params(data / "track_params.pt")
@@ -137,12 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     video = next((v for v in (vids / f"{name}.mp4", vids / f"{name}.mov") if v.is_file()), vids / f"{name}.mp4")
     prep = ["bash", "process_data.sh", name, "--video", str(video)]
     if name in SILENT:
-        from data_util.ffmpeg import probe
+        from common.ffmpeg import probe
 
         seconds = probe(video)["duration"]
-        run([py, "-m", "data_util.speech_synth", "--out", str(speech), "--seconds", f"{seconds:.2f}", "--seed", "3"], log)
+        run([py, "-m", "sample_data.speech", "--out", str(speech), "--seconds", f"{seconds:.2f}", "--seed", "3"], log)
         prep += ["--audio", str(speech)]
-    run([py, "-m", "data_util.speech_synth", "--out", str(new_speech), "--seconds", "4", "--voice", "1", "--seed", "7"],
+    run([py, "-m", "sample_data.speech", "--out", str(new_speech), "--seconds", "4", "--voice", "1", "--seed", "7"],
         log)
     t_prep = run(prep, log)
     config, run_dir = ROOT / "configs" / f"{name}.txt", ROOT / "logs" / name

@@ -19,7 +19,7 @@ def save_figure(fig, path: Path) -> None:
     """Write the figure as PNG atomically and close it."""
     import matplotlib.pyplot as plt
 
-    from data_util.fileio import atomic_path
+    from common.fileio import atomic_path
 
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -29,7 +29,7 @@ def save_figure(fig, path: Path) -> None:
 
 def write_results(out: str | Path, results: dict, draw: Callable[[Path], None]) -> int:
     """results -> out (.json), draw(out with .png), print where; returns 0 (the script's exit code)."""
-    from data_util.fileio import save_json
+    from common.fileio import save_json
 
     out = Path(out)
     save_json(out, results)

@@ -12,9 +12,9 @@ from scipy.io import wavfile
 
 from . import span
 from .context import SAMPLE_RATE, StepContext
-from .errors import PreprocessError
-from .ffmpeg import call_ffmpeg, last_error, probe
-from .fileio import atomic_path
+from common.errors import PreprocessError
+from common.ffmpeg import call_ffmpeg, last_error, probe
+from common.fileio import atomic_path
 
 SYNC_FILTER = "aresample=async=1:first_pts=0"  # place the audio on its timestamps: silence before a late start
 LATE_S = 0.5  # say so when the audio starts this much after the span

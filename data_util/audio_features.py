@@ -30,8 +30,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .audio import read_wav
 from .common_length import n_frames_for, rows_to_keep
 from .context import SAMPLE_RATE, StepContext
-from .errors import PreprocessError
-from .fileio import atomic_path, save_json, save_npy
+from common.errors import PreprocessError
+from common.fileio import atomic_path, save_json, save_npy
 
 HOP = SAMPLE_RATE // 50  # 320 samples = 20 ms between feature steps
 WINDOW = 16  # feature steps per video frame

@@ -13,8 +13,8 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from .context import StepContext
-from .errors import PreprocessError
-from .fileio import save_image
+from common.errors import PreprocessError
+from common.fileio import save_image
 from .landmarks import read_rgb
 
 MAX_FRAMES = 64

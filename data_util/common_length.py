@@ -20,7 +20,7 @@ import numpy as np
 from scipy.io import wavfile
 
 from .context import FPS, SAMPLE_RATE, StepContext
-from .fileio import save_json, save_npy
+from common.fileio import save_json, save_npy
 from .markers import invalidate, is_current
 
 FRAME = SAMPLE_RATE // FPS  # 640 samples of 16 kHz audio per 25 fps video frame

@@ -5,8 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-FPS = 25  # frames per second of the processed clip (AD-NeRF's)
-SAMPLE_RATE = 16000  # Hz of aud.wav
+from common.constants import FPS, SAMPLE_RATE  # noqa: F401  (the steps import them from here too)
 
 
 @dataclass

@@ -17,18 +17,16 @@ import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from common.constants import PALETTE
+
 from .context import StepContext
-from .errors import PreprocessError
+from common.errors import PreprocessError
 from .expression import expression_curves, leak_report
-from .fileio import atomic_path, save_image
+from common.fileio import atomic_path, save_image
 from .tracking import EYE_DIST, load_params
 
 N_SAMPLES = 8
 ALPHA = 0.45  # opacity of the parsing colours
-PALETTE = np.array([  # RGB per class index (DESIGN.md section 4 order), then spares
-    (0, 0, 0), (255, 200, 150), (140, 70, 20), (0, 120, 255), (255, 140, 0), (255, 255, 0), (160, 0, 160),
-    (255, 0, 60), (0, 200, 120), (60, 60, 200), (120, 80, 40), (200, 200, 200), (0, 255, 255), (255, 0, 255),
-], np.uint8)
 
 
 def sample_frames(n: int, k: int = N_SAMPLES) -> list[int]:

@@ -24,8 +24,8 @@ from tqdm import tqdm
 
 from . import span
 from .context import FPS, StepContext
-from .errors import PreprocessError
-from .fileio import save_npy, save_text
+from common.errors import PreprocessError
+from common.fileio import save_npy, save_text
 from .video import quiet_native_stderr
 
 N_POINTS = 478

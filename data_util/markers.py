@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .context import StepContext
-from .fileio import save_json, save_text
+from common.fileio import save_json, save_text
 
 # (number, name): module data_util.<name> with run(ctx).
 STEPS: list[tuple[int, str]] = [

@@ -18,17 +18,16 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from common.constants import CLASSES, FACE_OVAL
+
 from .context import StepContext
-from .errors import PreprocessError
-from .fileio import save_json, save_image
+from common.errors import PreprocessError
+from common.fileio import save_json, save_image
 from .landmarks import read_rgb
 from .video import quiet_native_stderr
 
-CLASSES = ["background", "face", "brows", "eyes", "ears", "nose", "inner_mouth", "lips", "neck", "torso", "hair"]
 C = {name: i for i, name in enumerate(CLASSES)}
 
-FACE_OVAL = [10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148,
-             176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109]
 BROWS = [[46, 53, 52, 65, 55, 107, 66, 105, 63, 70], [276, 283, 282, 295, 285, 336, 296, 334, 293, 300]]
 EYES = [[33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7],
         [263, 466, 388, 387, 386, 385, 384, 398, 362, 382, 381, 380, 374, 373, 390, 249]]

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from . import span
 from .context import StepContext
-from .errors import PreprocessError
-from .ffmpeg import probe
+from common.errors import PreprocessError
+from common.ffmpeg import probe
 from .markers import READS, STEPS, changed_options, dependents, invalidate, mark_done, marker  # noqa: F401 (API)
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

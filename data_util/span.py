@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from .context import StepContext
-from .errors import PreprocessError
+from common.errors import PreprocessError
 
 
 def check_options(start: float | None, end: float | None) -> None:

@@ -31,8 +31,8 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from .context import StepContext
-from .errors import PreprocessError
-from .fileio import save_json, save_text
+from common.errors import PreprocessError
+from common.fileio import save_json, save_text
 from .tracking import EYE_DIST, load_params
 
 LIPS = [0, 13, 14, 17, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 95, 146, 178, 181, 185, 191, 267, 269, 270,

@@ -21,9 +21,9 @@ import numpy as np
 
 from . import common_length, span
 from .context import FPS, StepContext
-from .errors import PreprocessError
-from .ffmpeg import call_ffmpeg, last_error, probe
-from .fileio import save_json
+from common.errors import PreprocessError
+from common.ffmpeg import call_ffmpeg, last_error, probe
+from common.fileio import save_json
 
 N_SAMPLES = 5  # frames sampled for face detection
 FACE_ROW = 0.4  # portrait videos: the face centre goes this far down the square (shoulders below)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from data_util.fileio import atomic_path
+from common.fileio import atomic_path
 
 
 def _to_torch(obj: Any) -> Any:

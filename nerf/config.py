@@ -1,8 +1,14 @@
-"""One configargparse parser built from the components' config dataclasses (docs/INTERFACES.md "Config").
+"""The configuration: one configargparse parser from the components' sections (docs/DESIGN.md "Config").
 
-Every dataclass field is a `--flag` and a `key = value` line of a `--config` file; names are unique across the
-dataclasses. Help texts are the fields' trailing comments. `save_resolved` writes a file that parses back to
-the same values.
+Each component owns a dataclass, its section: `DataConfig` (nerf/dataset.py), `ModelConfig` (nerf/model.py),
+`RenderConfig` (nerf/pipeline.py), `SamplerConfig` (nerf/sampler.py), `TrainConfig` (nerf/trainer.py). Every field
+is a `--flag` and a `key = value` line of a `--config` file. Field metadata says:
+- `key`: the flag's name when the field's own name is too generic to stand alone (the sampler's `alpha` is
+  `sampler_alpha`), so that every key names its component; the dataclass keeps the short attribute;
+- `aliases`: older names that keep working on the command line and in config files;
+- `choices`: the allowed values of a string field.
+Help texts are the fields' trailing comments. `save_resolved` writes every key under its current name; that file
+parses back to the same values. This module imports the sections; no component imports it.
 """
 from __future__ import annotations
 
@@ -16,20 +22,21 @@ from typing import Any
 
 import configargparse
 
-from data_util.fileio import save_text
+from common.fileio import save_text
+from nerf import presets
+from nerf.dataset import DataConfig
+from nerf.model import ModelConfig
+from nerf.pipeline import RenderConfig
+from nerf.sampler import SamplerConfig
+from nerf.trainer import TrainConfig
 
-# Choices for fields whose dataclass does not list them (field metadata {"choices": ...} wins).
-CHOICES = {
-    "backbone": ("mlp", "hash"),
-    "sampling": ("semantic", "uniform"),
-    "bg": ("image", "white", "black"),
-    "device": ("auto", "cpu", "cuda"),
-}
+SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "render": RenderConfig,
+                             "sampler": SamplerConfig, "train": TrainConfig}
 
 
 @dataclasses.dataclass
 class Config:
-    """The parsed configuration: one dataclass instance per component, plus the config file used."""
+    """The parsed configuration: one dataclass instance per section, plus the config file used."""
     sections: dict[str, Any]  # section name (e.g. "data") -> dataclass instance
     config_file: str | None = None
     preset_note: str = ""  # what the device preset set (nerf/presets.py), printed by the trainer
@@ -40,17 +47,27 @@ class Config:
             return sections[name]
         raise AttributeError(name)
 
+    def replace(self, section: str, **changes: Any) -> "Config":
+        """A copy with some fields of one section changed (the instance itself is not modified)."""
+        new = dict(self.sections, **{section: dataclasses.replace(self.sections[section], **changes)})
+        return Config(new, self.config_file, self.preset_note)
+
+    def resolved_text(self) -> str:
+        return resolved_text(self)
+
+    def save(self, path: str | Path) -> None:
+        """Write the resolved config atomically (it re-loads to the same values)."""
+        save_text(path, resolved_text(self))
+
 
 def default_sections() -> dict[str, type]:
     """The components' config dataclasses, by section name."""
-    from nerf.dataset import DataConfig
-    from nerf.model import ModelConfig
-    from nerf.pipeline import RenderConfig
-    from nerf.sampler import SamplerConfig
-    from nerf.trainer import TrainConfig
+    return dict(SECTIONS)
 
-    return {"data": DataConfig, "model": ModelConfig, "render": RenderConfig, "sampler": SamplerConfig,
-            "train": TrainConfig}
+
+def key_of(f: dataclasses.Field) -> str:
+    """The config key (flag name) of a section field."""
+    return f.metadata.get("key", f.name)
 
 
 def str2bool(text: str | bool) -> bool:
@@ -102,14 +119,15 @@ def _add_field(group, f: dataclasses.Field, tp: Any, help_text: str) -> None:
         kwargs.update(type=_none_or(base) if optional else base)
     else:
         raise TypeError(f"config field {f.name}: unsupported type {tp}")
-    choices = f.metadata.get("choices", CHOICES.get(f.name))
+    choices = f.metadata.get("choices")
     if choices and base is str:
         kwargs["choices"] = list(choices)
-    group.add_argument(f"--{f.name}", **kwargs)
+    names = [key_of(f), *f.metadata.get("aliases", ())]
+    group.add_argument(*[f"--{n}" for n in names], dest=key_of(f), **kwargs)
 
 
 def build_parser(sections: dict[str, type] | None = None) -> configargparse.ArgParser:
-    """The parser: `--config FILE` plus one flag per field of every section's dataclass."""
+    """The parser: `--config FILE` plus one flag (and its aliases) per field of every section."""
     sections = sections or default_sections()
     p = configargparse.ArgParser(description="Train SSP-NeRF (every key is also a config-file line `key = value`).",
                                  config_file_parser_class=configargparse.DefaultConfigFileParser)
@@ -120,34 +138,33 @@ def build_parser(sections: dict[str, type] | None = None) -> configargparse.ArgP
         hints = typing.get_type_hints(cls)
         helps = _comments(cls)
         for f in dataclasses.fields(cls):
-            if f.name in seen:
-                raise ValueError(f"config key '{f.name}' is defined twice ({seen[f.name]} and {cls.__name__})")
-            seen[f.name] = cls.__name__
+            for key in (key_of(f), *f.metadata.get("aliases", ())):
+                if key in seen:
+                    raise ValueError(f"config key '{key}' is defined twice ({seen[key]} and {cls.__name__})")
+                seen[key] = cls.__name__
             _add_field(group, f, hints[f.name], f.metadata.get("help", helps.get(f.name, "")))
     return p
 
 
 def parse(argv: list[str] | None = None, sections: dict[str, type] | None = None) -> Config:
-    """Parse the command line (and --config file) into the section dataclasses; then the device preset
-    (nerf/presets.py) fills the keys the user did not set, when the sections have a `preset` key."""
+    """Parse the command line (and --config file) into the sections; the device preset (nerf/presets.py) fills
+    the keys the user did not set (when a section has a `preset` key); an empty `expname` becomes the config
+    file's stem, else the data folder's name."""
     sections = sections or default_sections()
     parser = build_parser(sections)
     ns = vars(parser.parse_args(argv))
     note = ""
     if "preset" in ns:
-        from nerf.presets import describe, preset_values, resolve_preset
-
         explicit = explicit_keys(parser, argv)
-        name = resolve_preset(ns["preset"], ns.get("device", "auto"))
-        applied = preset_values(name, explicit)
+        name = presets.resolve_preset(ns["preset"], ns.get("device", "auto"))
+        applied = presets.preset_values(name, explicit)
         ns.update(applied, preset=name)
-        note = describe(name, applied, explicit)
-    out = {}
-    for name, cls in sections.items():
-        out[name] = cls(**{f.name: ns[f.name] for f in dataclasses.fields(cls)})
-    cfg = Config(out, ns.get("config"), note)
-    _default_expname(cfg)
-    return cfg
+        note = presets.describe(name, applied, explicit)
+    if ns.get("expname") == "":
+        stem = Path(ns["config"]).stem if ns.get("config") else Path(str(ns.get("datadir", "")).rstrip("/")).name
+        ns["expname"] = stem or "run"
+    out = {name: cls(**{f.name: ns[key_of(f)] for f in dataclasses.fields(cls)}) for name, cls in sections.items()}
+    return Config(out, ns.get("config"), note)
 
 
 _UNSET = object()
@@ -163,15 +180,6 @@ def explicit_keys(parser: configargparse.ArgParser, argv: list[str] | None) -> s
     finally:
         parser.set_defaults(**saved)
     return {k for k in keys if ns.get(k, _UNSET) is not _UNSET}
-
-
-def _default_expname(cfg: Config) -> None:
-    """An empty `expname` defaults to the config file's stem, else the data folder's name."""
-    for sec in cfg.sections.values():
-        if getattr(sec, "expname", None) == "":
-            datadir = next((getattr(s, "datadir") for s in cfg.sections.values() if hasattr(s, "datadir")), "")
-            stem = Path(cfg.config_file).stem if cfg.config_file else Path(str(datadir).rstrip("/")).name
-            sec.expname = stem or "run"
 
 
 def _format(value: Any) -> str:
@@ -192,18 +200,18 @@ def resolved_text(cfg: Config) -> str:
     for name, sec in cfg.sections.items():
         lines.append(f"\n# [{name}]")
         for f in dataclasses.fields(sec):
-            lines.append(f"{f.name} = {_format(getattr(sec, f.name))}")
+            lines.append(f"{key_of(f)} = {_format(getattr(sec, f.name))}")
     return "\n".join(lines) + "\n"
 
 
 def save_resolved(path: str | Path, cfg: Config) -> None:
     """Write the resolved config atomically (re-loads to the same values)."""
-    save_text(path, resolved_text(cfg))
+    cfg.save(path)
 
 
 def as_dict(cfg: Config) -> dict[str, Any]:
     """All fields, flat {key: value}."""
-    return {f.name: getattr(sec, f.name) for sec in cfg.sections.values() for f in dataclasses.fields(sec)}
+    return {key_of(f): getattr(sec, f.name) for sec in cfg.sections.values() for f in dataclasses.fields(sec)}
 
 
 if __name__ == "__main__":  # print the resolved config of a command line

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +20,13 @@ from nerf.audio import audio_windows
 
 @dataclass
 class DataConfig:
+    """The `data` section."""
     datadir: str = ""  # dataset/<name>/
     downsample: float = 1.0  # images are resized to round(size / downsample)
     img_size: int = 0  # >0: resize so the longer side is at most this many pixels (never enlarged; overrides downsample)
     near: float = 0.0  # ray start depth; 0: mean camera distance - 0.2 (AD-NeRF)
     far: float = 0.0  # ray end depth; 0: mean camera distance + 0.4 (AD-NeRF)
-    bg: str = "image"  # background behind the field: image (bc.jpg) | white | black
+    bg: str = field(default="image", metadata={"choices": ("image", "white", "black")})  # background behind the field: image (bc.jpg) | white | black
     preload: bool = True  # keep all images in memory (uint8); false: read frames on demand
     use_parsing: bool = True  # read parsing/ when present (semantic head and sampler need it)
     zero_audio: bool = False  # control experiment: every audio feature is 0, so the model cannot use the audio

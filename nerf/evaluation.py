@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data_util.fileio import atomic_path, save_json
+from common.fileio import atomic_path, save_json
 from nerf import metrics
 from nerf.features import load_features
 from nerf.mp4 import FPS, Mp4Writer, to_uint8

@@ -27,11 +27,12 @@ from nerf.field import HashField, MLPField
 
 @dataclass
 class ModelConfig:
+    """The `model` section (its fields are the checkpoint's fingerprint)."""
     backbone: str = dc_field(default="hash", metadata={"choices": ("hash", "mlp")})  # hash (fast) | mlp (AD-NeRF)
     semantic: bool = True  # semantic parsing head (ablation: false)
     deform: bool = True  # torso deformation field (ablation: false)
     aud_code_dim: int = 64  # audio code size (AudioNet output)
-    smooth: int = 4  # audio attention over 2*smooth+1 neighbouring frames (AD-NeRF: 8)
+    smooth: int = dc_field(default=4, metadata={"key": "audio_smooth", "aliases": ("smooth",)})  # audio attention over 2*smooth+1 neighbouring frames (AD-NeRF: 8)
     density_act: str = dc_field(default="auto", metadata={"choices": ("auto", "softplus", "trunc_exp", "relu")})  # auto: softplus for mlp, trunc_exp for hash
     mlp_width: int = 256  # mlp backbone: layer width (AD-NeRF 256)
     mlp_depth: int = 8  # mlp backbone: layers (AD-NeRF 8, skip after 4)

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
-from data_util.ffmpeg import ffmpeg_exe, last_error
-from data_util.fileio import atomic_path
+from common.constants import FPS, SAMPLE_RATE
+from common.ffmpeg import ffmpeg_exe, last_error, probe, read_ffmpeg
+from common.fileio import atomic_path
 
-FPS = 25
 
 
 def to_uint8(img: Tensor | np.ndarray) -> np.ndarray:
@@ -99,14 +99,12 @@ class Mp4Writer:
 
 def read_back(path: str | Path) -> dict:
     """Decode an mp4 again: {"frames": video frames, "width", "height", "audio_s": decoded audio seconds or None}."""
-    from data_util.ffmpeg import probe, read_ffmpeg
-
     info = probe(path)
     raw = read_ffmpeg(["-i", str(path), "-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "gray", "-"], str(path))
     frames = len(raw) // (info["width"] * info["height"])
     audio_s = None
     if info["has_audio"]:
-        pcm = read_ffmpeg(["-i", str(path), "-map", "0:a:0", "-ac", "1", "-ar", "16000", "-f", "s16le", "-"],
+        pcm = read_ffmpeg(["-i", str(path), "-map", "0:a:0", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", "-"],
                           str(path))
-        audio_s = len(pcm) / 2 / 16000
+        audio_s = len(pcm) / 2 / SAMPLE_RATE
     return {"frames": frames, "width": info["width"], "height": info["height"], "audio_s": audio_s}

@@ -11,29 +11,30 @@ Training (nerf/trainer.py), render.py (nerf/render_video.py) and evaluate.py (ne
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from common.constants import TORSO_CLASSES
 from nerf import rendering as R
 from nerf.audio import audio_windows
 from nerf.dataset import get_rays
 from nerf.estimators import CoarseToFine, Estimator, OccupancyGrid
 from nerf.model import SSPNeRF, mean_head_translation, pose6
 
-TORSO_CLASSES = ("neck", "torso")  # the parsing classes the semantic deformation gate treats as torso
 OLD_GRID_KEYS = {"occ_density": "density", "occ_mask": "mask", "occ_ready": "is_ready", "occ_torso": "aux"}
 
 
 @dataclass
 class RenderConfig:
-    n_samples: int = 64  # mlp: coarse samples per ray (AD-NeRF 64)
-    n_importance: int = 128  # mlp: fine samples per ray (AD-NeRF 128)
+    """The `render` section: the estimators' settings and the image chunk size."""
+    n_samples: int = field(default=64, metadata={"key": "coarse_samples", "aliases": ("n_samples",)})  # mlp: coarse samples per ray (AD-NeRF 64)
+    n_importance: int = field(default=128, metadata={"key": "importance_samples", "aliases": ("n_importance",)})  # mlp: fine samples per ray drawn from the coarse weights (AD-NeRF 128)
     hash_samples: int = 128  # hash: stratified samples per ray before empty-space skipping
-    chunk: int = 4096  # rays per forward pass when rendering images
+    chunk: int = field(default=4096, metadata={"key": "render_chunk", "aliases": ("chunk",)})  # rays per forward pass when rendering images
     occ_res: int = 64  # hash: occupancy grid resolution (cells per axis)
     occ_every: int = 16  # hash: update the occupancy grid every this many iterations
     occ_frac: float = 0.5  # hash: share of cells re-evaluated per update (all at the first)

@@ -13,21 +13,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from data_util.fileio import save_image
+from common.constants import SAMPLE_RATE, class_palette
+from common.fileio import save_image
 from nerf.features import load_features
 from nerf.mp4 import Mp4Writer, to_uint8
 from nerf.poses import pose_schedule
 from nerf.runs import LoadedRun
-
-
-def palette(n: int) -> np.ndarray:
-    """n distinct colours uint8 [n,3] for label images (background black)."""
-    import matplotlib
-
-    cmap = matplotlib.colormaps["tab20"]
-    pal = np.array([cmap(i % 20)[:3] for i in range(max(n, 1))]) * 255
-    pal[0] = 0
-    return pal.round().astype(np.uint8)
 
 
 def iter_frames(run: LoadedRun, codes: Tensor, poses: Tensor, desc: str = "render"):
@@ -57,7 +48,7 @@ def render_video(run: LoadedRun, aud: str | Path, out: str | Path, pose: str = "
     writers = [Mp4Writer(out, run.ds.w, run.ds.h, audio=audio_file)]
     if sem_out is not None:
         writers.append(Mp4Writer(sem_out, run.ds.w, run.ds.h, audio=audio_file))
-    pal = palette(len(run.class_names))
+    pal = class_palette(len(run.class_names))
     if save_frames is not None:
         Path(save_frames).mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -78,4 +69,4 @@ def render_video(run: LoadedRun, aud: str | Path, out: str | Path, pose: str = "
         w.close()
     return {"frames": n, "seconds": seconds, "fps": n / max(seconds, 1e-9), "out": str(out),
             "semantic_out": None if sem_out is None else str(sem_out),
-            "audio_seconds": None if wav is None else len(wav) / 16000}
+            "audio_seconds": None if wav is None else len(wav) / SAMPLE_RATE}

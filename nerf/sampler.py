@@ -6,7 +6,7 @@ so a resumed run draws the same rays.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -15,15 +15,21 @@ from torch import Tensor
 FLAT_INDEX_LIMIT = 1 << 24  # up to this many training pixels, keep per-class flat pixel index arrays
 
 
+def _key(name: str) -> dict:
+    """Config key `sampler_<name>`, with the bare name kept as an alias (nerf/config.py)."""
+    return {"key": f"sampler_{name}", "aliases": (name,)}
+
+
 @dataclass
 class SamplerConfig:
-    sampling: str = "semantic"  # semantic (SSP-NeRF) | uniform (AD-NeRF: face_share of the rays in face_rect)
-    alpha: float = 0.5  # semantic: p_c ~ area_c^alpha * (L_c / mean L)^beta; alpha=1, beta=0 is area-uniform
-    beta: float = 1.0
-    p_min: float = 0.01  # semantic: floor on each present class's share of rays
-    update_every: int = 10  # semantic: recompute the shares every k iterations
-    ema: float = 0.9  # semantic: running mean of each class's per-ray loss, L <- ema*L + (1-ema)*batch mean
-    face_share: float = 0.95  # uniform: share of rays inside the frame's face_rect (AD-NeRF); 0: whole image
+    """The `sampler` section; keys `sampler_<field>` (the old bare names are aliases)."""
+    sampling: str = field(default="semantic", metadata={"choices": ("semantic", "uniform")})  # semantic (SSP-NeRF) | uniform (AD-NeRF: face_share of the rays in face_rect)
+    alpha: float = field(default=0.5, metadata=_key("alpha"))  # semantic: p_c ~ area_c^alpha * (L_c / mean L)^beta; alpha=1, beta=0 is area-uniform
+    beta: float = field(default=1.0, metadata=_key("beta"))  # semantic: exponent of the relative class loss
+    p_min: float = field(default=0.01, metadata=_key("p_min"))  # semantic: floor on each present class's share of rays
+    update_every: int = field(default=10, metadata=_key("update_every"))  # semantic: recompute the shares every k iterations
+    ema: float = field(default=0.9, metadata=_key("ema"))  # semantic: running mean of each class's per-ray loss, L <- ema*L + (1-ema)*batch mean
+    face_share: float = field(default=0.95, metadata=_key("face_share"))  # uniform: share of rays inside the frame's face_rect (AD-NeRF); 0: whole image
 
 
 def class_shares(area: np.ndarray, loss: np.ndarray, alpha: float, beta: float, p_min: float) -> np.ndarray:

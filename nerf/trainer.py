@@ -10,7 +10,6 @@ so every rank renders with the same one. Only rank 0 validates, logs and writes 
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 import time
@@ -22,9 +21,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from common.constants import class_palette
 from nerf import losses, metrics
 from nerf.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
-from nerf.config import Config, save_resolved
+from nerf.presets import CHOICES as PRESET_CHOICES
 from nerf.dataset import TalkingDataset
 from nerf.distributed import DistInfo, all_gather_cat, all_mean, broadcast_buffers, pick_device
 from nerf.model import pose6
@@ -37,12 +37,13 @@ DEFAULT_LR = {"mlp": 5e-4, "hash": 1e-2}  # Adam learning rate per backbone when
 
 @dataclass
 class TrainConfig:
+    """The `train` section: the run, the optimiser, validation, logging and checkpoints."""
     expname: str = ""  # run name: logs/<expname>/ (default: the config file's name)
     basedir: str = "logs"  # where run folders go
     iters: int = 20000  # total training iterations
     resume: bool = False  # continue from logs/<expname>/ckpt/latest.pt
-    device: str = "auto"  # auto (cuda if available) | cpu | cuda
-    preset: str = dc_field(default="auto", metadata={"choices": ("auto", "cpu", "gpu", "none")})  # settings sized for the device (nerf/presets.py): auto = by device; keys you set win
+    device: str = dc_field(default="auto", metadata={"choices": ("auto", "cpu", "cuda")})  # auto (cuda if available) | cpu | cuda
+    preset: str = dc_field(default="auto", metadata={"choices": PRESET_CHOICES})  # settings sized for the device (nerf/presets.py): auto = by device; keys you set win
     seed: int = 0  # random seed (rank r of torchrun uses seed + r)
     n_rand: int = 2048  # rays per iteration (over all ranks)
     lr: float = 0.0  # Adam learning rate; 0: per backbone (mlp 5e-4 as AD-NeRF, hash 1e-2)
@@ -69,10 +70,22 @@ def learning_rate(it: int, base: float, decay: float, decay_iters: int, warmup: 
     return warm * base * decay ** (it / max(decay_iters, 1))
 
 
+def without_parsing(cfg):
+    """The config for a dataset without parsing/ (AD-NeRF's folders): a copy with the semantic head and semantic
+    sampling off, so that the run's saved config.txt and the checkpoint's fingerprint say what was trained."""
+    return cfg.replace("model", semantic=False).replace("sampler", sampling="uniform")
+
+
 class Trainer:
-    def __init__(self, cfg: Config, dist: DistInfo | None = None):
-        self.cfg, self.tc = cfg, cfg.train
+    def __init__(self, cfg, dist: DistInfo | None = None):
+        """cfg: the parsed nerf.config.Config (sections data, model, render, sampler, train)."""
         self.dist = dist or DistInfo()
+        self.train_ds = TalkingDataset(cfg.data, "train")
+        if not self.train_ds.class_names:  # an AD-NeRF folder: no parsing, so no semantic head or sampling
+            cfg = without_parsing(cfg)
+            if self.dist.is_main:
+                print(f"{self.train_ds.root}: no parsing/ -> semantic head and semantic sampling off")
+        self.cfg, self.tc = cfg, cfg.train
         if self.tc.threads > 0:
             torch.set_num_threads(self.tc.threads)
         self.device = pick_device(self.tc.device, self.dist.local_rank)
@@ -83,12 +96,9 @@ class Trainer:
         if cfg.preset_note and self.dist.is_main:
             print(f"{cfg.preset_note} (device {self.device.type})")
 
-        self.train_ds = TalkingDataset(cfg.data, "train")
         self.val_ds = TalkingDataset(cfg.data, "val") if self.dist.is_main else None
         ds = self.train_ds
         self.class_names = ds.class_names or []
-        if not self.class_names:  # an AD-NeRF folder: no parsing, so no semantic head or sampling
-            self._semantic_off()
         self.sampler = make_sampler(ds, cfg.sampler, seed=self.tc.seed + 1000 * self.dist.rank)
         meta = ModelMeta.from_dataset(ds)
         self.pipeline = build_pipeline(cfg, meta).to(self.device)
@@ -104,15 +114,6 @@ class Trainer:
         self.poses = pose6(ds.c2w)  # [F,6]
         self.start_iter, self.time_s = 0, 0.0
         self.writer = None
-
-    def _semantic_off(self) -> None:
-        cfg = self.cfg
-        if getattr(cfg.model, "semantic", False):
-            cfg.sections["model"] = dataclasses.replace(cfg.model, semantic=False)
-        if cfg.sampler.sampling == "semantic":
-            cfg.sections["sampler"] = dataclasses.replace(cfg.sampler, sampling="uniform")
-        if self.dist.is_main:
-            print(f"{self.train_ds.root}: no parsing/ -> semantic head and semantic sampling off")
 
     def _param_groups(self) -> list[dict]:
         """The audio attention net at att_lr_mult x lr (AD-NeRF); everything else at lr."""
@@ -189,7 +190,7 @@ class Trainer:
             return
         row = [gt, pred]
         if labels is not None:
-            palette = torch.from_numpy(_palette(len(self.class_names)))
+            palette = torch.from_numpy(class_palette(len(self.class_names)).astype(np.float32) / 255.0)
             row.append(palette[labels])
         self.writer.add_image("val/gt_pred_sem", torch.cat(row, 1), it, dataformats="HWC")
 
@@ -217,7 +218,7 @@ class Trainer:
 
     def _prepare_run_dir(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        save_resolved(self.run_dir / "config.txt", self.cfg)
+        self.cfg.save(self.run_dir / "config.txt")
         path = self.run_dir / "metrics.jsonl"
         if self.tc.resume and path.exists():  # drop records from after the checkpoint
             keep = [ln for ln in path.read_text().splitlines() if ln.strip()
@@ -313,7 +314,7 @@ def plot_run(run_dir: Path) -> None:
         ax1b = ax1.twinx()
         ax1b.plot(its, [r["miou"] for r in recs], "s--", color="tab:orange", label="mIoU")
         ax1b.legend(loc="lower right")
-    ax2.set_prop_cycle(color=plt.cm.tab20.colors)
+    ax2.set_prop_cycle(color=class_palette(len(recs[-1].get("shares", {}))) / 255.0)  # the classes' own colours
     for name in recs[-1].get("shares", {}):
         ax2.plot(its, [r["shares"].get(name, 0.0) for r in recs], label=name)
     ax2.set_xlabel("iteration")
@@ -321,22 +322,14 @@ def plot_run(run_dir: Path) -> None:
     if recs[-1].get("shares"):
         ax2.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    from data_util.fileio import atomic_path
+    from common.fileio import atomic_path
 
     with atomic_path(run_dir / "curves.png") as tmp:
         fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
 
 
-def _palette(n: int) -> np.ndarray:
-    """n distinct colours float [n,3] for label images."""
-    import matplotlib
-
-    cmap = matplotlib.colormaps["tab20"]
-    return np.array([cmap(i % 20)[:3] for i in range(n)], np.float32)
-
-
-def run(cfg: Config) -> dict | None:
+def run(cfg) -> dict | None:
     """Build and train (what train.py calls); sets up torch.distributed under torchrun."""
     from nerf.distributed import setup, teardown
 

@@ -1,4 +1,5 @@
-"""The config parser: every field a flag and a config key, unique names, booleans, resolved config round trip."""
+"""The config parser: every field a flag and a config key, unique names, booleans, resolved config round trip,
+component-qualified keys with the old names as aliases."""
 import dataclasses
 from dataclasses import dataclass, field
 
@@ -14,13 +15,14 @@ class _A:
     n: int = 3
     rate: float = 0.5
     flag: bool = True
-    backbone: str = "hash"
+    backbone: str = field(default="hash", metadata={"choices": ("hash", "mlp")})
     ids: list[int] = field(default_factory=lambda: [1, 2])
 
 
 @dataclass
 class _B:
     other: float = 1e-3  # another knob
+    weight: float = field(default=0.5, metadata={"key": "b_weight", "aliases": ("weight",)})  # a generic name
     maybe: float | None = None
 
 
@@ -77,3 +79,35 @@ def test_real_sections_unique_and_round_trip(tmp_path):
     assert "backbone = mlp" in resolved_text(cfg)
     ex = parse(["--config", "configs/example.txt"])
     assert ex.data.datadir and ex.model.backbone in ("mlp", "hash")
+
+
+def test_qualified_keys_and_aliases(tmp_path):
+    assert parse(["--b_weight", "0.25"], SECTIONS).b.weight == 0.25
+    assert parse(["--weight", "0.125"], SECTIONS).b.weight == 0.125  # the old name still works
+    conf = tmp_path / "old.txt"
+    conf.write_text("weight = 2.0\n")
+    cfg = parse(["--config", str(conf)], SECTIONS)
+    assert cfg.b.weight == 2.0 and "b_weight = 2.0" in resolved_text(cfg) and "\nweight =" not in resolved_text(cfg)
+
+    @dataclass
+    class _C:
+        m: int = field(default=1, metadata={"key": "c_m", "aliases": ("n",)})
+
+    with pytest.raises(ValueError, match="'n' is defined twice"):
+        build_parser({"a": _A, "c": _C})
+
+
+def test_old_run_config_keys_still_load(tmp_path):
+    """A config.txt of a run from before the qualified keys (alpha, beta, ema, update_every, chunk, ...)."""
+    old = tmp_path / "config.txt"
+    old.write_text("datadir = dataset/x\nalpha = 0.25\nbeta = 2.0\nema = 0.5\nupdate_every = 3\np_min = 0.02\n"
+                   "face_share = 0.5\nchunk = 123\nn_samples = 8\nn_importance = 9\nsmooth = 2\n")
+    cfg = parse(["--config", str(old)])
+    s = cfg.sampler
+    assert (s.alpha, s.beta, s.ema, s.update_every, s.p_min, s.face_share) == (0.25, 2.0, 0.5, 3, 0.02, 0.5)
+    assert (cfg.render.chunk, cfg.render.n_samples, cfg.render.n_importance, cfg.model.smooth) == (123, 8, 9, 2)
+    text = resolved_text(cfg)
+    for key in ("sampler_alpha = 0.25", "sampler_update_every = 3", "render_chunk = 123", "coarse_samples = 8",
+                "audio_smooth = 2"):
+        assert key in text
+    assert as_dict(parse(["--alpha", "0.75"]))["sampler_alpha"] == 0.75

@@ -10,7 +10,7 @@ from data_util import landmarks as L
 from data_util.context import StepContext
 from data_util.errors import PreprocessError
 from data_util.fileio import save_image
-from data_util.sample_clip import render_clip
+from sample_data.clip import render_clip
 from tests.test_sample_clip import project_gt
 
 SIZE = 192

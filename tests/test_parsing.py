@@ -12,7 +12,7 @@ from data_util.context import StepContext
 from data_util.errors import PreprocessError
 from data_util.fileio import save_image
 from data_util.landmarks import detect_landmarks
-from data_util.sample_clip import render_clip
+from sample_data.clip import render_clip
 
 SIZE = 192
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from data_util import sample_clip
+from sample_data import clip as sample_clip
 from data_util.runner import STEPS
 from tests.tracking_fixtures import aligned_rotation_error
 

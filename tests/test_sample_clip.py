@@ -1,4 +1,4 @@
-"""The synthetic sample clip (data_util.sample_clip) and its voice (data_util.speech_synth)."""
+"""The synthetic sample clip (sample_data.clip) and its voice (sample_data.speech)."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from data_util import sample_clip, speech_synth
+from sample_data import clip as sample_clip, speech as speech_synth
 from data_util.ffmpeg import ffmpeg_exe, probe
 from data_util.landmarks import detect_landmarks
 

@@ -1,0 +1,199 @@
+"""The bundled sample clip: a talking portrait with known head poses and mouth opening (DESIGN.md section 7).
+
+    python -m sample_data.clip [--out dataset/vids/sample.mp4] [--size 256] [--seconds 12] [--seed 0]
+
+The head is a textured 3D mesh built from scikit-image's astronaut photo: mediapipe face mesh gives 478 3D points
+(x*w, y*h, z*w pixels), its tessellation gives the triangles, the photo gives the texture; a ring of extra
+vertices past the face oval carries the hair, and mediapipe selfie segmentation gives the alpha. Per frame the head
+is rotated/translated (smooth, yaw/pitch/roll within +-15 degrees), the jaw opens with the loudness of a
+synthetic voice (sample_data.speech), and the mesh is projected with a pinhole camera of known focal and
+rasterised (painter's order, per-triangle affine texture maps) over a torso layer that moves a little on its own
+and a static synthetic background. Writes the mp4 (H.264 yuv420p, 25 fps, AAC 16 kHz audio) and
+`<stem>_gt.json` with the ground truth (conventions inside the file).
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from scipy.io import wavfile
+from tqdm import tqdm
+
+from common.constants import FPS
+from common.constants import SAMPLE_RATE as SR
+from common.errors import PreprocessError
+from common.ffmpeg import ffmpeg_exe
+from common.fileio import atomic_path, save_json
+from sample_data.motion import (expression_bump, expression_offsets, expression_spans, hold_still, make_motion,
+                                rotation, torso_motion)
+from sample_data.scene import (EYE_DIST, FACE_FRACTION, FOCAL_PER_SIZE, INNER_LIP, JAW_DROP, SS, build_scene,
+                               make_background, project, rasterise)
+from sample_data.speech import mouth_opening, synth_speech
+
+
+@dataclass
+class Clip:
+    frames: np.ndarray     # [N, size, size, 3] uint8 RGB
+    audio: np.ndarray      # [T] float32, SR Hz
+    gt: dict
+
+
+def render_clip(size: int = 256, seconds: float = 12.0, seed: int = 0, voice: int = 0, progress: bool = True) -> Clip:
+    """Render the whole clip in memory: frames, audio and the ground-truth dict."""
+    from skimage import data
+
+    if size < 32 or seconds <= 0:
+        raise ValueError(f"sample clip: need size >= 32 and seconds > 0, got size={size} seconds={seconds}")
+    rng = np.random.default_rng(seed)
+    n_frames = int(round(seconds * FPS))
+    audio = synth_speech(n_frames / FPS, seed=seed, sr=SR, voice=voice)
+    spans = expression_spans(n_frames)  # the head holds still, the jaw drops and the brows rise (sample_motion.py)
+    brow = expression_bump(n_frames, spans)
+    mouth = np.maximum(mouth_opening(audio, SR, FPS)[:n_frames], brow)
+
+    photo = data.astronaut()
+    head, torso, face = build_scene(photo)
+    crop = (face["bottom"] - face["top"]) / FACE_FRACTION                # photo pixels shown in the frame
+    crop_x0 = face["cx"] - crop / 2
+    crop_y0 = face["top"] - 0.25 * crop
+    k = size / crop                                                      # output px per photo px
+    focal = FOCAL_PER_SIZE * size
+    c = size / 2
+    z0 = focal * head.px_to_unit / k                                     # the photo's scale at rest
+    o = face["origin_px"]
+    t_rest = np.array([(k * (o[0] - crop_x0) - c) * z0 / focal, (k * (o[1] - crop_y0) - c) * z0 / focal, z0])
+
+    motion = make_motion(n_frames, rng, size)
+    hold_still(motion, spans)
+    torso_motion(motion, size)
+    brow_off, cheek_off = expression_offsets(head.verts, head.jaw_w)
+    n = size * SS
+    bg = cv2.resize(make_background(size, rng), (n, n), interpolation=cv2.INTER_CUBIC)
+    frames = np.zeros((n_frames, size, size, 3), np.uint8)
+    records = []
+    for i in tqdm(range(n_frames), desc="sample clip", disable=not progress):
+        yaw, pitch, roll = motion["angles"][i]
+        R = rotation(yaw, pitch, roll)
+        shift = motion["torso"][i]
+        t = (t_rest + motion["head_off"][i] + np.array([shift[0], shift[1], 0.0]) * z0 / focal
+             + head.pivot - R @ head.pivot)
+        verts = (head.verts + (mouth[i] * JAW_DROP) * head.jaw_w[:, None] * head.jaw_dir + brow[i] * brow_off
+                 + mouth[i] * cheek_off)
+        cam = verts @ R.T + t
+        uv = project(cam, focal * SS, c * SS)
+
+        # Torso: the photo crop, shifted and tilted a little about the bottom centre.
+        m = cv2.getRotationMatrix2D((n / 2, n), float(motion["tilt"][i]), 1.0)
+        crop_m = np.array([[k * SS, 0, -k * SS * crop_x0], [0, k * SS, -k * SS * crop_y0], [0, 0, 1]])
+        m = np.vstack([m, [0, 0, 1]]) @ crop_m
+        m[:2, 2] += shift * SS
+        # warpAffine maps pixel centres (index coords); convert from continuous coords on both sides.
+        half = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]])
+        m_idx = (np.linalg.inv(half) @ m @ half)[:2]
+        tor = cv2.warpAffine(torso, m_idx, (n, n), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0, 0))
+        tor = tor.astype(np.float32) / 255.0
+        img = bg * (1 - tor[..., 3:]) + 255.0 * tor[..., :3] * tor[..., 3:]
+
+        head_rgba = rasterise(head, cam, uv, uv[INNER_LIP], n)
+        img = img * (1 - head_rgba[..., 3:]) + 255.0 * head_rgba[..., :3]
+        frames[i] = np.clip(cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA) + 0.5, 0, 255)
+        records.append({"frame": i, "euler_deg": [round(float(a), 6) for a in (yaw, pitch, roll)],
+                        "R": np.round(R, 9).tolist(), "t": np.round(t, 9).tolist(),
+                        "focal": focal, "mouth": round(float(mouth[i]), 6),
+                        "brow": round(float(brow[i]), 6), "still": any(a <= i <= b for a, b in spans),
+                        "torso_shift_px": np.round(shift, 4).tolist()})
+
+    n_pts = 478
+    moves = np.linalg.norm(brow_off[:n_pts], axis=1) + np.linalg.norm(cheek_off[:n_pts], axis=1)
+    rigid = np.nonzero((head.jaw_w[:n_pts] < 1e-3) & (moves < 1e-6))[0]
+    gt = {
+        "conventions": ("X_cam = R @ X_head + t; OpenCV camera (x right, y down, z forward); "
+                        "pixel (u, v) = (focal * X/Z + cx, focal * Y/Z + cy) in continuous pixel coordinates "
+                        "(pixel i spans [i, i+1], like mediapipe's x*w); head frame: x right, y down, z away from "
+                        "the camera at R = I (the photo's own head pose), origin at the mean of the 468 mesh points, "
+                        f"units such that the outer eye corners (33, 263) are {EYE_DIST} apart. "
+                        "euler_deg = [yaw, pitch, roll] with R = Ry(yaw) @ Rx(pitch) @ Rz(roll) about the head "
+                        "frame's y, x, z axes (scipy Rotation.from_euler('YXZ', euler_deg, degrees=True))."),
+        "image_size": [size, size], "fps": FPS, "n_frames": n_frames, "sample_rate": SR,
+        "audio_samples": int(len(audio)), "focal": focal, "cx": c, "cy": c, "seed": seed, "voice": voice,
+        "head_points": np.round(head.verts[:n_pts], 7).tolist(),
+        "head_points_note": ("mediapipe face-mesh order (478, iris 468-477) in the head frame, mouth closed. A frame's "
+                             "points are head_points + mouth * jaw_drop * jaw_weight[:, None] * jaw_dir + brow * brow_offset "
+                             "+ mouth * cheek_offset"),
+        "expression_spans": [list(sp) for sp in spans],
+        "expression_note": ("in each span [first, last] the head pose is constant (R, t) while the jaw drops "
+                            "fully and the brows rise (brow: 0 -> 1 -> 0); brow_offset and cheek_offset are the "
+                            "head-frame displacements at brow = 1 and mouth = 1"),
+        "brow_offset": np.round(brow_off[:n_pts], 7).tolist(),
+        "cheek_offset": np.round(cheek_off[:n_pts], 7).tolist(),
+        "jaw_drop": JAW_DROP, "jaw_dir": head.jaw_dir.tolist(),
+        "jaw_weight": np.round(head.jaw_w[:n_pts], 6).tolist(),
+        "rigid_indices": rigid.tolist(),
+        "mouth_note": "mouth opening in [0, 1]: smoothed, normalised loudness of the audio track (0 = silence)",
+        "frames": records,
+    }
+    return Clip(frames=frames, audio=audio, gt=gt)
+
+
+def encode_mp4(path: Path, frames: np.ndarray, audio: np.ndarray) -> None:
+    """Write frames [N, H, W, 3] uint8 + audio [T] float32 (SR Hz) as H.264 yuv420p + AAC, atomically."""
+    n, h, w, _ = frames.shape
+    with tempfile.TemporaryDirectory() as tmpdir, atomic_path(path) as tmp:
+        wav = Path(tmpdir) / "audio.wav"
+        wavfile.write(wav, SR, np.round(np.clip(audio, -1, 1) * 32767).astype(np.int16))
+        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
+               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(FPS), "-i", "-",
+               "-i", str(wav), "-map", "0:v", "-map", "1:a",
+               "-c:v", "libx264", "-preset", "medium", "-crf", "16", "-pix_fmt", "yuv420p", "-threads", "1",
+               "-c:a", "aac", "-b:a", "96k", "-ar", str(SR),
+               "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact",
+               "-movflags", "+faststart", str(tmp)]
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            _, err = proc.communicate(np.ascontiguousarray(frames).tobytes())
+        except BrokenPipeError:
+            err = proc.stderr.read() if proc.stderr else b""
+            proc.wait()
+        if proc.returncode != 0:
+            last = (err.decode(errors="replace").strip().splitlines() or ["unknown error"])[-1]
+            raise PreprocessError(f"{path}: ffmpeg failed to encode the sample clip: {last}")
+
+
+def gt_path(video: str | Path) -> Path:
+    """Where the ground truth of a sample clip lives: `<stem>_gt.json` beside the video."""
+    video = Path(video)
+    return video.with_name(f"{video.stem}_gt.json")
+
+
+def write_clip(out: str | Path, size: int = 256, seconds: float = 12.0, seed: int = 0, voice: int = 0,
+               progress: bool = True) -> tuple[Path, Path]:
+    """Render and write the mp4 and its `<stem>_gt.json`. Returns both paths."""
+    out = Path(out)
+    clip = render_clip(size, seconds, seed, voice, progress)
+    encode_mp4(out, clip.frames, clip.audio)
+    save_json(gt_path(out), clip.gt)
+    return out, gt_path(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="Write the synthetic talking-portrait sample clip and its ground truth.")
+    p.add_argument("--out", default="dataset/vids/sample.mp4")
+    p.add_argument("--size", type=int, default=256, help="frame width = height, pixels")
+    p.add_argument("--seconds", type=float, default=12.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--voice", type=int, default=0, help="which synthetic voice (pitch and rhythm)")
+    a = p.parse_args(argv)
+    try:
+        video, gt = write_clip(a.out, a.size, a.seconds, a.seed, a.voice)
+    except (PreprocessError, ValueError) as e:
+        raise SystemExit(f"error: {e}")
+    print(f"wrote {video} and {gt}")
+
+
+if __name__ == "__main__":
+    main()
