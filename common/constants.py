@@ -1,4 +1,4 @@
-"""The data contract's constants (docs/DESIGN.md "Data contract"): frame rate, audio rate, the semantic classes,
+"""The data contract's constants (docs/DESIGN.md section 4): frame rate, audio rate, the semantic classes,
 their colours, and the mediapipe face-oval loop."""
 from __future__ import annotations
 

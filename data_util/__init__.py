@@ -1,4 +1,4 @@
-"""Preprocessing: a talking-head video -> a training folder (DESIGN.md section 4).
+"""Preprocessing: a talking-head video -> a training folder (docs/DESIGN.md section 4).
 
 One module per step; `data_util.runner` runs them in order. `process_data.sh` is a thin wrapper over it.
 """

@@ -26,7 +26,7 @@ class StepContext:
     parsing_model: Optional[Path] = None  # BiSeNet weights (79999_iter.pth) for parsing_backend=bisenet
     val_fraction: float = 1.0 / 11.0  # last 1/11 of the frames are the validation split (AD-NeRF)
 
-    # Paths of the contract (DESIGN.md section 4), so that no step spells them twice.
+    # Paths of the contract (docs/DESIGN.md section 4), so that no step spells them twice.
     @property
     def wav(self) -> Path:
         return self.out_dir / "aud.wav"

@@ -57,7 +57,7 @@ def mouth_opening(lms: np.ndarray) -> np.ndarray:
     return gap / np.maximum(width, 1e-6)
 
 
-MOUTH_OPENING = mouth_opening  # name used in docs/INTERFACES.md
+MOUTH_OPENING = mouth_opening  # the older name (docs/DESIGN.md section 12 uses mouth_opening)
 
 
 def _face_mesh(static: bool):

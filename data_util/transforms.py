@@ -1,6 +1,6 @@
 """Step 8: `transforms_train.json`, `transforms_val.json` and the subject's training config `configs/<name>.txt`.
 
-Poses (docs/INTERFACES.md "Coordinates"): the tracked head pose maps head points into OpenCV camera space,
+Poses (docs/DESIGN.md section 5): the tracked head pose maps head points into OpenCV camera space,
 `X_cam = R @ X_head + t`; NeRF sees a fixed head and a moving camera, so each frame's `transform_matrix` is the
 camera-to-world matrix in the head frame, in the NeRF/OpenGL camera convention (looks down -z, y up):
 `c2w = inv([R|t]) @ diag(1, -1, -1, 1)`.

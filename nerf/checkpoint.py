@@ -1,8 +1,9 @@
 """Training checkpoints: `logs/<expname>/ckpt/latest.pt`, written atomically, loadable with weights_only=True.
 
-A checkpoint holds the pipeline (model + estimator), optimiser and sampler states, the iteration, the training wall
-time, the RNG states, whether the audio attention net is on and a fingerprint of the settings that fix the model's shape; loading it under other settings is a
-one-line ValueError naming the checkpoint and the keys that differ.
+A checkpoint (docs/DESIGN.md section 10) holds the pipeline (model + estimator), optimiser and sampler states, the
+iteration, the training wall time, the RNG states, whether the audio attention net is on and a fingerprint of the
+settings that fix the model's shape; loading it under other settings is a one-line ValueError naming the
+checkpoint and the keys that differ.
 """
 from __future__ import annotations
 

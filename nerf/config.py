@@ -1,4 +1,4 @@
-"""The configuration: one configargparse parser from the components' sections (docs/DESIGN.md "Config").
+"""The configuration: one configargparse parser from the components' sections (docs/DESIGN.md section 9).
 
 Each component owns a dataclass, its section: `DataConfig` (nerf/dataset.py), `ModelConfig` (nerf/model.py),
 `RenderConfig` (nerf/pipeline.py), `SamplerConfig` (nerf/sampler.py), `TrainConfig` (nerf/trainer.py). Every field

@@ -1,4 +1,4 @@
-"""Reads `dataset/<name>/` (ours or AD-NeRF's, DESIGN.md section 4) and generates rays.
+"""Reads `dataset/<name>/` (ours or AD-NeRF's, docs/DESIGN.md section 4) and generates rays.
 
 Images are kept as uint8 (preloaded, or read per frame with a small cache for big sets); intrinsics are scaled
 by the downsample factor. Ray directions are not normalised (their camera-space z is -1, AD-NeRF's
@@ -34,7 +34,7 @@ class DataConfig:
 
 def get_rays(h: int, w: int, focal: float, cx: float, cy: float, c2w: Tensor,
              pix_y: Tensor | None = None, pix_x: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Rays through pixel centres (INTERFACES.md). c2w [4,4] or [M,4,4] (one per pixel).
+    """Rays through pixel centres (docs/DESIGN.md section 5). c2w [4,4] or [M,4,4] (one per pixel).
 
     pix_y, pix_x: [M] rows/columns; None: every pixel, row-major (M = h*w). Returns rays_o [M,3], rays_d [M,3].
     """

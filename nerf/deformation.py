@@ -19,7 +19,7 @@ blurred. The per-point MLP adds what is not rigid.
 The gate in [0, 1] is the (detached) torso-ness of the undeformed point:
 - semantic: the field's softmax probability of the neck + torso classes at x (computed by the caller);
 - geometric (the default): a smooth step on the head-frame height below the jaw. The head frame has y pointing
-  down (docs/INTERFACES.md: X_cam = R X_head + t, OpenCV axes), so the gate is 0 for y <= jaw_y and rises to 1
+  down (docs/DESIGN.md section 5: X_cam = R X_head + t, OpenCV axes), so the gate is 0 for y <= jaw_y and rises to 1
   at y >= jaw_y + width. (Measuring y along the camera's vertical instead, so that a roll does not lift the
   shoulders into the head, did worse on the sample: 22.0 vs 23.1 dB after 2000 iterations, with residual
   offsets 20x larger, as if head points near the jaw were being deformed; benchmarks/NOTES.md.)

@@ -1,5 +1,5 @@
 """SSPNeRF: the field(s), the audio networks and the torso deformation, with the callbacks the pipeline renders
-through (docs/DESIGN.md "Model"). No sampling and no cached grids here: those are the estimator's.
+through (docs/DESIGN.md section 6). No sampling and no cached grids here: those are the estimator's.
 
 Callbacks:
 - `audio_codes(aud [F,W,16,D], use_attention) -> [F,A]`: once per frame, never per ray.

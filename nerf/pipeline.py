@@ -1,4 +1,4 @@
-"""The one pipeline from rays to pixels (docs/DESIGN.md "Pipeline"): build the model and its estimator from the
+"""The one pipeline from rays to pixels (docs/DESIGN.md section 8): build the model and its estimator from the
 config and the dataset's metadata, turn audio features into codes, render rays, an image and a frame.
 
 Training (nerf/trainer.py), render.py (nerf/render_video.py) and evaluate.py (nerf/evaluation.py) all go through

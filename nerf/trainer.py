@@ -1,6 +1,6 @@
 """The training loop: sampling, optimisation, validation, logging and checkpoints. No model maths here.
 
-One iteration (docs/DESIGN.md draws it): the sampler draws rays (frame, pixel, class) -> the dataset gives rays,
+One iteration (docs/DESIGN.md section 8 draws it): the sampler draws rays (frame, pixel, class) -> the dataset gives rays,
 colours and each distinct frame's audio windows -> `Pipeline.forward` (codes once per frame, then
 `Pipeline.render_rays`: estimator -> field -> rendering functions) -> `losses.training_loss` -> Adam step -> per-ray
 losses go back to the sampler -> `Pipeline.update_estimator` (the occupancy grid, every occ_every steps).

@@ -1,4 +1,4 @@
-"""The bundled sample clip: a talking portrait with known head poses and mouth opening (DESIGN.md section 7).
+"""The bundled sample clip: a talking portrait with known head poses and mouth opening (docs/DESIGN.md section 7).
 
     python -m sample_data.clip [--out dataset/vids/sample.mp4] [--size 256] [--seconds 12] [--seed 0]
 

@@ -1,6 +1,6 @@
-"""A tiny generated `dataset/<name>/` folder (DESIGN.md section 4) for the nerf tests.
+"""A tiny generated `dataset/<name>/` folder (docs/DESIGN.md section 4) for the nerf tests.
 
-The scene is analytic, in the head-frame units of docs/INTERFACES.md: a sphere "head" of radius 0.1 at the
+The scene is analytic, in the head-frame units of docs/DESIGN.md section 5: a sphere "head" of radius 0.1 at the
 origin (hair on top and back, eyes, lips and a mouth whose opening follows the audio), and a "neck" and
 "torso" box that stay fixed in camera space (so in the head frame they move when the head turns, as a real
 torso does). Each frame's head pose is a few degrees of rotation; the camera sits ~0.5 away.
@@ -46,7 +46,7 @@ def head_pose(i: int, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def c2w_from_pose(R: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Camera-to-world in the head frame, OpenGL camera (INTERFACES.md): inv([R|t]) @ diag(1,-1,-1,1)."""
+    """Camera-to-world in the head frame, OpenGL camera (docs/DESIGN.md section 5): inv([R|t]) @ diag(1,-1,-1,1)."""
     w2c = np.eye(4)
     w2c[:3, :3], w2c[:3, 3] = R, t
     return np.linalg.inv(w2c) @ np.diag([1.0, -1.0, -1.0, 1.0])

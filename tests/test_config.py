@@ -63,7 +63,7 @@ def test_resolved_round_trip(tmp_path):
 
 
 def test_real_sections_unique_and_round_trip(tmp_path):
-    """The project's dataclasses: unique keys, DESIGN.md's flags, the resolved file re-loads."""
+    """The project's dataclasses: unique keys, docs/DESIGN.md's flags, the resolved file re-loads."""
     sections = default_sections()
     names = [f.name for cls in sections.values() for f in dataclasses.fields(cls)]
     assert len(names) == len(set(names))

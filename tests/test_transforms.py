@@ -16,7 +16,7 @@ from tests.tracking_fixtures import synth_clip, write_frames
 def ray_distance(frames: list[dict], focal: float, cx: float, cy: float, uv: np.ndarray,
                  points: np.ndarray) -> np.ndarray:
     """[N,P] distance from each head point [P,3] to the ray of its pixel uv [N,P,2] (continuous coordinates:
-    pixel column i spans [i, i+1], so u = i + 0.5 at its centre) of each frame, rays as docs/INTERFACES.md says."""
+    pixel column i spans [i, i+1], so u = i + 0.5 at its centre) of each frame, rays as docs/DESIGN.md section 5 says."""
     out = []
     for fr, pix in zip(frames, uv):
         c2w = np.array(fr["transform_matrix"])

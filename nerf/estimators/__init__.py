@@ -1,4 +1,4 @@
-"""Estimators: where along each ray to evaluate the field (docs/DESIGN.md "Estimator").
+"""Estimators: where along each ray to evaluate the field (docs/DESIGN.md section 8).
 
 `OccupancyGrid` (hash backbone: empty-space skipping) and `CoarseToFine` (mlp backbone: hierarchical sampling)
 share the interface of `base.Estimator`; neither knows the network.
