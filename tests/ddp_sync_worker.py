@@ -16,10 +16,12 @@ from nerf.trainer import Trainer  # noqa: E402
 RANK_LOCAL = {"occ_codes"}
 
 
-def model_state_sums(trainer: Trainer) -> tuple[list[str], torch.Tensor]:  # names, [P + B] float64 sums
+def model_state(trainer: Trainer) -> tuple[list[str], list[int], torch.Tensor]:
+    """Names, element counts and every element of every parameter and buffer, flattened (float64)."""
     named = [*trainer.pipeline.named_parameters(), *trainer.pipeline.named_buffers()]
     named = [(n, t) for n, t in named if n.split(".")[-1] not in RANK_LOCAL]
-    return [n for n, _ in named], torch.stack([t.detach().double().sum() for _, t in named])
+    flat = torch.cat([t.detach().double().reshape(-1).cpu() for _, t in named])
+    return [n for n, _ in named], [t.numel() for _, t in named], flat
 
 
 def main() -> int:
@@ -28,11 +30,12 @@ def main() -> int:
     trainer = Trainer(cfg, dist)
     for it in range(1, cfg.train.iters + 1):
         trainer.step(it)
-    names, ours = model_state_sums(trainer)
+    names, sizes, ours = model_state(trainer)
     theirs = [torch.zeros_like(ours) for _ in range(dist.world)]
     tdist.all_gather(theirs, ours)
     teardown(dist)
-    differ = sorted({n for t in theirs for n, a, b in zip(names, t, theirs[0]) if a != b})
+    differ = sorted({n for t in theirs for n, a, b in zip(names, t.split(sizes), theirs[0].split(sizes))
+                     if not torch.equal(a, b)})  # elementwise
     if dist.is_main:
         print(f"after {cfg.train.iters} steps, {len(differ)} of {len(names)} parameters/buffers differ between "
               f"ranks: {differ}")

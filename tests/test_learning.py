@@ -65,13 +65,17 @@ def trained(subject):
 
 @pytest.fixture(scope="module")
 def held_out(subject):
-    """New audio features [8,16,D] for the HELD_OUT openings, built like the fixture's aud.npy (same pattern,
-    fresh noise), and the ground-truth mouth darkness of the fixture's ray-cast at pose 0 for those openings."""
+    """New audio features [8,16,D] for the HELD_OUT openings, built like the fixture's aud.npy (its pattern,
+    fitted from aud.npy, times the opening, plus fresh noise of the same size), and the ground-truth mouth
+    darkness of the fixture's ray-cast at pose 0 for those openings."""
     root, data = subject
-    d = np.load(data / "aud.npy").shape[2]
-    pattern = np.random.default_rng(0).normal(size=(16, d))  # make_tiny_dataset's first draw
+    aud = np.load(data / "aud.npy").astype(np.float64)  # [N,16,D]: opening_i * pattern + noise
+    opening = np.array([NF.mouth_opening(i) for i in range(len(aud))])
+    pattern = np.einsum("i,ijk->jk", opening, aud) / (opening ** 2).sum()  # least squares
+    noise = (aud - opening[:, None, None] * pattern).std()
+    assert noise < 0.2 * np.abs(pattern).mean()  # the features are the opening times one pattern
     rng = np.random.default_rng(123)
-    feats = np.stack([o * pattern + 0.05 * rng.normal(size=(16, d)) for o in HELD_OUT]).astype(np.float32)
+    feats = np.stack([o * pattern + noise * rng.normal(size=pattern.shape) for o in HELD_OUT]).astype(np.float32)
     path = root / "held_out.npy"
     np.save(path, feats)
     rect = _mouth_rect(data)
