@@ -1,4 +1,4 @@
-"""Step 1: the audio track -> `aud.wav` (16 kHz mono PCM16); `load_audio` reads any audio for render.py too.
+"""Step 1: the audio track -> `aud.wav` (16 kHz mono PCM16) (reading audio: common/audio.py).
 
 aud.wav holds the --start/--end span (data_util.span) of the video's audio track, or of --audio, taken as aligned
 with the video. Its length is not cut to the video's here: steps 2 and 3 keep their common part (common_length)."""
@@ -12,54 +12,13 @@ from scipy.io import wavfile
 
 from . import span
 from .context import SAMPLE_RATE, StepContext
+from common.audio import _check_audio_file, decode_pcm, load_audio, read_wav  # noqa: F401  (old imports)
 from common.errors import PreprocessError
-from common.ffmpeg import call_ffmpeg, last_error, probe
+from common.ffmpeg import probe
 from common.fileio import atomic_path
 
 SYNC_FILTER = "aresample=async=1:first_pts=0"  # place the audio on its timestamps: silence before a late start
 LATE_S = 0.5  # say so when the audio starts this much after the span
-
-
-def _check_audio_file(path: Path) -> dict:
-    """probe() the file and make sure it has an audio stream; PreprocessError naming the file if not."""
-    info = probe(path)  # raises for a missing file or one ffmpeg cannot read
-    if not info["has_audio"]:
-        if info["has_video"]:
-            raise PreprocessError(f"{path}: no audio track (pass --audio speech.wav)")
-        raise PreprocessError(f"{path}: no audio stream")
-    return info
-
-
-def decode_pcm(path: Path, before: list[str] | None = None, audio_filter: str | None = None) -> np.ndarray:
-    """The audio of a file as int16 [T] 16 kHz mono; `before`: ffmpeg input options (a span). A damaged file gives
-    the samples that could be decoded; PreprocessError naming the file if none could."""
-    args = [*(before or []), "-i", str(path), "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE)]
-    proc = call_ffmpeg([*args, *(["-af", audio_filter] if audio_filter else []), "-f", "s16le", "-"])
-    if proc.returncode != 0 and not proc.stdout:
-        raise PreprocessError(f"{path}: could not decode its audio: {last_error(proc.stderr)}")
-    return np.frombuffer(proc.stdout, np.int16)
-
-
-def load_audio(path: str | Path) -> np.ndarray:
-    """Any audio or video file (any rate, channels, container) -> float32 [T] in [-1, 1], 16 kHz mono."""
-    path = Path(path)
-    _check_audio_file(path)
-    wav = decode_pcm(path).astype(np.float32) / 32768.0
-    if wav.size == 0:
-        raise PreprocessError(f"{path}: the audio track is empty")
-    return wav
-
-
-def read_wav(path: str | Path) -> np.ndarray:
-    """Read our own aud.wav (16 kHz mono PCM16) -> float32 [T] in [-1, 1]; other files go through load_audio."""
-    path = Path(path)
-    try:
-        rate, data = wavfile.read(path)
-    except (ValueError, OSError):
-        return load_audio(path)
-    if rate != SAMPLE_RATE or data.ndim != 1 or data.dtype != np.int16:
-        return load_audio(path)
-    return data.astype(np.float32) / 32768.0
 
 
 def span_audio(source: Path, info: dict, ctx: StepContext, start: float, end: float | None) -> np.ndarray:

@@ -13,22 +13,16 @@ cut for an older one, or an aud.npy cut for fewer frames than there are now), th
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 from scipy.io import wavfile
 
 from .context import FPS, SAMPLE_RATE, StepContext
+from common.audio import n_frames_for  # noqa: F401  (the steps import it from here)
 from common.fileio import save_json, save_npy
 from .markers import invalidate, is_current
 
-FRAME = SAMPLE_RATE // FPS  # 640 samples of 16 kHz audio per 25 fps video frame
-
-
-def n_frames_for(n_samples: int) -> int:
-    """Video frames (25 fps) covered by n_samples of 16 kHz audio: ceil(T / 640)."""
-    return max(1, math.ceil(n_samples / FRAME))
 
 
 def audio_length(ctx: StepContext) -> tuple[int, float, str] | None:

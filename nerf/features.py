@@ -10,17 +10,17 @@ import numpy as np
 def load_features(aud: str | Path, datadir: str | Path, aud_dim: int) -> tuple[np.ndarray, np.ndarray | None]:
     """New speech -> (features float32 [N,16,D], wav float32 [T] 16 kHz or None for a .npy).
 
-    A .wav (or any audio/video file) goes through data_util.audio.load_audio and the extractor that the subject's
+    A .wav (or any audio/video file) goes through common.audio.load_audio and the extractor that the subject's
     aud_meta.json records; a .npy must already be [N,16,D] with the model's D."""
-    from data_util.audio_features import validate_given
+    from common.audio_features import validate_given
 
     aud = Path(aud)
     if aud.suffix.lower() == ".npy":
         feats = validate_given(aud)
         wav = None
     else:
-        from data_util.audio import load_audio
-        from data_util.audio_features import extract_features
+        from common.audio import load_audio
+        from common.audio_features import extract_features
 
         wav = load_audio(aud)
         meta_path = Path(datadir) / "aud_meta.json"
