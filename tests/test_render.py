@@ -215,3 +215,43 @@ def test_audio_codes_attention_switch(run):
     assert smoothed.shape == plain.shape and not torch.allclose(smoothed, plain, atol=1e-4)
     assert loaded.iteration == 2 and loaded.pipeline.use_attention is False  # att_start not reached after 2 its
     assert torch.allclose(loaded.pipeline.frame_codes(feats), plain)  # the checkpoint's setting is the default
+
+
+def _old_layout(state: dict) -> dict:
+    """A pipeline state as checkpoints before the estimator split stored it (flat SSPNeRF keys, occ_* buffers)."""
+    grid = {"estimator.density": "occ_density", "estimator.mask": "occ_mask", "estimator.is_ready": "occ_ready",
+            "estimator.aux": "occ_torso"}
+    out = {}
+    for k, v in state.items():
+        if k == "estimator.aabb":
+            continue
+        out[grid.get(k, k).removeprefix("model.")] = v
+    return out
+
+
+def test_checkpoint_from_before_the_estimator_split_renders_the_same(run, tmp_path):
+    """logs/<run>/ckpt/latest.pt rewritten in the old layout, without `audio_attention`: render.py loads it and
+    writes the same frames as from the new one."""
+    import shutil
+
+    import torch
+
+    from nerf.checkpoint import load_checkpoint
+
+    old_dir = run["basedir"] / "old_layout"
+    shutil.copytree(run["run_dir"], old_dir)
+    ckpt = old_dir / "ckpt" / "latest.pt"
+    state = load_checkpoint(ckpt)
+    assert "estimator.mask" in state["model"] and "audio_attention" in state
+    state["model"] = _old_layout(state["model"])
+    del state["audio_attention"]
+    torch.save(state, ckpt)
+    tone = make_tone(tmp_path / "tone.wav", seconds=0.2)
+    frames = {}
+    for name in (run["expname"], "old_layout"):
+        frames[name] = tmp_path / name
+        assert _render(run, tone, tmp_path / f"{name}.mp4", "--expname", name, "--save_frames", str(frames[name])) == 0
+    import imageio.v3 as iio
+
+    new, old = ([iio.imread(p) for p in sorted(frames[n].glob("*.png"))] for n in (run["expname"], "old_layout"))
+    assert len(new) == len(old) == 5 and all(np.array_equal(a, b) for a, b in zip(new, old))
