@@ -14,9 +14,9 @@ import scipy.optimize
 import scipy.sparse
 from scipy.spatial.transform import Rotation
 
-from .errors import PreprocessError
+from common.errors import PreprocessError
 
-EYE_DIST = 0.1  # head-frame units between the outer eye corners (docs/INTERFACES.md)
+EYE_DIST = 0.1  # head-frame units between the outer eye corners (docs/DESIGN.md)
 Z_WEIGHT = 0.35  # weight of mediapipe's relative depth residuals against the pixel residuals (0: 2D only)
 
 

@@ -3,7 +3,7 @@
 Each step is a module with `run(ctx: StepContext) -> None`. A step that finished writes a marker
 `dataset/<name>/.done/<step>` and records its options (data_util.markers); a later run skips it unless `--force`
 or its options (--start, --end, --size, --audio, ...) changed. Steps write their outputs atomically
-(data_util.fileio), so a killed run leaves no half-written file and simply picks up where it stopped.
+(common.fileio), so a killed run leaves no half-written file and simply picks up where it stopped.
 """
 from __future__ import annotations
 

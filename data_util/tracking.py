@@ -10,13 +10,15 @@ z*w (predicted as the point's camera depth relative to the face centre times f /
   little less than the true surface points when the head turns. On the sample clip, 2D-only tracking found only
   45-55% of the true yaw and pitch (median error 3.3 degrees, focal -31%); with the depth term, median 1.1 degrees
   (module docs in the report). The depth term trusts mediapipe's depth scale ("roughly the scale of x").
-- Expression, first defence (data_util/flow_refine.py): mediapipe's own mesh moves the nose, eye corners and
-  temples by 1-2 px when the jaw drops or the brows rise. Before the fit, the x, y of the rigid candidates are
-  steadied by optical flow on the frames (a least-squares blend of mediapipe's positions with the points'
-  frame-to-frame Lucas-Kanade flow): the pixels of the nose and the eye corners do not move with the expression.
-  `track()` itself works on whatever landmarks it is given; `run()` steadies them first.
-- Expression, second defence: the pose is fitted on rigid points only. The candidates are everything above the bottom of the nose
-  except eyelids, brows and irises (mouth, lips, jaw and chin are left out). On a real face many of those still
+- Expression, first defence (data_util/optical_flow.py): mediapipe's own mesh moves the nose, eye corners and
+  temples by 1-2 px when the jaw drops or the brows rise, but their pixels do not move. So the pose points'
+  x, y are first steadied by their optical flow (a least-squares blend: the flow sets the motion over ~2 s,
+  mediapipe the level beyond). `run()` computes the flow from the frames; `track()` without it uses the
+  landmarks alone.
+- Expression, second defence: the pose is fitted on rigid points only. The candidates are everything above the
+  bottom of the nose except eyelids, brows and irises (mouth, lips, jaw and chin are left out); the forehead
+  helps the focal search (its depth extent) but not the per-frame poses (it rises with the brows). On a real face
+  many of those still
   move with the expression: mediapipe's forehead, temples and upper face oval shift when the brows rise or the jaw
   drops, and a fit on them turns that shift into pitch. So the points are then chosen by how rigid they are on
   this clip: after a first fit, every candidate is placed in the head frame (least squares over the frames) and
@@ -44,7 +46,7 @@ z*w (predicted as the point's camera depth relative to the face centre times f /
   axes follow the head's average pose: x right, y down, z away from the camera, like OpenCV). The remaining mesh
   points (mouth, jaw, ...) are placed by least squares under the fixed poses (the clip's mean expression).
 
-Output (docs/INTERFACES.md "Coordinates"; plain tensors, `torch.load(weights_only=True)`): `focal` [1] (pixels),
+Output (docs/DESIGN.md, coordinates; plain tensors, `torch.load(weights_only=True)`): `focal` [1] (pixels),
 `euler` [N,3] (radians, X-Y-Z: R = Rz @ Ry @ Rx, scipy's 'xyz'), `trans` [N,3], `id` [478,3] (head frame),
 `image_size` [2] (h, w), `reproj_err` [N] (mean pixel error on the rigid points), `rigid` [K] (the indices of the
 rigid points). `X_cam = R(euler) @ X_head + trans`.
@@ -58,8 +60,8 @@ from scipy.spatial.transform import Rotation
 from .bundle_adjust import (EYE_DIST, Track, apply_similarity, bundle_adjust, fit_points, pnp_init, project,
                             similarity)
 from .context import StepContext
-from .errors import PreprocessError
-from .flow_refine import read_gray, steady_landmarks
+from common.errors import PreprocessError
+from .optical_flow import landmark_flow, read_gray, steady_points
 
 N_MESH = 468  # face-mesh points without the irises
 EYE_OUTER = (33, 263)  # outer eye corners: their distance fixes the head-frame unit
@@ -88,6 +90,12 @@ def rigid_indices(shape: np.ndarray) -> np.ndarray:
     shape: [478,3] any frontal-ish shape with y pointing down (image or head frame)."""
     above = np.nonzero(shape[:N_MESH, 1] <= shape[NOSE_BOTTOM, 1])[0]
     return np.setdiff1d(above, EYELIDS + BROWS)
+
+
+def below_brows(shape: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """bool [len(idx)]: the points idx lie below the lowest brow point (not on the forehead, which rises with the
+    brows). shape: [478,3], y pointing down."""
+    return shape[idx, 1] > shape[BROWS, 1].max()
 
 
 def pose_points(rigid: np.ndarray, k: int | None = None) -> np.ndarray:
@@ -210,10 +218,12 @@ def fix_gauge(rotvec: np.ndarray, trans: np.ndarray, shape: np.ndarray) -> tuple
     return (rots * q.inv()).as_rotvec(), new_trans, new_shape
 
 
-def track(lms: np.ndarray, h: int, w: int, verbose: bool = True, covered: np.ndarray | None = None
-          ) -> dict[str, np.ndarray]:
+def track(lms: np.ndarray, h: int, w: int, verbose: bool = True, covered: np.ndarray | None = None,
+          flow: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Head poses from landmarks [N,478,3] (pixels x, y and z*w) of h x w frames. covered [N,478] bool (optional,
-    data_util/occlusion.py): points a hand covers, left out of that frame's fit. Returns arrays of the contract."""
+    data_util/occlusion.py): points a hand covers, left out of that frame's fit. flow (optional): (flow [N,478,2],
+    ok [N,478]) the landmarks' optical flow from the previous frame (optical_flow.landmark_flow): the pose points
+    are steadied by it first, so that expression does not move the pose. Returns arrays of the contract."""
     lms = np.asarray(lms, np.float64)
     if lms.ndim != 3 or lms.shape[1:] != (478, 3):
         raise PreprocessError(f"tracking: landmarks must be [N, 478, 3], got {list(lms.shape)}")
@@ -227,11 +237,16 @@ def track(lms: np.ndarray, h: int, w: int, verbose: bool = True, covered: np.nda
     f_scale = max(1.0, size / 512)  # pixels where the soft-L1 loss turns linear
     shape0 = initial_shape(lms)
     rigid = rigid_indices(shape0)
+    if flow is not None:
+        lms = steady_points(lms, flow, rigid)
     pts = pose_points(rigid)
     obs = depth_centred(lms[:, pts])
     clear = seen[:, pts].all(1)  # frames without a hand over the pose points: the focal search uses only those
     search = search_focal(obs[clear] if clear.sum() >= 2 else obs, shape0[pts], c, size, f_scale, verbose)
-    fit = fit_poses(obs, search.shape, search.focal, c, f_scale, seen[:, pts])
+    keep = below_brows(shape0, pts)  # the forehead helps the focal search (depth extent), not the poses
+    pts = pts[keep]
+    obs = depth_centred(lms[:, pts])
+    fit = fit_poses(obs, search.shape[keep], search.focal, c, f_scale, seen[:, pts])
     for _ in range(RIGID_ROUNDS):  # keep the points that are rigid on this clip, fit again
         full0 = apply_similarity(shape0, similarity(shape0[pts], fit.shape))
         spread = point_spread(lms[:, rigid, :2], fit, full0[rigid], c, f_scale, seen[:, rigid])
@@ -267,7 +282,7 @@ def save_params(path, params: dict[str, np.ndarray]) -> None:
     """Write params as plain tensors (float32, int64 for indices/sizes), atomically."""
     import torch
 
-    from .fileio import atomic_path
+    from common.fileio import atomic_path
 
     out = {k: torch.from_numpy(np.ascontiguousarray(v)).to(
         torch.int64 if k in ("image_size", "rigid") else torch.float32) for k, v in params.items()}
@@ -298,9 +313,9 @@ def run(ctx: StepContext) -> None:
     if covered is not None and covered.shape != lms.shape[:2]:
         raise PreprocessError(f"{occ_path}: shape {list(covered.shape)} does not match {lms_path} "
                               f"{list(lms.shape[:2])}; rerun step 4 (landmarks)")
-    if np.isfinite(lms).all():  # (track() names the frames with missing landmarks)
-        rigid = rigid_indices(initial_shape(lms))
-        lms, used = steady_landmarks(read_gray(frames), lms, rigid, covered, progress=True)
-        print(f"tracking: {len(rigid)} pose-point candidates steadied by optical flow ({100 * used:.0f}% of the "
-              "frame-to-frame flow links passed the forward-backward check)")
-    save_params(ctx.out_dir / "track_params.pt", track(lms, h, w, covered=covered))
+    flow = None
+    if np.isfinite(lms).all():  # (else track() names the frames with missing landmarks)
+        flow = landmark_flow(read_gray(frames), lms, covered, progress=True)
+        print(f"tracking: optical flow of the landmarks: {100 * flow[1][1:].mean():.0f}% of the frame-to-frame "
+              "links passed the forward-backward check")
+    save_params(ctx.out_dir / "track_params.pt", track(lms, h, w, covered=covered, flow=flow))

@@ -1,11 +1,11 @@
-"""Small generated media for the preprocessing tests (ffmpeg lavfi sources through data_util.ffmpeg)."""
+"""Small generated media for the preprocessing tests (ffmpeg lavfi sources through common.ffmpeg)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from data_util.ffmpeg import run_ffmpeg
+from common.ffmpeg import run_ffmpeg
 
 ASTRO_FACE = (225.0, 130.0)  # centre of the face in skimage.data.astronaut() (512x512), pixels (x, y)
 

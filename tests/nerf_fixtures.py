@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_util.fileio import save_image, save_json, save_npy
+from common.fileio import save_image, save_json, save_npy
 
 CLASSES = ["background", "face", "brows", "eyes", "ears", "nose", "inner_mouth", "lips", "neck", "torso", "hair"]
 COLOURS = {  # class index -> RGB albedo

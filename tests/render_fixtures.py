@@ -5,7 +5,7 @@ from pathlib import Path
 
 import train
 from data_util.audio_features import make_meta
-from data_util.fileio import save_json
+from common.fileio import save_json
 from tests.nerf_fixtures import make_tiny_dataset
 
 MFCC_DIM = 26  # data_util.audio_features mfcc: 13 coefficients + 13 deltas

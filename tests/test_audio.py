@@ -9,7 +9,7 @@ from scipy.io import wavfile
 
 from data_util.audio import load_audio, run
 from data_util.context import StepContext
-from data_util.errors import PreprocessError
+from common.errors import PreprocessError
 from tests.av_media import make_tone, make_video
 
 

@@ -13,7 +13,7 @@ from scipy.signal import lfilter
 
 from data_util import audio_features as af
 from data_util.context import StepContext
-from data_util.errors import PreprocessError
+from common.errors import PreprocessError
 
 SR = 16000
 

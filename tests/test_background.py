@@ -7,8 +7,8 @@ import pytest
 
 from data_util import background as B
 from data_util.context import StepContext
-from data_util.errors import PreprocessError
-from data_util.fileio import save_image
+from common.errors import PreprocessError
+from common.fileio import save_image
 
 H = W = 64
 

@@ -10,7 +10,7 @@ from scipy.spatial.transform import Rotation
 
 from data_util import debug, tracking
 from data_util.context import StepContext
-from data_util.errors import PreprocessError
+from common.errors import PreprocessError
 from tests.tracking_fixtures import synth_clip, write_frames
 
 

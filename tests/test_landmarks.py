@@ -8,8 +8,8 @@ import pytest
 
 from data_util import landmarks as L
 from data_util.context import StepContext
-from data_util.errors import PreprocessError
-from data_util.fileio import save_image
+from common.errors import PreprocessError
+from common.fileio import save_image
 from sample_data.clip import render_clip
 from tests.test_sample_clip import project_gt
 

@@ -1,5 +1,5 @@
 """evaluate.py's metrics computed on real face frames, with numbers: LMD and sync on the sample clip
-(data_util/sample_clip.py, 96 px, 2 s) used as both render and ground truth, and on copies of it that are shifted in
+(sample_data/clip.py, 96 px, 2 s) used as both render and ground truth, and on copies of it that are shifted in
 space, delayed in time or frozen; the mouth-opening vs loudness correlation on the clip and its own speech;
 SSIM pinned to hand-computed values.
 
@@ -14,10 +14,7 @@ import pytest
 from nerf import evaluation as E
 from nerf import metrics
 
-try:  # the sample-clip generator's home (it used to be data_util/sample_clip.py)
-    from sample_data import clip as sample_clip
-except ImportError:
-    from data_util import sample_clip
+from sample_data import clip as sample_clip
 
 SIZE, SECONDS = 96, 2.0
 

@@ -9,8 +9,8 @@ import pytest
 
 from data_util import parsing as P
 from data_util.context import StepContext
-from data_util.errors import PreprocessError
-from data_util.fileio import save_image
+from common.errors import PreprocessError
+from common.fileio import save_image
 from data_util.landmarks import detect_landmarks
 from sample_data.clip import render_clip
 

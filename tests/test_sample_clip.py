@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sample_data import clip as sample_clip, speech as speech_synth
-from data_util.ffmpeg import ffmpeg_exe, probe
+from common.ffmpeg import ffmpeg_exe, probe
 from data_util.landmarks import detect_landmarks
 
 SIZE, SECONDS = 96, 2.0

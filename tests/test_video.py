@@ -10,8 +10,8 @@ import pytest
 
 from data_util import video
 from data_util.context import StepContext
-from data_util.errors import PreprocessError
-from data_util.ffmpeg import run_ffmpeg
+from common.errors import PreprocessError
+from common.ffmpeg import run_ffmpeg
 from tests.av_media import astronaut_scene, make_anamorphic_video, make_tone, make_video
 
 

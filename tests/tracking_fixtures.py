@@ -94,3 +94,71 @@ def write_frames(folder: Path, n: int, size: int, seed: int = 0) -> None:
         par[(yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 4) ** 2] = 1
         par[yy > 0.8 * size] = 9
         iio.imwrite(folder / "parsing" / f"{i}.png", par)
+
+
+BROWS = [46, 52, 53, 55, 63, 65, 66, 70, 105, 107, 276, 282, 283, 285, 293, 295, 296, 300, 334, 336]
+UPPER_LIDS = [157, 158, 159, 160, 161, 384, 385, 386, 387, 388]
+
+
+@dataclass
+class ExpressionClip:
+    lms: np.ndarray  # [N,478,3] what a landmark detector reports: true points + its expression leak + noise
+    flow: np.ndarray  # [N,478,2] the true image motion of each point from frame i-1 to i (+ 0.05 px noise)
+    rot: Rotation  # [N] true head rotations
+    spans: list[tuple[int, int]]  # frames (first, last) where the head holds still and the expression peaks
+    expression: np.ndarray  # [N] 0..1
+    focal: float
+    size: int
+
+
+def expression_clip(n: int = 150, size: int = 256, seed: int = 0, leak_px: float = 1.5) -> ExpressionClip:
+    """A face that moves its upper face as a real one does and a detector that leaks expression into its points.
+
+    The head turns smoothly (+-15 deg) except in two spans where it holds still while an expression rises and
+    falls: the jaw drops and the lips widen, the brows, forehead and upper lids lift, the cheeks drop. The
+    reported landmarks also carry a detector leak, as mediapipe's do on real faces: with the expression, every
+    point above the mouth moves up in the image by up to leak_px times its protrusion (nose tip most), which a
+    pose fit reads as pitch. The flow is the points' true image motion, which has no leak."""
+    rng = np.random.default_rng(seed)
+    head = face_shape()
+    t = np.arange(n) / 25.0
+    spans = [(int(0.2 * n), int(0.2 * n) + 30), (int(0.65 * n), int(0.65 * n) + 30)]
+    ang = smooth_angles(n, rng)
+    expr = np.zeros(n)
+    for a, b in spans:
+        ang[a:b + 1] = ang[a]
+        u = np.linspace(0, 1, b - a + 1)
+        expr[a:b + 1] = np.sin(np.pi * u) ** 2
+    rot = Rotation.from_euler("xyz", ang, degrees=True)
+    focal = 1.5 * size
+    z = focal * 0.2 / (0.45 * size)
+    trans = np.stack([0.01 * np.sin(t), 0.01 * np.cos(0.7 * t), z + 0.02 * np.sin(0.3 * t)], 1)
+    y = head[:468, 1]
+    mouth = np.nonzero(y > head[13, 1] - LIPS_AND_JAW_Y)[0]
+    forehead = np.nonzero(y < head[BROWS, 1].min())[0]
+    cheeks = np.nonzero((y > head[2, 1]) & (y < head[13, 1]) & (np.abs(head[:468, 0]) > 0.03))[0]
+    pts = np.repeat(head[None], n, 0)
+    e = expr[:, None]
+    pts[:, mouth, 1] += 0.03 * e
+    pts[:, mouth, 0] *= 1 + 0.1 * e
+    pts[:, BROWS + UPPER_LIDS, 1] -= 0.012 * e
+    pts[:, forehead, 1] -= 0.006 * e
+    pts[:, cheeks, 1] += 0.004 * e
+    cam = np.matmul(pts, rot.as_matrix().transpose(0, 2, 1)) + trans[:, None]
+    uv = focal * cam[..., :2] / cam[..., 2:3] + size / 2
+    flow = np.diff(uv, axis=0, prepend=uv[:1]) + rng.normal(0, 0.05, uv.shape)
+    protrusion = (head[:, 2].max() - head[:, 2]) / np.ptp(head[:468, 2])  # 1 at the nose tip (z points away)
+    upper = np.zeros(478, bool)
+    upper[np.nonzero(y < head[13, 1] - LIPS_AND_JAW_Y)[0]] = True
+    leak = np.zeros((n, 478, 2))
+    leak[:, upper, 1] = -leak_px * e * protrusion[upper]
+    obs = uv + leak + rng.normal(0, 0.3, uv.shape)
+    zc = cam[..., 2]
+    zw = (zc - zc.mean(1, keepdims=True)) * focal / zc.mean(1, keepdims=True)
+    return ExpressionClip(lms=np.concatenate([obs, zw[..., None]], -1), flow=flow, rot=rot, spans=spans,
+                          expression=expr, focal=focal, size=size)
+
+
+def span_rotation_change(est: Rotation, spans: list[tuple[int, int]]) -> list[float]:
+    """Largest rotation (degrees) inside each span relative to its first frame."""
+    return [float(np.degrees((est[a:b + 1] * est[a].inv()).magnitude()).max()) for a, b in spans]

@@ -1,23 +1,22 @@
-"""Landmarks steadied by optical flow, so that expression does not move the pose points (used by step 7).
+"""Landmarks steadied by their optical flow, so that expression does not move the head pose (used by step 7).
 
 Why: mediapipe's face mesh is one network's guess of the whole face from each frame, with a face prior that ties
 its parts together. When the jaw drops or the brows rise, it moves the nose, the eye corners and the temples as
-well by 1-2 px (measured on the sample clip, whose rendered head holds perfectly still in its expression spans).
-A pose fitted to those points turns that into rotation: 1.2 / 3.2 degrees of false rotation in the sample's two
-spans, and the pitch error follows the mouth opening (r = -0.6 frame to frame).
-The pixels of the nose and the eye corners do not move when the face does, so optical flow on them does not see
-the expression. Here each point's track is the least-squares blend of two measurements:
+well, by 1-2 px (measured on the sample clip, whose rendered head holds perfectly still in its expression spans;
+its median landmark error there is 1.0 px, the flow's 0.06 px). A pose fitted to those points turns that into
+rotation: 1.2 / 3.2 degrees of false rotation in the sample's two spans, and the pitch error steps with the mouth
+(r = -0.6 frame to frame). The pixels of the nose and the eye corners do not move when the face does, so their
+optical flow does not see the expression. Each pose point's track is the least-squares blend
 
     min over x_1..x_N   sum_i |x_i - m_i|^2  +  FLOW_WEIGHT * sum_i ok_i |x_i - x_{i-1} - f_i|^2
 
-with m_i mediapipe's position (right on average, wrong in the details) and f_i the pyramidal Lucas-Kanade flow of
-the point from frame i-1 to frame i (right in the details, drifts over time). FLOW_WEIGHT sets the time scale over
-which mediapipe wins (about sqrt(FLOW_WEIGHT) frames). A flow link whose forward-backward check fails (a hand
-passing, a blink over an eye corner, a cut) or where data_util/occlusion.py says a hand covers the point is left
-out, and the track falls back on mediapipe there. One banded solve per point and coordinate.
-
-Measured on the sample clip (256 px, 12 s, benchmarks/NOTES.md): rotation change inside the expression spans
-1.21 / 3.22 -> see NOTES; median rotation error over the clip 1.45 -> 0.9 degrees.
+of mediapipe's positions m_i (right on average, wrong in the details) and the point's pyramidal Lucas-Kanade flow
+f_i from frame i-1 to i (right in the details, drifts over time): the flow decides the motion over about
+sqrt(FLOW_WEIGHT) frames, mediapipe the level beyond. A link whose forward-backward check fails (a hand passing,
+a blink over an eye corner, a cut), or where data_util/occlusion.py says a hand covers the point, is left out and
+the track falls back on mediapipe there. One banded solve per point and coordinate.
+What was tried (benchmarks/NOTES.md): the flow as a residual on the rigid pose increments inside the bundle
+adjustment instead (no per-point drift, but 1.1-1.6 degrees in the sample's spans against 0.4-0.7 here).
 """
 from __future__ import annotations
 
@@ -29,7 +28,7 @@ import numpy as np
 from scipy.linalg import solve_banded
 from tqdm import tqdm
 
-FLOW_WEIGHT = 5000.0  # weight of a flow link against one mediapipe measurement (time scale ~70 frames)
+FLOW_WEIGHT = 2000.0  # weight of a flow link against one landmark measurement (time scale ~45 frames)
 WINDOW_SHARE = 0.3  # Lucas-Kanade window side as a share of the outer-eye-corner distance (pixels)
 MIN_WINDOW = 9  # ... but at least this many pixels
 FB_SHARE = 0.01  # forward-backward error limit as a share of the eye distance ...
@@ -68,14 +67,26 @@ def flow_links(gray_frames: Iterable[np.ndarray], points: np.ndarray, params: di
     return flow, ok
 
 
-def blend(measured: np.ndarray, flow: np.ndarray, ok: np.ndarray, weight: float = FLOW_WEIGHT) -> np.ndarray:
+def landmark_flow(gray_frames: Iterable[np.ndarray], lms: np.ndarray, covered: np.ndarray | None = None,
+                  progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Flow [N,478,2] and ok [N,478] (see flow_links) of landmarks [N,478,>=2] (pixels) over grey frames in order;
+    covered [N,478] bool (optional): a hand over the point in either frame leaves the link out."""
+    flow, ok = flow_links(gray_frames, np.asarray(lms, np.float64)[..., :2], lk_params(lms), progress)
+    if covered is not None:
+        hidden = np.asarray(covered, bool)
+        ok[1:] &= ~hidden[1:] & ~hidden[:-1]
+    return flow, ok
+
+
+def blend(measured: np.ndarray, flow: np.ndarray, ok: np.ndarray, weight: float | None = None) -> np.ndarray:
     """Tracks [N,P,2] minimising |x_i - m_i|^2 + weight * ok_i |x_i - x_{i-1} - f_i|^2 per point and coordinate,
-    from measured m [N,P,2], flow f [N,P,2] and ok [N,P] (row 0 unused)."""
+    from measured m [N,P,2], flow f [N,P,2] and ok [N,P] (row 0 unused); weight None: FLOW_WEIGHT."""
+    weight = FLOW_WEIGHT if weight is None else weight
     n, p = measured.shape[:2]
-    out = np.empty_like(measured, dtype=np.float64)
+    out = np.empty(measured.shape, np.float64)
     for j in range(p):
         w = weight * ok[:, j].astype(np.float64)
-        w[0] = 0.0  # w[i]: weight of the link from frame i-1 to i
+        w[0] = 0.0  # w[i]: weight of the link from frame i-1 to frame i
         w_next = np.append(w[1:], 0.0)
         bands = np.zeros((3, n))
         bands[0, 1:], bands[1], bands[2, :-1] = -w[1:], 1.0 + w + w_next, -w[1:]
@@ -85,20 +96,12 @@ def blend(measured: np.ndarray, flow: np.ndarray, ok: np.ndarray, weight: float 
     return out
 
 
-def steady_landmarks(gray_frames: Iterable[np.ndarray], lms: np.ndarray, which: np.ndarray,
-                     covered: np.ndarray | None = None, progress: bool = False) -> tuple[np.ndarray, float]:
-    """landmarks [N,478,3] with the x, y of points `which` [K] replaced by their flow-steadied tracks.
-    covered [N,478] bool (optional): a hand over the point, its links are left out.
-    Returns (landmarks, share of flow links used)."""
-    lms = np.asarray(lms, np.float64)
-    pts = lms[:, which, :2]
-    flow, ok = flow_links(gray_frames, pts, lk_params(lms), progress)
-    if covered is not None:
-        hidden = np.asarray(covered, bool)[:, which]
-        ok[1:] &= ~hidden[1:] & ~hidden[:-1]
-    out = lms.copy()
-    out[:, which, :2] = blend(pts, flow, ok)
-    return out, float(ok[1:].mean()) if len(ok) > 1 else 1.0
+def steady_points(lms: np.ndarray, flow: tuple[np.ndarray, np.ndarray], which: np.ndarray) -> np.ndarray:
+    """landmarks [N,478,3] with the x, y of points `which` [K] replaced by their blends with the flow
+    (flow, ok) [N,478,2], [N,478] from landmark_flow()."""
+    out = np.array(lms, np.float64, copy=True)
+    out[:, which, :2] = blend(out[:, which, :2], flow[0][:, which], flow[1][:, which])
+    return out
 
 
 def read_gray(paths: Iterable[Path]) -> Iterable[np.ndarray]:
@@ -106,7 +109,7 @@ def read_gray(paths: Iterable[Path]) -> Iterable[np.ndarray]:
     for path in paths:
         img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
         if img is None:
-            from .errors import PreprocessError
+            from common.errors import PreprocessError
 
             raise PreprocessError(f"{path}: not a readable image")
         yield img
