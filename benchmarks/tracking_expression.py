@@ -32,18 +32,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 from benchmarks.results_io import write_results  # noqa: E402
 
 
-def aligned_error(est: Rotation, true: Rotation) -> np.ndarray:
-    """[N] degrees between est and true after the best constant rotation of est's head frame."""
-    q = (est.inv() * true).mean()
-    return np.degrees((est * q * true.inv()).magnitude())
-
-
-def span_change(est: Rotation, spans: list[tuple[int, int]]) -> list[float]:
-    return [round(float(np.degrees((est[a:b + 1] * est[a].inv()).magnitude()).max()), 3) for a, b in spans]
-
-
 def sample_numbers() -> tuple[dict, dict]:
     from data_util import landmarks, tracking
+    from data_util.expression import aligned_rotation_error, span_rotation_change
     from data_util.optical_flow import landmark_flow
     from sample_data.clip import render_clip
 
@@ -57,8 +48,8 @@ def sample_numbers() -> tuple[dict, dict]:
     for name, fl in (("landmarks_only", None), ("with_flow", flow)):
         params = tracking.track(lms, 256, 256, verbose=False, flow=fl)
         est = Rotation.from_euler("xyz", params["euler"])
-        err = aligned_error(est, true)
-        out[name] = {"span_rotation_change_deg": span_change(est, spans),
+        err = aligned_rotation_error(est, true)
+        out[name] = {"span_rotation_change_deg": [round(x, 3) for x in span_rotation_change(est, spans)],
                      "rotation_error_median_deg": round(float(np.median(err)), 3),
                      "rotation_error_max_deg": round(float(err.max()), 3),
                      "focal_error": round(float(params["focal"][0] / clip.gt["focal"] - 1), 4)}

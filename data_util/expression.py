@@ -70,3 +70,15 @@ def leak_report(euler: np.ndarray, lms: np.ndarray) -> dict[str, float]:
     out["p99_step_deg"] = round(float(np.percentile(steps, 99)), 3)
     return out
 
+
+def aligned_rotation_error(est, true) -> np.ndarray:
+    """[N] degrees between est and true (scipy Rotations [N]) after one global rotation of the head frame (est's
+    canonical frame differs from the truth's by a constant rotation Q: true_i ~ est_i * Q)."""
+    q = (est.inv() * true).mean()
+    return np.degrees((est * q * true.inv()).magnitude())
+
+
+def span_rotation_change(est, spans: list[tuple[int, int]]) -> list[float]:
+    """Largest rotation (degrees) of est (scipy Rotations [N]) inside each span (first, last) relative to its
+    first frame: on a clip whose head holds still there, all of it is expression leaking into the pose."""
+    return [float(np.degrees((est[a:b + 1] * est[a].inv()).magnitude()).max()) for a, b in spans]

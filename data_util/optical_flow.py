@@ -28,12 +28,15 @@ import numpy as np
 from scipy.linalg import solve_banded
 from tqdm import tqdm
 
+from common.errors import PreprocessError
+
+from .expression import EYE_OUTER
+
 FLOW_WEIGHT = 2000.0  # weight of a flow link against one landmark measurement (time scale ~45 frames)
 WINDOW_SHARE = 0.3  # Lucas-Kanade window side as a share of the outer-eye-corner distance (pixels)
 MIN_WINDOW = 9  # ... but at least this many pixels
 FB_SHARE = 0.01  # forward-backward error limit as a share of the eye distance ...
 MIN_FB = 0.5  # ... but at least this many pixels
-EYE_OUTER = (33, 263)
 
 
 def lk_params(lms: np.ndarray) -> dict:
@@ -109,7 +112,5 @@ def read_gray(paths: Iterable[Path]) -> Iterable[np.ndarray]:
     for path in paths:
         img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
         if img is None:
-            from common.errors import PreprocessError
-
             raise PreprocessError(f"{path}: not a readable image")
         yield img

@@ -18,9 +18,9 @@ z*w (predicted as the point's camera depth relative to the face centre times f /
 - Expression, second defence: the pose is fitted on rigid points only. The candidates are everything above the
   bottom of the nose except eyelids, brows and irises (mouth, lips, jaw and chin are left out); the forehead
   helps the focal search (its depth extent) but not the per-frame poses (it rises with the brows). On a real face
-  many of those still
-  move with the expression: mediapipe's forehead, temples and upper face oval shift when the brows rise or the jaw
-  drops, and a fit on them turns that shift into pitch. So the points are then chosen by how rigid they are on
+  many of those still move with the expression: mediapipe's forehead, temples and upper face oval shift when the
+  brows rise or the jaw drops, and a fit on them turns that shift into pitch. Optionally (RIGID_ROUNDS > 0; off by
+  default, worse on the 3 s pipeline clip) the points are then chosen by how rigid they are on
   this clip: after a first fit, every candidate is placed in the head frame (least squares over the frames) and
   its spread is how far its observed position strays from that place over the clip (the 75th percentile of its
   per-frame residual after removing its median, pixels); the RIGID_SHARE least-spread candidates are kept and the

@@ -9,6 +9,9 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from data_util.expression import aligned_rotation_error, span_rotation_change  # noqa: F401 (the tests' names)
+from data_util.tracking import BROWS
+
 LIPS_AND_JAW_Y = 0.005  # points below the upper lip (head y down) move with the "expression"
 
 
@@ -73,13 +76,6 @@ def synth_clip(n: int = 200, size: int = 256, focal_per_size: float = 1.5, seed:
                 head=head, moving=moving)
 
 
-def aligned_rotation_error(est: Rotation, true: Rotation) -> np.ndarray:
-    """[N] degrees between est and true after one global rotation of the head frame (est's canonical frame
-    differs from the truth's by a constant rotation Q: true_i ~ est_i * Q)."""
-    q = (est.inv() * true).mean()
-    return np.degrees((est * q * true.inv()).magnitude())
-
-
 def write_frames(folder: Path, n: int, size: int, seed: int = 0) -> None:
     """ori_imgs/<i>.jpg noise frames and parsing/<i>.png class maps (a face disc over a torso band)."""
     import imageio.v3 as iio
@@ -96,7 +92,6 @@ def write_frames(folder: Path, n: int, size: int, seed: int = 0) -> None:
         iio.imwrite(folder / "parsing" / f"{i}.png", par)
 
 
-BROWS = [46, 52, 53, 55, 63, 65, 66, 70, 105, 107, 276, 282, 283, 285, 293, 295, 296, 300, 334, 336]
 UPPER_LIDS = [157, 158, 159, 160, 161, 384, 385, 386, 387, 388]
 
 
@@ -157,8 +152,3 @@ def expression_clip(n: int = 150, size: int = 256, seed: int = 0, leak_px: float
     zw = (zc - zc.mean(1, keepdims=True)) * focal / zc.mean(1, keepdims=True)
     return ExpressionClip(lms=np.concatenate([obs, zw[..., None]], -1), flow=flow, rot=rot, spans=spans,
                           expression=expr, focal=focal, size=size)
-
-
-def span_rotation_change(est: Rotation, spans: list[tuple[int, int]]) -> list[float]:
-    """Largest rotation (degrees) inside each span relative to its first frame."""
-    return [float(np.degrees((est[a:b + 1] * est[a].inv()).magnitude()).max()) for a, b in spans]
