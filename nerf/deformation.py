@@ -53,6 +53,11 @@ def rotvec_to_matrix(v: Tensor) -> Tensor:
     return eye + a * kx + b * (kx @ kx)
 
 
+def rotate(r: Tensor, v: Tensor) -> Tensor:
+    """Rotations r [N,3,3] (or [1,3,3], shared) applied to vectors v [N,3] -> [N,3]."""
+    return v @ r[0].T if r.shape[0] == 1 else (r @ v[..., None])[..., 0]
+
+
 def _mlp(ch_in: int, width: int, depth: int, ch_out: int) -> nn.Sequential:
     """ReLU MLP whose last layer starts at zero (so the offset it gives starts at zero)."""
     layers, ch = [], ch_in
@@ -66,7 +71,7 @@ def _mlp(ch_in: int, width: int, depth: int, ch_out: int) -> nn.Sequential:
 
 
 class TorsoDeformation(nn.Module):
-    """(x [N,3], pose [N,6], gate [N]) -> (dx [N,3], mean ||gate * residual||^2)."""
+    """(x [N,3], pose [N,6] or [1,6] shared, gate [N]) -> (dx [N,3], mean ||gate * residual||^2)."""
 
     # The rigid motion is small (a few degrees, a few hundredths of the head size); its MLP's raw output is scaled
     # down so that Adam's first steps (about lr per weight, whatever the gradient) do not swing the whole torso.
@@ -99,27 +104,34 @@ class TorsoDeformation(nn.Module):
         if self.anchor != "camera":
             return torch.zeros_like(x)
         r_head = rotvec_to_matrix(pose[:, :3]).transpose(1, 2)
-        return (r_head @ (x - pose[:, 3:6])[..., None])[..., 0] - self.anchor_t - x
+        return rotate(r_head, x - pose[:, 3:6]) - self.anchor_t - x
 
     @property
     def has_torso_motion(self) -> bool:
         """Whether torso_motion can be non-zero (camera anchor or rigid part)."""
         return self.anchor == "camera" or self.rigid is not None
 
-    def torso_motion(self, x: Tensor, pose: Tensor) -> Tensor:
+    def rigid_params(self, pose: Tensor) -> Tensor | None:
+        """pose [N,6] -> the rigid motion's (axis-angle, translation) [N,6], or None without the rigid part. Pinned
+        to the identity at the reference pose: otherwise a motion shared by all frames is unconstrained (it only
+        moves the canonical torso)."""
+        if self.rigid is None:
+            return None
+        rel = pose - self.pose_ref  # [N,6]
+        return (self.rigid(rel) - self.rigid(torch.zeros_like(rel[:1]))) * self.RIGID_SCALE
+
+    def torso_motion(self, x: Tensor, pose: Tensor, rt: Tensor | None = None) -> Tensor:
         """Offset [N,3] of torso points x [N,3] under pose [N,6] without the per-point residual: the camera anchor,
-        then the rigid motion. The rigid motion is pinned to the identity at the reference pose: otherwise a
-        motion shared by all frames is unconstrained (it only moves the canonical torso)."""
+        then the rigid motion (rt [N,6]: rigid_params(pose), when the caller has it already)."""
         moved = x + self.anchor_offset(x, pose)
         if self.rigid is not None:
-            rel = pose - self.pose_ref  # [N,6]
-            rt = (self.rigid(rel) - self.rigid(torch.zeros_like(rel[:1]))) * self.RIGID_SCALE  # [N,6]
-            moved = (rotvec_to_matrix(rt[:, :3]) @ moved[..., None])[..., 0] + rt[:, 3:]
+            rt = self.rigid_params(pose) if rt is None else rt
+            moved = rotate(rotvec_to_matrix(rt[:, :3]), moved) + rt[:, 3:]
         return moved - x
 
     def forward(self, x: Tensor, pose: Tensor, gate: Tensor) -> tuple[Tensor, Tensor]:
         xn = (x - self.centre) / self.half_size  # the box -> [-1, 1]^3
         g = gate.detach()[:, None]
-        residual = self.net(torch.cat([self.enc(xn), pose], -1)) * g
+        residual = self.net(torch.cat([self.enc(xn), pose.expand(x.shape[0], -1)], -1)) * g
         reg = (residual ** 2).sum(-1).mean() if x.shape[0] else residual.sum()
         return residual + g * self.torso_motion(x, pose), reg

@@ -6,6 +6,10 @@ Backbones:
 - `HashField`: hash grid features + audio code -> small MLP -> density and a geometric feature; a linear
   semantic head on the feature; colour MLP on (feature, frequency-encoded direction, audio code) -> rgb.
 Density activation `softplus` or `trunc_exp`; rgb through a sigmoid.
+Both offer the two halves separately: `density(x, aud) -> (sigma, feature)` and `colour(feature, d, aud) -> (rgb,
+logits)`, so that the fast renderer (nerf/marching.py) computes colour only where a sample's weight matters.
+The audio code `aud` is [N,A], or [1,A] when all N points share it (a rendered frame): the hash field's first
+layers then project it once instead of once per point.
 """
 from __future__ import annotations
 
@@ -40,6 +44,23 @@ def density_activation(raw: Tensor, kind: str) -> Tensor:
     raise ValueError(f"unknown density activation {kind!r} (softplus | trunc_exp | relu)")
 
 
+def linear_of_parts(layer: nn.Linear, parts: list[Tensor]) -> Tensor:
+    """layer(torch.cat(parts, -1)) where a part may be one row [1,k] shared by all M points (e.g. a frame's audio
+    code): its product with its columns of the weight is folded into the bias once, not computed per point."""
+    if all(p.shape[0] != 1 for p in parts) or all(p.shape[0] == 1 for p in parts):
+        return layer(torch.cat(parts, -1))
+    bias, cols, per_point, start = layer.bias, [], [], 0
+    for p in parts:
+        w = layer.weight[:, start:start + p.shape[-1]]
+        start += p.shape[-1]
+        if p.shape[0] == 1:
+            bias = bias + F.linear(p[0], w)
+        else:
+            cols.append(w)
+            per_point.append(p)
+    return F.linear(torch.cat(per_point, -1), torch.cat(cols, 1), bias)
+
+
 def mlp(n_in: int, width: int, n_out: int, n_hidden: int) -> nn.Sequential:
     """n_hidden ReLU layers of `width`, then a linear layer to n_out."""
     layers, ch = [], n_in
@@ -71,8 +92,8 @@ class MLPField(nn.Module):
         self.rgb = nn.Linear(width // 2, 3)
         self.sem = nn.Linear(width, n_classes) if n_classes > 0 else None
 
-    def _trunk(self, x: Tensor, aud: Tensor) -> Tensor:  # [N,3],[N,A] -> [N,width]
-        inp = torch.cat([self.enc_x(x), aud], -1)
+    def _trunk(self, x: Tensor, aud: Tensor) -> Tensor:  # [N,3],[N,A] or [1,A] -> [N,width]
+        inp = torch.cat([self.enc_x(x), aud.expand(x.shape[0], -1)], -1)
         h = inp
         for i, layer in enumerate(self.layers):
             h = F.relu(layer(h))
@@ -83,12 +104,19 @@ class MLPField(nn.Module):
     def semantics(self, x: Tensor, aud: Tensor) -> Tensor | None:  # [N, C] logits, colour branch skipped
         return None if self.sem is None else self.sem(self.feature(self._trunk(x, aud)))
 
-    def forward(self, x: Tensor, d: Tensor, aud: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+    def density(self, x: Tensor, aud: Tensor) -> tuple[Tensor, Tensor]:
+        """x [N,3], aud [N,A] -> sigma [N], feature [N,width] (what `colour` needs)."""
         h = self._trunk(x, aud)
-        sigma = density_activation(self.sigma(h)[:, 0], self.density_act)
-        feat = self.feature(h)
+        return density_activation(self.sigma(h)[:, 0], self.density_act), self.feature(h)
+
+    def colour(self, feat: Tensor, d: Tensor, aud: Tensor) -> tuple[Tensor, Tensor | None]:
+        """feature [N,width], unit directions d [N,3] -> rgb [N,3], logits [N,C] | None."""
         rgb = torch.sigmoid(self.rgb(F.relu(self.view(torch.cat([feat, self.enc_d(d)], -1)))))
-        return sigma, rgb, (self.sem(feat) if self.sem is not None else None)
+        return rgb, (self.sem(feat) if self.sem is not None else None)
+
+    def forward(self, x: Tensor, d: Tensor, aud: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        sigma, feat = self.density(x, aud)
+        return (sigma, *self.colour(feat, d, aud))
 
 
 class HashField(nn.Module):
@@ -108,18 +136,26 @@ class HashField(nn.Module):
             self.density_net[-1].bias[0] = density_bias  # start nearly empty: exp(-1) per unit length
 
     def _geometry(self, x: Tensor, aud: Tensor) -> tuple[Tensor, Tensor]:  # raw density [N], feature [N,G]
-        h = self.density_net(torch.cat([self.enc_x(x), aud], -1))
+        h = self.density_net[1:](linear_of_parts(self.density_net[0], [self.enc_x(x), aud]))
         return h[:, 0], h[:, 1:]
 
     def semantics(self, x: Tensor, aud: Tensor) -> Tensor | None:  # [N, C] logits, colour branch skipped
         return None if self.sem is None else self.sem(self._geometry(x, aud)[1])
 
     def density_and_semantics(self, x: Tensor, aud: Tensor) -> tuple[Tensor, Tensor | None]:  # [N], [N, C]
+        sigma, geo = self.density(x, aud)
+        return sigma, (None if self.sem is None else self.sem(geo))
+
+    def density(self, x: Tensor, aud: Tensor) -> tuple[Tensor, Tensor]:
+        """x [N,3], aud [N,A] -> sigma [N], geometric feature [N,G] (what `colour` needs)."""
         raw, geo = self._geometry(x, aud)
-        return density_activation(raw, self.density_act), (None if self.sem is None else self.sem(geo))
+        return density_activation(raw, self.density_act), geo
+
+    def colour(self, geo: Tensor, d: Tensor, aud: Tensor) -> tuple[Tensor, Tensor | None]:
+        """geometric feature [N,G], unit directions d [N,3], aud [N,A] -> rgb [N,3], logits [N,C] | None."""
+        h = linear_of_parts(self.color_net[0], [geo, self.enc_d(d), aud])
+        return torch.sigmoid(self.color_net[1:](h)), (self.sem(geo) if self.sem is not None else None)
 
     def forward(self, x: Tensor, d: Tensor, aud: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        raw, geo = self._geometry(x, aud)
-        sigma = density_activation(raw, self.density_act)
-        rgb = torch.sigmoid(self.color_net(torch.cat([geo, self.enc_d(d), aud], -1)))
-        return sigma, rgb, (self.sem(geo) if self.sem is not None else None)
+        sigma, geo = self.density(x, aud)
+        return (sigma, *self.colour(geo, d, aud))

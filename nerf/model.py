@@ -3,8 +3,10 @@ through (docs/DESIGN.md section 6). No sampling and no cached grids here: those 
 
 Callbacks:
 - `audio_codes(aud [F,W,16,D], use_attention) -> [F,A]`: once per frame, never per ray.
-- `query(x [M,3], d [M,3], aud [M,A], pose [M,6], coarse, torso_lookup) -> (sigma [M], rgb [M,3], logits [M,C] |
-  None, ||dx||^2)`: deform (gate = detached torso-ness at x, x' = x + gate * W(x, pose)), then the field.
+- `density(x [M,3], aud [M,A], pose [M,6], coarse, torso_lookup) -> (sigma [M], feature [M,G], ||dx||^2)`: deform
+  (gate = detached torso-ness at x, x' = x + gate * W(x, pose); only points with gate > 0 run the deformation),
+  then the field's density; `colour(feature, d [M,3], aud, coarse) -> (rgb [M,3], logits [M,C] | None)`; `query`
+  is both.
   `coarse` picks the coarse field (mlp backbone: AD-NeRF's two networks); `torso_lookup(x) -> [M]` replaces the
   field's torso-ness with a cached one (the hash backbone's occupancy grid caches it: one hash-grid lookup less
   per sample, ~40% of a training step on the CPU).
@@ -52,6 +54,11 @@ class ModelConfig:
     deform_gate: str = dc_field(default="height", metadata={"choices": ("height", "semantic")})  # which points deform: height below the jaw | the field's neck+torso probability (semantic head on)
     gate_jaw_y: float = 0.09  # geometric gate: head-frame y (down) of the jaw
     gate_width: float = 0.03  # geometric gate: rises from 0 at the jaw to 1 this far below it
+
+
+def rows(v: Tensor, idx: Tensor) -> Tensor:
+    """v[idx] for per-ray values v [N, k]; v itself when it has one row shared by all rays ([1, k])."""
+    return v if v.shape[0] == 1 else v[idx]
 
 
 def pose6(c2w: Tensor) -> Tensor:
@@ -111,8 +118,9 @@ class SSPNeRF(nn.Module):
     def audio_codes(self, aud: Tensor, use_attention: bool) -> Tensor:
         """aud [F, W, 16, D] (W neighbouring windows, centre in the middle) -> codes [F, aud_code_dim]."""
         f, w = aud.shape[:2]
-        codes = self.audio_net(aud.reshape(f * w, *aud.shape[2:])).view(f, w, -1)
-        return self.audio_att(codes) if use_attention else codes[:, w // 2]
+        if not use_attention:  # only the centre window matters (AudioNet is per window: no batch statistics)
+            return self.audio_net(aud[:, w // 2])
+        return self.audio_att(self.audio_net(aud.reshape(f * w, *aud.shape[2:])).view(f, w, -1))
 
     # ---- density / colour callbacks -----------------------------------------------------------------------
     @property
@@ -131,22 +139,48 @@ class SSPNeRF(nn.Module):
                 return prob[:, self.torso_classes].sum(-1)
         return height_gate(x, self.mc.gate_jaw_y, self.mc.gate_width)
 
+    def field_of(self, coarse: bool) -> nn.Module:
+        """The coarse field (mlp backbone's coarse pass) or the field."""
+        return self.coarse_field if coarse else self.field
+
+    def deform(self, x: Tensor, aud: Tensor, pose: Tensor, coarse: bool = False,
+               torso_lookup=None) -> tuple[Tensor, Tensor]:
+        """x [M,3] -> (x + dx [M,3], mean ||residual||^2 over the M points). Points whose gate is 0 (the head) have
+        dx = 0 exactly, so the deformation network only runs on the others."""
+        if self.deformation is None or x.shape[0] == 0:
+            return x, x.new_zeros(())
+        gate = self.torso_gate(x, aud, coarse, torso_lookup)
+        moving = (gate > 0).nonzero()[:, 0]
+        if moving.numel() == x.shape[0]:
+            dx, reg = self.deformation(x, pose, gate)
+            return x + dx, reg
+        dx, reg = self.deformation(x[moving], rows(pose, moving), gate[moving])
+        return x.index_add(0, moving, dx), reg * (moving.numel() / x.shape[0])
+
+    def density(self, x: Tensor, aud: Tensor, pose: Tensor, coarse: bool = False,
+                torso_lookup=None) -> tuple[Tensor, Tensor, Tensor]:
+        """Deform (when on), then the (coarse) field's density at x [M,3]: sigma [M], feature [M,G] (for `colour`),
+        the deformation's mean ||dx||^2 (scalar). aud [M,A] codes, pose [M,6]."""
+        x, reg = self.deform(x, aud, pose, coarse, torso_lookup)
+        sigma, feat = self.field_of(coarse).density(x, aud)
+        return sigma, feat, reg
+
+    def colour(self, feat: Tensor, d: Tensor, aud: Tensor, coarse: bool = False) -> tuple[Tensor, Tensor | None]:
+        """feature [M,G] from `density`, unit directions d [M,3], codes aud [M,A] -> rgb [M,3], logits [M,C] | None."""
+        return self.field_of(coarse).colour(feat, d, aud)
+
     def query(self, x: Tensor, d: Tensor, aud: Tensor, pose: Tensor, coarse: bool = False,
               torso_lookup=None) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
-        """Deform (when on) and evaluate the (coarse) field at x [M,3]: sigma [M], rgb [M,3], logits [M,C] | None,
-        the deformation's mean ||dx||^2 (scalar). d [M,3] unit directions, aud [M,A] codes, pose [M,6]."""
-        reg = x.new_zeros(())
-        if self.deformation is not None and x.shape[0] > 0:
-            dx, reg = self.deformation(x, pose, self.torso_gate(x, aud, coarse, torso_lookup))
-            x = x + dx
-        sigma, rgb, logits = (self.coarse_field if coarse else self.field)(x, d, aud)
+        """density then colour at x [M,3]: sigma [M], rgb [M,3], logits [M,C] | None, the deformation's mean ||dx||^2."""
+        sigma, feat, reg = self.density(x, aud, pose, coarse, torso_lookup)
+        rgb, logits = self.colour(feat, d, aud, coarse)
         return sigma, rgb, logits, reg
 
     def occ_eval_fn(self, code: Tensor):
         """The occupancy grid's callback for one audio code [A]: x [M,3] (canonical) -> (density [M],
         torso-ness [M] or None when the gate does not use it)."""
         def fn(x: Tensor) -> tuple[Tensor, Tensor | None]:
-            sigma, logits = self.field.density_and_semantics(x, code.expand(x.shape[0], -1))
+            sigma, logits = self.field.density_and_semantics(x, code.view(1, -1))
             torso = None
             if logits is not None and self.torso_classes:
                 torso = torch.softmax(logits, -1)[:, self.torso_classes].sum(-1)
@@ -162,9 +196,12 @@ class SSPNeRF(nn.Module):
 
         def warp(pts: Tensor) -> tuple[Tensor, Tensor]:
             n, s = pts.shape[:2]
+            rt = self.deformation.rigid_params(pose)  # [N,6] once per ray, not per sample
             flat = pts.reshape(-1, 3)
-            rep = pose[:, None].expand(n, s, pose.shape[-1]).reshape(n * s, -1)
-            moved = flat + self.deformation.torso_motion(flat, rep)
-            torso = self.torso_gate(flat, None, torso_lookup=torso_lookup) > 0.01  # height gate or cached grid
-            return moved.view(n, s, 3), torso.view(n, s)
+            movable = self.torso_gate(flat, None, torso_lookup=torso_lookup) > 0.01  # height gate or cached grid
+            sel = movable.nonzero()[:, 0]
+            ray = torch.div(sel, s, rounding_mode="floor")
+            moved = flat.index_add(0, sel, self.deformation.torso_motion(flat[sel], rows(pose, ray),
+                                                                         None if rt is None else rows(rt, ray)))
+            return moved.view(n, s, 3), movable.view(n, s)
         return warp

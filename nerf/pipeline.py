@@ -6,8 +6,12 @@ Training (nerf/trainer.py), render.py (nerf/render_video.py) and evaluate.py (ne
 
     Pipeline.render_rays
       -> estimator.sampling(rays, weights_fn = coarse pass (mlp), warp_fn = torso motion (hash))  -> t [N,S], keep
-      -> model.query(points kept, dirs, codes, poses)  (deformation, then the field)            -> sigma, rgb, logits
-      -> rendering.render_weights / composite / semantic_distribution                           -> rgb, sem, acc
+      -> marching: model.density(points kept, codes, poses) ray segment by segment, rays stopping when opaque
+         (deformation, then the field's density)                                              -> sigma, feature
+      -> rendering.render_weights                                                              -> weights
+      -> model.colour(feature, dirs, codes) where the weight matters                           -> rgb, logits
+      -> rendering.composite_packed / semantic_distribution_packed                             -> rgb, sem, acc
+    (`render_path = reference`: model.query at every kept sample, then rendering.composite; nerf/marching.py)
 """
 from __future__ import annotations
 
@@ -15,14 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from common.constants import TORSO_CLASSES
-from nerf import rendering as R
 from nerf.audio import audio_windows
 from nerf.dataset import get_rays
+from nerf.encodings import HashGridEncoding
 from nerf.estimators import CoarseToFine, Estimator, OccupancyGrid
+from nerf.marching import composite_marching, composite_reference
 from nerf.model import SSPNeRF, mean_head_translation, pose6
 
 OLD_GRID_KEYS = {"occ_density": "density", "occ_mask": "mask", "occ_ready": "is_ready", "occ_torso": "aux"}
@@ -40,6 +44,11 @@ class RenderConfig:
     occ_frac: float = 0.5  # hash: share of cells re-evaluated per update (all at the first)
     occ_decay: float = 0.6  # hash: per-update decay of the stored cell density (max with the new value)
     occ_thresh: float = 0.01  # hash: a cell is occupied if a cell-long step through it has this opacity
+    render_path: str = field(default="fast", metadata={"choices": ("fast", "reference")})  # fast: density first with early ray termination, colour only where the weight matters | reference: every kept sample fully (nerf/marching.py)
+    march_segment: int = 8  # fast: samples per ray marched between early-termination checks
+    stop_eps: float = 1e-4  # fast: a ray stops once its transmittance is below this
+    weight_eps: float = 1e-4  # fast: colour and semantics only for samples of larger weight
+    max_points: int = 32768  # fast: points per field query (smaller batches stay in the CPU's caches)
 
 
 @dataclass
@@ -74,7 +83,15 @@ def build_pipeline(cfg, meta: ModelMeta) -> "Pipeline":
     model = SSPNeRF(cfg.model, meta.aud_dim, len(meta.class_names), meta.aabb, meta.torso_classes,
                     anchor_t=meta.anchor_t, pose_ref=meta.pose_ref)
     return Pipeline(model, make_estimator(cfg.model.backbone, cfg.render, model.aabb), int(cfg.render.chunk),
-                    int(cfg.model.smooth))
+                    int(cfg.model.smooth), marching_settings(cfg.render))
+
+
+def marching_settings(rc: RenderConfig) -> dict | None:
+    """composite_marching's keyword settings of the fast path, None for the reference path."""
+    if rc.render_path == "reference":
+        return None
+    return {"segment": rc.march_segment, "stop_eps": rc.stop_eps, "weight_eps": rc.weight_eps,
+            "max_points": rc.max_points}
 
 
 def fingerprint(cfg, meta: ModelMeta) -> dict:
@@ -117,10 +134,14 @@ class Pipeline(nn.Module):
     """
 
     def __init__(self, model: SSPNeRF, estimator: Estimator, chunk: int = 4096, smooth: int = 4,
-                 n_recent_codes: int = 16):
+                 marching: dict | None = None, n_recent_codes: int = 16):
         super().__init__()
         self.model, self.estimator = model, estimator
         self.chunk, self.smooth = chunk, smooth
+        self.marching = marching  # composite_marching's settings; None: composite_reference
+        for m in model.modules():  # the reference path also keeps the original hash-grid arithmetic
+            if isinstance(m, HashGridEncoding):
+                m.fast = marching is not None
         self.use_attention = False
         if estimator.caches_field:  # inputs to the next grid update: codes of recent training batches
             self.register_buffer("occ_codes", torch.zeros(n_recent_codes, model.mc.aud_code_dim))
@@ -182,7 +203,8 @@ class Pipeline(nn.Module):
 
     def render_rays(self, rays_o: Tensor, rays_d: Tensor, near: Tensor, far: Tensor, codes: Tensor, pose: Tensor,
                     bg: Tensor | None, perturb: bool) -> dict:
-        """N rays (rays_o, rays_d [N,3], near, far [N], codes [N,A], pose [N,6], bg [N,3] | None) -> rgb [N,3],
+        """N rays (rays_o, rays_d [N,3], near, far [N], codes [N,A], pose [N,6] (or [1,A], [1,6]: one frame's, shared
+        by all rays), bg [N,3] | None) -> rgb [N,3],
         acc [N], sem [N,C] (semantic head on), deform_l2 (scalar); with a coarse pass rgb_coarse, sem_coarse."""
         lookup = self._torso_lookup()
         coarse: dict[str, Tensor] = {}
@@ -205,28 +227,11 @@ class Pipeline(nn.Module):
 
     def _composite(self, rays_o: Tensor, rays_d: Tensor, t: Tensor, keep: Tensor | None, far: Tensor,
                    codes: Tensor, pose: Tensor, bg: Tensor | None, coarse: bool, lookup) -> dict:
-        """Query the (coarse) field at depths t [N,S] (only where keep [N,S]; the rest is empty) and composite."""
-        n, s = t.shape
-        pts = (rays_o[:, None] + t[..., None] * rays_d[:, None]).reshape(-1, 3)  # [N*S, 3]
-        dirs = F.normalize(rays_d, dim=-1)
-        if keep is None:
-            sel, ray = None, torch.arange(n, device=t.device).repeat_interleave(s)
-        else:
-            sel = keep.reshape(-1).nonzero()[:, 0]  # compact: only the kept samples are queried
-            ray = torch.div(sel, s, rounding_mode="floor")
-            pts = pts[sel]
-        sigma, rgb, logits, reg = self.model.query(pts, dirs[ray], codes[ray], pose[ray], coarse, lookup)
-        if sel is not None:  # scatter back; skipped samples have zero density
-            sigma = sigma.new_zeros(n * s).index_copy(0, sel, sigma)
-            rgb = rgb.new_zeros(n * s, 3).index_copy(0, sel, rgb)
-            if logits is not None:
-                logits = logits.new_zeros(n * s, logits.shape[-1]).index_copy(0, sel, logits)
-        weights, trans = R.render_weights(sigma.view(n, s), t, far, ray_norm=rays_d.norm(dim=-1))
-        out = {"rgb": R.composite(weights, rgb.view(n, s, 3), bg, trans), "acc": weights.sum(-1),
-               "weights": weights, "deform_l2": reg}
-        if logits is not None:
-            out["sem"] = R.semantic_distribution(weights, logits.view(n, s, -1), trans)
-        return out
+        """Query the (coarse) field at depths t [N,S] (only where keep [N,S]) and composite (nerf/marching.py)."""
+        if self.marching is None:
+            return composite_reference(self.model, rays_o, rays_d, t, keep, far, codes, pose, bg, coarse, lookup)
+        return composite_marching(self.model, rays_o, rays_d, t, keep, far, codes, pose, bg, coarse, lookup,
+                                  **self.marching)
 
     @torch.no_grad()
     def render_image(self, rays_o: Tensor, rays_d: Tensor, near: Tensor, far: Tensor, code: Tensor, pose: Tensor,
@@ -236,9 +241,8 @@ class Pipeline(nn.Module):
         parts: dict[str, list[Tensor]] = {}
         for i in range(0, rays_o.shape[0], chunk):
             sl = slice(i, i + chunk)
-            m = rays_o[sl].shape[0]
-            out = self.render_rays(rays_o[sl], rays_d[sl], near[sl], far[sl], code.expand(m, -1),
-                                   pose.expand(m, -1), None if bg is None else bg[sl], perturb=False)
+            out = self.render_rays(rays_o[sl], rays_d[sl], near[sl], far[sl], code.view(1, -1),
+                                   pose.view(1, -1), None if bg is None else bg[sl], perturb=False)
             for k in ("rgb", "acc", "sem"):
                 if k in out:
                     parts.setdefault(k, []).append(out[k])

@@ -43,6 +43,12 @@ def sample_pdf(bins: Tensor, weights: Tensor, n: int, perturb: bool) -> Tensor:
     return t.sort(-1).values
 
 
+def interval_lengths(t: Tensor, far: Tensor, ray_norm: Tensor | None = None) -> Tensor:
+    """delta_i = t_{i+1} - t_i, the last interval ending at far [N] (times |d| [N] when given): [N, S]."""
+    delta = torch.cat([t[:, 1:] - t[:, :-1], far[:, None] - t[:, -1:]], -1).clamp_min(0.0)
+    return delta if ray_norm is None else delta * ray_norm[:, None]
+
+
 def render_weights(sigma: Tensor, t: Tensor, far: Tensor, ray_norm: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Quadrature weights w_i = T_i (1 - exp(-sigma_i delta_i)) and the final transmittance.
 
@@ -50,9 +56,7 @@ def render_weights(sigma: Tensor, t: Tensor, far: Tensor, ray_norm: Tensor | Non
     far, so the background shows through with weight `trans_final` [N] (sum(w) + trans_final = 1).
     ray_norm [N] (optional): |d|, the length of one unit of t.
     """
-    delta = torch.cat([t[:, 1:] - t[:, :-1], far[:, None] - t[:, -1:]], -1).clamp_min(0.0)  # [N, S]
-    if ray_norm is not None:
-        delta = delta * ray_norm[:, None]
+    delta = interval_lengths(t, far, ray_norm)  # [N, S]
     tau = sigma * delta  # optical depth of each interval
     acc = torch.cumsum(tau, -1)  # [N, S]
     trans = torch.exp(-torch.cat([torch.zeros_like(acc[:, :1]), acc[:, :-1]], -1))  # T_i: before interval i
@@ -80,3 +84,19 @@ def bin_edges(t: Tensor, near: Tensor, far: Tensor) -> Tensor:
     """Edges [N, S+1] of the intervals around sorted samples t [N, S] (midpoints, ends at near and far)."""
     mids = 0.5 * (t[:, 1:] + t[:, :-1])
     return torch.cat([near[:, None], mids, far[:, None]], -1)
+
+
+def composite_packed(w: Tensor, values: Tensor, ray: Tensor, n_rays: int, bg: Tensor | None,
+                     trans_final: Tensor) -> Tensor:
+    """composite() over packed samples: weights w [K], values [K, C] of rays `ray` [K] -> [n_rays, C]
+    (+ trans_final [n_rays] * bg [n_rays, C]). Samples not listed count as weight 0."""
+    out = values.new_zeros(n_rays, values.shape[-1]).index_add(0, ray, w[:, None] * values)
+    return out if bg is None else out + trans_final[:, None] * bg
+
+
+def semantic_distribution_packed(w: Tensor, logits: Tensor, ray: Tensor, n_rays: int, trans_final: Tensor,
+                                 bg_class: int = 0) -> Tensor:
+    """semantic_distribution() over packed samples (w [K], logits [K, C], ray [K]) -> [n_rays, C]."""
+    bg = torch.zeros(n_rays, logits.shape[-1], device=logits.device, dtype=logits.dtype)
+    bg[:, bg_class] = 1.0
+    return composite_packed(w, torch.softmax(logits, -1), ray, n_rays, bg, trans_final)

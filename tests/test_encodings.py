@@ -85,3 +85,30 @@ def test_resolutions_and_size_limit():
     assert enc.resolutions == level_resolutions(3, 2, 8) == [2, 4, 8]
     with pytest.raises(ValueError, match="too large"):
         HashGridEncoding(torch.zeros(6), n_levels=16, log2_table=27)
+
+
+def test_int32_indices_equal_the_int64_reference():
+    torch.manual_seed(2)
+    aabb = torch.tensor([-1.0, -1, -1, 1, 1, 1])
+    enc = HashGridEncoding(aabb, n_levels=8, n_features=2, log2_table=19, base_res=16, max_res=2048)
+    assert enc.exact32 and not all(enc.dense_levels)
+    x = torch.rand(4000, 3) * 2.2 - 1.1
+    x[0], x[1] = aabb[3:], aabb[:3]
+    idx, w = enc.corner_indices(x)
+    ref_idx, ref_w = enc.corner_indices_reference(x)
+    assert torch.equal(idx, ref_idx) and torch.equal(w, ref_w)
+    too_fine = HashGridEncoding(aabb, n_levels=2, log2_table=22, base_res=512, max_res=4096)
+    assert not too_fine.exact32  # falls back to int64
+    assert torch.equal(too_fine.corner_indices(x)[0], too_fine.corner_indices_reference(x)[0])
+
+
+def test_fused_inference_gather_matches_the_training_path():
+    torch.manual_seed(3)
+    enc = HashGridEncoding(torch.tensor([0.0, 0, 0, 1, 1, 1]), n_levels=6, n_features=2, log2_table=12,
+                           base_res=4, max_res=300, init_scale=1.0)
+    x = torch.rand(3000, 3)
+    with_grad = enc(x)  # index_select + bmm (differentiable)
+    assert with_grad.requires_grad
+    with torch.no_grad():
+        fused = enc(x)  # embedding_bag
+    assert torch.allclose(fused, with_grad, atol=1e-6)
