@@ -5,8 +5,10 @@ and render_speed.png.
     python benchmarks/render_speed.py [--device cpu] [--sizes 128 256] [--backbones hash mlp] [--config C]
                                       [--expnames RUN1 RUN2 --basedir logs]   # time trained runs instead
 
-A trained `hash` run is timed twice: with its occupancy grid (empty-space skipping, key `fps`) and with the grid
-switched off so that every sample is queried (key `fps_no_skip`).
+A trained run is timed with both render paths at each size, in turn (`render_path`: `reference`, today's path kept
+as the reference, and `fast`, the default; nerf/marching.py): fps of each, their ratio (`fast_over_reference`),
+the PSNR of the fast path's timed frame against the reference's (`parity_psnr`), and the validation PSNR of each
+path on `--val_frames` held-out frames at the training size (`val_psnr`).
 
 Without --expnames an untrained model of each backbone is timed on a synthetic camera (the tiny fixture's: head at
 0.5, near/far 0.3/0.9, focal 1.25 * size), with the model/render settings of --config (or the defaults). Speed
@@ -68,10 +70,12 @@ def _measure(job: dict) -> dict:
     size = job["size"]
     if job["expname"]:
         run = load_run([*job["config_args"], "--expname", job["expname"], "--img_size", str(size),
-                        "--device", job["device"]])
+                        "--device", job["device"], "--render_path", job["path"]])
         c2w = run.ds.c2w[0]
         if not job["skip"] and hasattr(run.pipeline.estimator, "is_ready"):
             run.pipeline.estimator.is_ready.fill_(False)  # query every sample
+        if job.get("val_frames"):
+            return validation_psnr(job, size)
     else:
         cfg = parse([*job["config_args"], "--backbone", job["backbone"]])
         run, c2w = synthetic_run(cfg, size, pick_device(job["device"]))
@@ -85,7 +89,7 @@ def _measure(job: dict) -> dict:
     sync()
     t0, n = time.perf_counter(), 0
     while n < job["frames"] and (n == 0 or time.perf_counter() - t0 < job["max_seconds"]):
-        run.pipeline.render_frame(run.ds, c2w, code)
+        out = run.pipeline.render_frame(run.ds, c2w, code)
         n += 1
     sync()
     seconds = time.perf_counter() - t0
@@ -95,12 +99,85 @@ def _measure(job: dict) -> dict:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux -> MiB
     skipping = run.pipeline.occupied_share() < 1.0
     rc = run.cfg.render
-    return {"fps": n / seconds, "frames": n, "seconds": seconds, "peak_mb": peak, "skipping": skipping,
+    if job.get("save"):
+        import numpy as np
+
+        np.save(job["save"], out["rgb"].numpy())
+    return {"fps": n / seconds, "path": rc.render_path, "frames": n, "seconds": seconds, "peak_mb": peak, "skipping": skipping,
             "backbone": run.model.mc.backbone, "samples": rc.hash_samples if run.model.mc.backbone == "hash"
             else rc.n_samples + rc.n_importance, "device": str(dev)}
 
 
-def plot(path: Path, fps: dict) -> None:
+def validation_psnr(job: dict, size: int) -> dict:
+    """In a fresh process: PSNR of job["val_frames"] held-out frames (their own audio and poses) rendered with
+    job["path"] at the run's training size."""
+    import numpy as np
+    import torch
+
+    from nerf import metrics
+    from nerf.runs import load_run
+
+    run = load_run([*job["config_args"], "--expname", job["expname"], "--device", job["device"], "--render_path",
+                    job["path"]], split="val")
+    ds = run.ds
+    idx = np.unique(np.linspace(0, len(ds) - 1, job["val_frames"]).round().astype(int))
+    codes = run.pipeline.frame_codes(ds.aud, ds.aud_ids[torch.from_numpy(idx)])
+    preds = [run.pipeline.render_frame(ds, ds.c2w[f], codes[k])["rgb"] for k, f in enumerate(idx.tolist())]
+    gts = [ds.image(f).float() / 255.0 for f in idx.tolist()]
+    return {"val_psnr": float(metrics.psnr(torch.cat(preds), torch.cat(gts))), "val_frames": len(idx),
+            "path": job["path"]}
+
+
+def compare_paths(args, config_args: list[str]) -> int:
+    """Trained runs: reference vs fast path at each size, in turn, then validation PSNR of each path."""
+    import tempfile
+
+    import numpy as np
+
+    ctx = mp.get_context("spawn")
+    tmp = Path(tempfile.mkdtemp(prefix="render_speed_"))
+    res: dict = {"fps": {}, "fast_over_reference": {}, "parity_psnr": {}, "peak_memory_mb": {}, "val_psnr": {},
+                 "runs": []}
+    for expname in args.expnames:
+        for size in args.sizes:
+            for path in ("reference", "fast"):
+                job = {"backbone": "trained", "size": size, "device": args.device, "frames": args.frames,
+                       "max_seconds": args.max_seconds, "threads": args.threads, "expname": expname,
+                       "config_args": config_args, "skip": True, "path": path,
+                       "save": str(tmp / f"{expname}_{size}_{path}.npy")}
+                with ctx.Pool(1) as pool:
+                    r = pool.apply(_measure, (job,))
+                res["fps"].setdefault(path, {})[str(size)] = round(r["fps"], 4)
+                res["peak_memory_mb"].setdefault(path, {})[str(size)] = round(r["peak_mb"], 1)
+                res["runs"].append({"size": size, "expname": expname, **r})
+                print(f"{expname} {size}x{size} {path}: {r['fps']:.3f} frames/s ({r['frames']} frames), "
+                      f"peak {r['peak_mb']:.0f} MiB", flush=True)
+            ref, fast = (np.load(tmp / f"{expname}_{size}_{p}.npy") for p in ("reference", "fast"))
+            mse = float(((ref - fast) ** 2).mean())
+            res["parity_psnr"][str(size)] = round(-10 * np.log10(max(mse, 1e-20)), 2)
+            res["fast_over_reference"][str(size)] = round(res["fps"]["fast"][str(size)] /
+                                                          res["fps"]["reference"][str(size)], 2)
+            print(f"  fast / reference = {res['fast_over_reference'][str(size)]}x, "
+                  f"fast vs reference image {res['parity_psnr'][str(size)]} dB", flush=True)
+        if args.val_frames:
+            for path in ("reference", "fast"):
+                job = {"size": 0, "device": args.device, "threads": args.threads, "expname": expname,
+                       "config_args": config_args, "skip": True, "path": path, "val_frames": args.val_frames}
+                with ctx.Pool(1) as pool:
+                    r = pool.apply(_measure, (job,))
+                res["val_psnr"][path] = round(r["val_psnr"], 3)
+                print(f"{expname} validation PSNR, {path} path: {r['val_psnr']:.3f} dB ({r['val_frames']} frames)")
+    import torch
+
+    res.update(device=res["runs"][0]["device"], threads=args.threads or torch.get_num_threads(), trained=True,
+               config=args.config, expnames=args.expnames,
+               memory_kind="peak resident set size of the measuring process (includes torch itself, ~300 MiB)"
+               if args.device != "cuda" else "CUDA peak allocated",
+               command="python benchmarks/render_speed.py " + " ".join(sys.argv[1:]))
+    return write_results(args.out, res, lambda png: plot(png, res["fps"], "render path"))
+
+
+def plot(path: Path, fps: dict, legend: str = "backbone") -> None:
     import numpy as np
 
     sizes = sorted({s for v in fps.values() for s in v}, key=int)
@@ -112,7 +189,7 @@ def plot(path: Path, fps: dict) -> None:
     ax.set_xticks(np.arange(len(sizes)) + width * (len(fps) - 1) / 2, [f"{s}x{s}" for s in sizes])
     ax.set_yscale("log")
     ax.set_ylabel("frames per second")
-    ax.legend()
+    ax.legend(title=legend)
     ax.set_title("render speed")
     save_figure(fig, path)
 
@@ -128,40 +205,36 @@ def main(argv=None) -> int:
     p.add_argument("--frames", type=int, default=3, help="frames timed per setting (after a warm-up frame on CUDA)")
     p.add_argument("--max_seconds", type=float, default=60.0, help="stop timing a setting after this long")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--val_frames", type=int, default=8, help="trained runs: held-out frames for the validation PSNR")
     p.add_argument("--out", default=str(RESULTS / "render_speed.json"))
     args = p.parse_args(argv)
     config_args = (["--config", args.config] if args.config else []) + ["--basedir", args.basedir]
-    jobs = [(bb, "", True) for bb in args.backbones] if not args.expnames else \
-        [("trained", e, skip) for e in args.expnames for skip in (True, False)]
-    fps, fps_no_skip, mem, runs = {}, {}, {}, []
+    if args.expnames:
+        return compare_paths(args, config_args)
+    fps, mem, runs = {}, {}, []
     ctx = mp.get_context("spawn")
-    for bb, expname, skip in jobs:
+    for bb in args.backbones:
         for size in args.sizes:
             job = {"backbone": bb, "size": size, "device": args.device, "frames": args.frames,
-                   "max_seconds": args.max_seconds, "threads": args.threads, "expname": expname,
-                   "config_args": config_args, "skip": skip}
+                   "max_seconds": args.max_seconds, "threads": args.threads, "expname": "",
+                   "config_args": config_args, "skip": True}
             with ctx.Pool(1) as pool:
                 r = pool.apply(_measure, (job,))
-            name = r["backbone"]
-            if not skip and name != "hash":
-                break  # only hash has empty-space skipping to switch off
-            (fps if skip else fps_no_skip).setdefault(name, {})[str(size)] = round(r["fps"], 4)
-            if skip:
-                mem.setdefault(name, {})[str(size)] = round(r["peak_mb"], 1)
-            runs.append({"size": size, "expname": expname or None, **r})
-            print(f"{name} {size}x{size}{'' if r['skipping'] else ' (no skipping)'}: {r['fps']:.3f} frames/s "
-                  f"({r['frames']} frames, {r['samples']} samples/ray), peak {r['peak_mb']:.0f} MiB", flush=True)
+            fps.setdefault(bb, {})[str(size)] = round(r["fps"], 4)
+            mem.setdefault(bb, {})[str(size)] = round(r["peak_mb"], 1)
+            runs.append({"size": size, **r})
+            print(f"{bb} {size}x{size}: {r['fps']:.3f} frames/s ({r['frames']} frames, {r['samples']} samples/ray), "
+                  f"peak {r['peak_mb']:.0f} MiB", flush=True)
     import torch
 
     ratio = {s: fps["hash"][s] / fps["mlp"][s] for s in fps.get("hash", {}) if s in fps.get("mlp", {})}
-    res = {"fps": fps, "fps_no_skip": fps_no_skip, "hash_over_mlp": ratio, "peak_memory_mb": mem,
+    res = {"fps": fps, "hash_over_mlp": ratio, "peak_memory_mb": mem,
            "memory_kind": "CUDA peak allocated" if runs[0]["device"].startswith("cuda")
            else "peak resident set size of the measuring process (includes torch itself, ~300 MiB)",
-           "device": runs[0]["device"], "threads": args.threads or torch.get_num_threads(),
-           "trained": bool(args.expnames), "config": args.config, "expnames": args.expnames, "runs": runs,
-           "note": "trained runs" if args.expnames else
-           "untrained models: fps hardly depend on training, except that an untrained hash model has no occupancy "
-           "grid, so it queries every sample (no empty-space skipping): hash fps are a lower bound"}
+           "device": runs[0]["device"], "threads": args.threads or torch.get_num_threads(), "trained": False,
+           "config": args.config, "runs": runs,
+           "note": "untrained models: fps hardly depend on training, except that an untrained hash model has no "
+           "occupancy grid, so it queries every sample (no empty-space skipping): hash fps are a lower bound"}
     return write_results(args.out, res, lambda png: plot(png, fps))
 
 

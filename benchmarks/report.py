@@ -34,11 +34,17 @@ def train_lines(res: dict) -> list[str]:
 
 def render_lines(res: dict) -> list[str]:
     sizes = sorted({s for per in res["fps"].values() for s in per}, key=int)
-    out = ["| backbone | " + " | ".join(f"{s}x{s}" for s in sizes) + " |", "| --- |" + " --- |" * len(sizes)]
+    head = "render path" if "fast_over_reference" in res else "backbone"
+    out = [f"| {head} | " + " | ".join(f"{s}x{s}" for s in sizes) + " |", "| --- |" + " --- |" * len(sizes)]
     for bb, per in res["fps"].items():
         out.append(f"| {bb} | " + " | ".join(fmt(per.get(s), " fps", 3) for s in sizes) + " |")
-    for bb, per in res.get("fps_no_skip", {}).items():
-        out.append(f"| {bb}, no skipping | " + " | ".join(fmt(per.get(s), " fps", 3) for s in sizes) + " |")
+    if "fast_over_reference" in res:  # a trained run, both render paths
+        out.append("| **fast / reference** | " + " | ".join(fmt(res["fast_over_reference"].get(s), "x", 2)
+                                                          for s in sizes) + " |")
+        out.append("| fast vs reference image | " + " | ".join(fmt(res["parity_psnr"].get(s), " dB", 1)
+                                                            for s in sizes) + " |")
+        if res.get("val_psnr"):
+            out.append("\nValidation PSNR: " + ", ".join(f"{k} {v:.3f} dB" for k, v in res["val_psnr"].items()))
     return out
 
 

@@ -1,4 +1,5 @@
-"""New speech -> audio features [N,16,D] with the extractor the subject was preprocessed with (aud_meta.json)."""
+"""New speech -> audio features [N,16,D] with the extractor the subject was preprocessed with (aud_meta.json),
+computed chunk by chunk so that a long file renders in the memory of a short one."""
 from __future__ import annotations
 
 import json
@@ -6,32 +7,74 @@ from pathlib import Path
 
 import numpy as np
 
+from common.constants import HOP
 
-def load_features(aud: str | Path, datadir: str | Path, aud_dim: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """New speech -> (features float32 [N,16,D], wav float32 [T] 16 kHz or None for a .npy).
+CONTEXT_FRAMES = 25  # 1 s either side of a chunk: more than the extractors' windows and the attention's reach
 
-    A .wav (or any audio/video file) goes through common.audio.load_audio and the extractor that the subject's
-    aud_meta.json records; a .npy must already be [N,16,D] with the model's D."""
-    from common.audio_features import validate_given
 
-    aud = Path(aud)
-    if aud.suffix.lower() == ".npy":
-        feats = validate_given(aud)
-        wav = None
-    else:
-        from common.audio import load_audio
-        from common.audio_features import extract_features
+class SpeechFeatures:
+    """The features of new speech, read by frame ranges: `n` frames (ceil(duration * 25) for audio);
+    `chunk(a, b) -> (feats float32 [b1 - a0, 16, D], a0)` covers frames [a0, b1) ⊇ [a - 25, b + 25) within [0, n).
 
-        wav = load_audio(aud)
-        meta_path = Path(datadir) / "aud_meta.json"
+    A .wav (or any audio/video file) goes through common.audio.load_audio and, per chunk, the extractor of the
+    subject's aud_meta.json (on the chunk's samples plus 1 s of context, so each frame's features are those of the
+    whole file; the network extractors, deepspeech and hubert, run once over the file); a .npy must already be
+    [N,16,D] with the model's D (memory-mapped)."""
+
+    def __init__(self, aud: str | Path, datadir: str | Path, aud_dim: int):
+        from common.audio_features import validate_given
+
+        self.path, self.wav, self.meta = Path(aud), None, None
+        if self.path.suffix.lower() == ".npy":
+            validate_given(self.path)
+            self.given = np.load(self.path, mmap_mode="r", allow_pickle=False)
+            self.n, dim = self.given.shape[0], self.given.shape[2]
+        else:
+            from common.audio import load_audio, n_frames_for
+
+            self.meta = self._meta(Path(datadir) / "aud_meta.json")
+            self.wav = load_audio(self.path)
+            self.n = n_frames_for(len(self.wav))
+            self.given = None
+            if self.meta["extractor"] != "mfcc":  # network extractors: one pass (their model loads once)
+                from common.audio_features import extract_features
+
+                self.given = extract_features(self.wav, self.meta)
+            dim = (self._extract(0, 1) if self.given is None else self.given).shape[2]
+        if dim != aud_dim:
+            raise ValueError(f"{aud}: audio features have D = {dim} but the model was trained on D = {aud_dim} "
+                             "(use the extractor of the subject's aud_meta.json)")
+
+    @staticmethod
+    def _meta(meta_path: Path) -> dict:
         if not meta_path.is_file():
             raise FileNotFoundError(f"{meta_path}: missing, so new audio cannot be converted like the training "
                                     "audio; pass its features as a .npy [N,16,D]")
         meta = json.loads(meta_path.read_text())
         if "extractor" not in meta:
             raise ValueError(f"{meta_path}: no 'extractor' recorded; pass the new audio's features as a .npy [N,16,D]")
-        feats = extract_features(wav, meta)
-    if feats.shape[2] != aud_dim:
-        raise ValueError(f"{aud}: audio features have D = {feats.shape[2]} but the model was trained on D = {aud_dim} "
-                         "(use the extractor of the subject's aud_meta.json)")
-    return feats.astype(np.float32), wav
+        return meta
+
+    def _extract(self, a0: int, b1: int) -> np.ndarray:
+        """Features of frames [a0, b1) from the samples of those frames (the extractor pads at the ends)."""
+        from common.audio_features import extract_features
+
+        return extract_features(self.wav[a0 * HOP: b1 * HOP], self.meta)[: b1 - a0]
+
+    def chunk(self, a: int, b: int) -> tuple[np.ndarray, int]:
+        a0, b1 = max(0, a - CONTEXT_FRAMES), min(self.n, b + CONTEXT_FRAMES)
+        if self.given is not None:
+            return np.asarray(self.given[a0:b1], np.float32), a0
+        return self._extract(a0, b1).astype(np.float32), a0
+
+    @property
+    def audio_seconds(self) -> float | None:
+        from common.constants import SAMPLE_RATE
+
+        return None if self.wav is None else len(self.wav) / SAMPLE_RATE
+
+
+def load_features(aud: str | Path, datadir: str | Path, aud_dim: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """New speech -> (features float32 [N,16,D] of the whole file, wav float32 [T] 16 kHz or None for a .npy)."""
+    sf = SpeechFeatures(aud, datadir, aud_dim)
+    return sf.chunk(0, sf.n)[0], sf.wav

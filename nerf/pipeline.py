@@ -49,6 +49,7 @@ class RenderConfig:
     stop_eps: float = 1e-4  # fast: a ray stops once its transmittance is below this
     weight_eps: float = 1e-4  # fast: colour and semantics only for samples of larger weight
     max_points: int = 32768  # fast: points per field query (smaller batches stay in the CPU's caches)
+    compile_field: bool = False  # torch.compile the field's density and colour (CPU: needs a C++ compiler; the first frames wait for it)
 
 
 @dataclass
@@ -82,8 +83,11 @@ def build_pipeline(cfg, meta: ModelMeta) -> "Pipeline":
     """The model (cfg.model) and its estimator (cfg.render) for a dataset's metadata."""
     model = SSPNeRF(cfg.model, meta.aud_dim, len(meta.class_names), meta.aabb, meta.torso_classes,
                     anchor_t=meta.anchor_t, pose_ref=meta.pose_ref)
-    return Pipeline(model, make_estimator(cfg.model.backbone, cfg.render, model.aabb), int(cfg.render.chunk),
+    pipe = Pipeline(model, make_estimator(cfg.model.backbone, cfg.render, model.aabb), int(cfg.render.chunk),
                     int(cfg.model.smooth), marching_settings(cfg.render))
+    if cfg.render.compile_field:
+        pipe.compile_field()
+    return pipe
 
 
 def marching_settings(rc: RenderConfig) -> dict | None:
@@ -146,6 +150,14 @@ class Pipeline(nn.Module):
         if estimator.caches_field:  # inputs to the next grid update: codes of recent training batches
             self.register_buffer("occ_codes", torch.zeros(n_recent_codes, model.mc.aud_code_dim))
             self.register_buffer("occ_n_codes", torch.zeros((), dtype=torch.long))
+
+    def compile_field(self) -> None:
+        """torch.compile the field(s)' density and colour (dynamic shapes: the point count changes every call);
+        the parameters and the state dict stay those of the eager modules."""
+        for fld in (self.model.field, self.model.coarse_field):
+            if fld is not None:
+                fld.density = torch.compile(fld.density, dynamic=True)
+                fld.colour = torch.compile(fld.colour, dynamic=True)
 
     # ---- audio --------------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -1,7 +1,7 @@
 """The frame loop of render.py: a loaded run (nerf/runs.py) says new speech.
 
-The new audio -> features (nerf/features.py) -> per-frame codes (Pipeline.frame_codes, attention smoothing when the
-checkpoint has it on) -> poses (nerf/poses.py) -> one frame per 1/25 s (N = ceil(duration * 25)) by
+The new audio -> features (nerf/features.py), 10 s at a time -> per-frame codes (Pipeline.frame_codes, attention
+smoothing when the checkpoint has it on) -> poses (nerf/poses.py) -> one frame per 1/25 s (N = ceil(duration * 25)) by
 Pipeline.render_frame over the background -> H.264 mp4 with the input audio muxed (nerf/mp4.py), exactly the
 audio's length within one frame.
 """
@@ -13,12 +13,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from common.constants import SAMPLE_RATE, class_palette
+from common.constants import class_palette
 from common.fileio import save_image
-from nerf.features import load_features
+from nerf.features import SpeechFeatures
 from nerf.mp4 import Mp4Writer, to_uint8
 from nerf.poses import pose_schedule
 from nerf.runs import LoadedRun
+
+CHUNK_FRAMES = 250  # frames whose features and codes are computed together (10 s)
 
 
 def iter_frames(run: LoadedRun, codes: Tensor, poses: Tensor, desc: str = "render"):
@@ -29,19 +31,33 @@ def iter_frames(run: LoadedRun, codes: Tensor, poses: Tensor, desc: str = "rende
         yield run.pipeline.render_frame(run.ds, poses[i], codes[i])
 
 
+def iter_speech_frames(run: LoadedRun, speech: SpeechFeatures, poses: Tensor, chunk: int = CHUNK_FRAMES):
+    """Frames for new speech, its features and codes computed `chunk` frames at a time (memory stays that of a
+    short file); a progress bar over all frames shows frames per second and the ETA."""
+    from tqdm import tqdm
+
+    with tqdm(total=speech.n, desc="render", unit="frame", dynamic_ncols=True) as bar:
+        for a in range(0, speech.n, chunk):
+            b = min(speech.n, a + chunk)
+            feats, a0 = speech.chunk(a, b)
+            if run.cfg.data.zero_audio:  # a control model trained without audio sees none here either
+                feats = np.zeros_like(feats)
+            codes = run.pipeline.frame_codes(torch.from_numpy(feats), torch.arange(a - a0, b - a0))  # [b-a, A]
+            for i in range(a, b):
+                yield run.pipeline.render_frame(run.ds, poses[i], codes[i - a])
+                bar.update(1)
+
+
 def render_video(run: LoadedRun, aud: str | Path, out: str | Path, pose: str = "train", pose_index: int = 0,
                  save_frames: str | Path | None = None, semantic_video: bool = False) -> dict:
     """Render new speech to `out` (.mp4). Returns {"frames", "seconds", "fps", "out", "semantic_out"}."""
     import time
 
     out = Path(out)
-    feats, wav = load_features(aud, run.ds.root, run.ds.aud_dim)
-    if run.cfg.data.zero_audio:  # a control model trained without audio sees none here either
-        feats = np.zeros_like(feats)
-    n = len(feats)  # = ceil(T / 640) = ceil(duration * 25) for a wav
+    speech = SpeechFeatures(aud, run.ds.root, run.ds.aud_dim)
+    n = speech.n  # = ceil(T / 640) = ceil(duration * 25) for a wav
     poses = torch.from_numpy(pose_schedule(pose, run.ds.c2w.numpy(), n, pose_index))
-    codes = run.pipeline.frame_codes(torch.from_numpy(feats))  # [N, A]
-    audio_file = None if wav is None else Path(aud)
+    audio_file = None if speech.wav is None else Path(aud)
     sem_out = out.with_name(out.stem + "_semantic.mp4") if semantic_video else None
     if semantic_video and not run.class_names:
         raise ValueError(f"{run.run_dir}: --semantic_video needs a model with the semantic head")
@@ -53,9 +69,9 @@ def render_video(run: LoadedRun, aud: str | Path, out: str | Path, pose: str = "
         Path(save_frames).mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:
-        for i, res in enumerate(iter_frames(run, codes, poses)):
+        for i, res in enumerate(iter_speech_frames(run, speech, poses)):
             frame = to_uint8(res["rgb"])
-            writers[0].write(frame)
+            writers[0].write(frame)  # streamed to ffmpeg: no frame is kept
             if sem_out is not None:
                 writers[1].write(pal[res["labels"].numpy()])
             if save_frames is not None:
@@ -68,5 +84,4 @@ def render_video(run: LoadedRun, aud: str | Path, out: str | Path, pose: str = "
     for w in writers:
         w.close()
     return {"frames": n, "seconds": seconds, "fps": n / max(seconds, 1e-9), "out": str(out),
-            "semantic_out": None if sem_out is None else str(sem_out),
-            "audio_seconds": None if wav is None else len(wav) / SAMPLE_RATE}
+            "semantic_out": None if sem_out is None else str(sem_out), "audio_seconds": speech.audio_seconds}

@@ -1,6 +1,7 @@
 """The fast path (nerf/marching.py: density first with early ray termination, colour only where the weight matters,
 fused hash-grid gathers) against the reference path on the same model and rays."""
 import math
+import shutil
 
 import pytest
 import torch
@@ -119,3 +120,19 @@ def test_packed_composite_equals_the_dense_one():
     dense = R.composite(w, vals, bg, trans)
     packed = R.composite_packed(w.reshape(-1), vals.reshape(-1, 3), flat // 5, 6, bg, trans)
     assert torch.allclose(dense, packed, atol=1e-6)
+
+
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
+                    reason="torch.compile on the CPU needs a C++ compiler")
+def test_compiled_field_renders_the_eager_image():
+    """compile_field (torch.compile of density and colour) changes speed, not the image."""
+    torch.manual_seed(0)
+    pipe = make("hash").eval()
+    o, d, near, far = rays(300)
+    code, pose = torch.randn(1, 64), torch.zeros(1, 6)
+    with torch.no_grad():
+        eager = pipe.render_rays(o, d, near, far, code, pose, None, perturb=False)
+        pipe.compile_field()
+        compiled = pipe.render_rays(o, d, near, far, code, pose, None, perturb=False)
+    assert torch.allclose(compiled["rgb"], eager["rgb"], atol=1e-5)
+    assert torch.allclose(compiled["sem"], eager["sem"], atol=1e-5)
