@@ -8,7 +8,9 @@ and render_speed.png.
 A trained run is timed with both render paths at each size, in turn (`render_path`: `reference`, today's path kept
 as the reference, and `fast`, the default; nerf/marching.py): fps of each, their ratio (`fast_over_reference`),
 the PSNR of the fast path's timed frame against the reference's (`parity_psnr`), and the validation PSNR of each
-path on `--val_frames` held-out frames at the training size (`val_psnr`).
+path on `--val_frames` held-out frames at the training size (`val_psnr`). With --compile, also `fast+compile`
+(compile_field: torch.compile of the field; its first frame, which compiles, is timed apart as `warmup_s`).
+Sizes above the subject's own frames use its camera with scaled intrinsics (the field renders any resolution).
 
 Without --expnames an untrained model of each backbone is timed on a synthetic camera (the tiny fixture's: head at
 0.5, near/far 0.3/0.9, focal 1.25 * size), with the model/render settings of --config (or the defaults). Speed
@@ -70,7 +72,10 @@ def _measure(job: dict) -> dict:
     size = job["size"]
     if job["expname"]:
         run = load_run([*job["config_args"], "--expname", job["expname"], "--img_size", str(size),
-                        "--device", job["device"], "--render_path", job["path"]])
+                        "--device", job["device"], "--render_path", job["path"].split("+")[0],
+                        "--compile_field", str(job["path"].endswith("+compile")).lower()])
+        if run.ds.h < size and run.ds.w < size:  # the subject's frames are smaller: the same camera, finer
+            run.ds = upscaled_camera(run.ds, size)
         c2w = run.ds.c2w[0]
         if not job["skip"] and hasattr(run.pipeline.estimator, "is_ready"):
             run.pipeline.estimator.is_ready.fill_(False)  # query every sample
@@ -83,8 +88,11 @@ def _measure(job: dict) -> dict:
     code = torch.zeros(run.model.mc.aud_code_dim, device=dev)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    if dev.type == "cuda":
-        run.pipeline.render_frame(run.ds, c2w, code)  # warm-up (kernels, allocator); the CPU needs none
+    warmup_s = None
+    if dev.type == "cuda" or job.get("path", "").endswith("+compile"):
+        t0 = time.perf_counter()
+        run.pipeline.render_frame(run.ds, c2w, code)  # warm-up (kernels, allocator, compilation)
+        warmup_s = time.perf_counter() - t0
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     sync()
     t0, n = time.perf_counter(), 0
@@ -103,9 +111,22 @@ def _measure(job: dict) -> dict:
         import numpy as np
 
         np.save(job["save"], out["rgb"].numpy())
-    return {"fps": n / seconds, "path": rc.render_path, "frames": n, "seconds": seconds, "peak_mb": peak, "skipping": skipping,
+    return {"fps": n / seconds, "path": job.get("path", rc.render_path), "warmup_s": warmup_s, "frames": n, "seconds": seconds, "peak_mb": peak, "skipping": skipping,
             "backbone": run.model.mc.backbone, "samples": rc.hash_samples if run.model.mc.backbone == "hash"
             else rc.n_samples + rc.n_importance, "device": str(dev)}
+
+
+def upscaled_camera(ds, size: int):
+    """The dataset's camera with its intrinsics scaled so that the longer side is `size` px, and its background
+    resized: to time sizes above the subject's own (the field renders any resolution)."""
+    import torch
+    import torch.nn.functional as F
+
+    k = size / max(ds.h, ds.w)
+    h, w = round(ds.h * k), round(ds.w * k)
+    bg = F.interpolate(ds.bg.permute(2, 0, 1)[None].float(), size=(h, w), mode="bilinear", align_corners=False)
+    return SimpleNamespace(h=h, w=w, focal=ds.focal * k, cx=ds.cx * k, cy=ds.cy * k, near=ds.near, far=ds.far,
+                           bg=bg[0].permute(1, 2, 0).contiguous(), c2w=ds.c2w)
 
 
 def validation_psnr(job: dict, size: int) -> dict:
@@ -140,7 +161,7 @@ def compare_paths(args, config_args: list[str]) -> int:
                  "runs": []}
     for expname in args.expnames:
         for size in args.sizes:
-            for path in ("reference", "fast"):
+            for path in ("reference", "fast") + (("fast+compile",) if args.compile else ()):
                 job = {"backbone": "trained", "size": size, "device": args.device, "frames": args.frames,
                        "max_seconds": args.max_seconds, "threads": args.threads, "expname": expname,
                        "config_args": config_args, "skip": True, "path": path,
@@ -157,6 +178,9 @@ def compare_paths(args, config_args: list[str]) -> int:
             res["parity_psnr"][str(size)] = round(-10 * np.log10(max(mse, 1e-20)), 2)
             res["fast_over_reference"][str(size)] = round(res["fps"]["fast"][str(size)] /
                                                           res["fps"]["reference"][str(size)], 2)
+            if args.compile:
+                res.setdefault("fast_compiled_over_reference", {})[str(size)] = round(
+                    res["fps"]["fast+compile"][str(size)] / res["fps"]["reference"][str(size)], 2)
             print(f"  fast / reference = {res['fast_over_reference'][str(size)]}x, "
                   f"fast vs reference image {res['parity_psnr'][str(size)]} dB", flush=True)
         if args.val_frames:
@@ -205,6 +229,7 @@ def main(argv=None) -> int:
     p.add_argument("--frames", type=int, default=3, help="frames timed per setting (after a warm-up frame on CUDA)")
     p.add_argument("--max_seconds", type=float, default=60.0, help="stop timing a setting after this long")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--compile", action="store_true", help="trained runs: also time fast + compile_field")
     p.add_argument("--val_frames", type=int, default=8, help="trained runs: held-out frames for the validation PSNR")
     p.add_argument("--out", default=str(RESULTS / "render_speed.json"))
     args = p.parse_args(argv)

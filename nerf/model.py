@@ -12,7 +12,7 @@ Callbacks:
   per sample, ~40% of a training step on the CPU).
 - `occ_eval_fn(code [A]) -> fn(x [M,3]) -> (density [M], torso-ness [M] | None)`: the canonical field's density
   for the occupancy grid (and the torso-ness it caches).
-- `torso_warp(pose [N,6], torso_lookup) -> fn(pts [N,S,3]) -> (moved, movable)` or None: where the camera anchor and
+- `torso_warp(pose [N,6], torso_lookup) -> fn(pts [N,S,3], todo [N,S]) -> (moved, movable)` or None: where the camera anchor and
   the rigid torso motion move torso points (the occupancy grid keeps samples occupied there).
 """
 from __future__ import annotations
@@ -188,18 +188,20 @@ class SSPNeRF(nn.Module):
         return fn
 
     def torso_warp(self, pose: Tensor, torso_lookup=None):
-        """pose [N,6] -> warp_fn(pts [N,S,3]) -> (moved [N,S,3], movable [N,S] bool) for the estimator: where the
-        camera anchor and the rigid motion move torso points (the per-point residual is covered by the grid's
-        dilation). None when the deformation cannot move the torso."""
+        """pose [N,6] -> warp_fn(pts [N,S,3], todo [N,S]) -> (moved [N,S,3], movable [N,S] bool) for the estimator:
+        where the camera anchor and the rigid motion move the torso points among `todo` (the per-point residual is
+        covered by the grid's dilation). None when the deformation cannot move the torso."""
         if self.deformation is None or not self.deformation.has_torso_motion:
             return None
 
-        def warp(pts: Tensor) -> tuple[Tensor, Tensor]:
+        def warp(pts: Tensor, todo: Tensor) -> tuple[Tensor, Tensor]:
             n, s = pts.shape[:2]
             rt = self.deformation.rigid_params(pose)  # [N,6] once per ray, not per sample
             flat = pts.reshape(-1, 3)
-            movable = self.torso_gate(flat, None, torso_lookup=torso_lookup) > 0.01  # height gate or cached grid
-            sel = movable.nonzero()[:, 0]
+            cand = todo.reshape(-1).nonzero()[:, 0]
+            sel = cand[self.torso_gate(flat[cand], None, torso_lookup=torso_lookup) > 0.01]  # height gate or grid
+            movable = torch.zeros_like(todo.reshape(-1))
+            movable[sel] = True
             ray = torch.div(sel, s, rounding_mode="floor")
             moved = flat.index_add(0, sel, self.deformation.torso_motion(flat[sel], rows(pose, ray),
                                                                          None if rt is None else rows(rt, ray)))

@@ -56,8 +56,14 @@ def test_grid_warp_keeps_points_that_move_into_the_sphere():
     d = torch.tensor([[0.0, 0.0, -1.0]])
     near, far = torch.tensor([0.5]), torch.tensor([1.5])
     assert not grid.sampling(o, d, near, far, False).keep.any()
-    shift = lambda pts: (pts - torch.tensor([0.3, 0.0, 0.0]), torch.ones(pts.shape[:-1], dtype=torch.bool))  # noqa
+    asked = []
+
+    def shift(pts, todo):
+        asked.append(todo.clone())
+        return pts - torch.tensor([0.3, 0.0, 0.0]), todo
+
     assert grid.sampling(o, d, near, far, False, warp_fn=shift).keep.any()
+    assert asked[0].all()  # nothing was kept before the warp, so every sample is asked about
 
 
 def test_grid_aux_cache_and_decay():

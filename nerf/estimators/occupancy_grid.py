@@ -77,7 +77,7 @@ class OccupancyGrid(Estimator):
         keep = self.occupied(pts)
         if warp_fn is not None:
             with torch.no_grad():
-                moved, movable = warp_fn(pts)
+                moved, movable = warp_fn(pts, ~keep)  # only the samples not kept already
             keep |= movable & self.occupied(moved)
         return RaySamples(t, keep)
 
