@@ -90,7 +90,8 @@ def composite_packed(w: Tensor, values: Tensor, ray: Tensor, n_rays: int, bg: Te
                      trans_final: Tensor) -> Tensor:
     """composite() over packed samples: weights w [K], values [K, C] of rays `ray` [K] -> [n_rays, C]
     (+ trans_final [n_rays] * bg [n_rays, C]). Samples not listed count as weight 0."""
-    out = values.new_zeros(n_rays, values.shape[-1]).index_add(0, ray, w[:, None] * values)
+    contrib = w[:, None] * values  # [K, C] (the wider dtype of the two under autocast)
+    out = contrib.new_zeros(n_rays, contrib.shape[-1]).index_add(0, ray, contrib)
     return out if bg is None else out + trans_final[:, None] * bg
 
 

@@ -136,3 +136,17 @@ def test_compiled_field_renders_the_eager_image():
         compiled = pipe.render_rays(o, d, near, far, code, pose, None, perturb=False)
     assert torch.allclose(compiled["rgb"], eager["rgb"], atol=1e-5)
     assert torch.allclose(compiled["sem"], eager["sem"], atol=1e-5)
+
+
+def test_fast_path_runs_under_autocast():
+    """Mixed precision (the trainer's amp on CUDA; bfloat16 autocast on the CPU here): the packed composite mixes
+    half-precision colours with float32 weights."""
+    torch.manual_seed(0)
+    pipe = make("hash")
+    o, d, near, far = rays(64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = pipe.render_rays(o, d, near, far, torch.randn(64, 64), torch.zeros(64, 6), torch.rand(64, 3),
+                               perturb=True)
+        loss = out["rgb"].float().square().mean() + out["sem"].float().mean()
+    loss.backward()
+    assert torch.isfinite(out["rgb"].float()).all() and out["rgb"].shape == (64, 3)
