@@ -1,7 +1,7 @@
 """Metrics of a trained run on its validation frames (what evaluate.py calls), and the audio-mouth check on new speech.
 
 Validation frames are rendered with their own audio windows and poses. Reported: PSNR (all pixels, and per frame),
-SSIM (skimage), LPIPS (only where the `lpips` package and its weights are at hand), PSNR per semantic region,
+SSIM (skimage), LPIPS (nerf/lpips.py, from weight files on disk, never downloaded), PSNR per semantic region,
 semantic mIoU, LMD (mean pixel distance of the 20 mouth points of the 68-point layout, landmark back-end on renders
 vs ground truth) and a sync score (Pearson r over time of the mouth opening on renders vs on ground truth).
 Writes logs/<expname>/eval/: metrics.json, side_by_side.mp4 (ground truth | render | error map), psnr.png,
@@ -52,23 +52,16 @@ def error_map(pred: np.ndarray, gt: np.ndarray, gain: float = 4.0) -> np.ndarray
     return (matplotlib.colormaps["inferno"](err)[..., :3] * 255).round().astype(np.uint8)
 
 
-def lpips_scores(preds: np.ndarray, gts: np.ndarray) -> list[float] | str:
-    """LPIPS (AlexNet) per frame for float [V,H,W,3] in [0,1]; a 'skipped: ...' string where it cannot run."""
+def lpips_scores(preds: np.ndarray, gts: np.ndarray, net=None, why: str = "skipped: no LPIPS weights") -> list[float] | str:
+    """LPIPS per frame for float [V,H,W,3] in [0,1] with `net` (nerf.lpips.load_lpips); `why` when net is None."""
+    if net is None:
+        return why
+    to_t = lambda a: torch.from_numpy(np.asarray(a)).float().permute(0, 3, 1, 2) * 2 - 1  # noqa: E731
     try:
-        import lpips  # noqa: F401
-    except ImportError:
-        return "skipped: lpips not installed"
-    try:
-        import contextlib
-        import io
-
-        with contextlib.redirect_stdout(io.StringIO()):
-            net = lpips.LPIPS(net="alex", verbose=False).eval()
-        to_t = lambda a: torch.from_numpy(a).float().permute(0, 3, 1, 2) * 2 - 1  # noqa: E731
         with torch.no_grad():
-            return [float(net(to_t(p[None]), to_t(g[None]))) for p, g in zip(preds, gts)]
-    except Exception as e:  # weights not downloadable offline, too-small images, ...
-        return f"skipped: lpips could not run ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})"
+            return [float(net(to_t(p[None]), to_t(g[None]))[0]) for p, g in zip(preds, gts)]
+    except RuntimeError as e:  # images too small for AlexNet's pooling
+        return f"skipped: LPIPS could not run on {preds.shape[1]}x{preds.shape[2]} images ({str(e).splitlines()[0][:80]})"
 
 
 # ---------------------------------------------------------------- landmarks: LMD and mouth opening
@@ -124,8 +117,10 @@ def select_frames(n: int, max_frames: int) -> list[int]:
     return sorted(set(np.linspace(0, n - 1, max_frames).round().astype(int).tolist()))
 
 
-def evaluate_run(run: LoadedRun, out_dir: str | Path, max_frames: int = 0, video: bool = True) -> dict:
-    """Render run.ds (the val split) frames with their own audio and pose; write metrics.json, video and plots."""
+def evaluate_run(run: LoadedRun, out_dir: str | Path, max_frames: int = 0, video: bool = True,
+                 lpips: tuple = (None, "skipped: no LPIPS weights")) -> dict:
+    """Render run.ds (the val split) frames with their own audio and pose; write metrics.json, video and plots.
+    lpips: (network or None, the line saying which weights or why not) from nerf.lpips.load_lpips."""
     ds, out_dir = run.ds, Path(out_dir)
     idx = select_frames(len(ds), max_frames)
     codes = run.pipeline.frame_codes(ds.aud, ds.aud_ids[torch.tensor(idx)])  # [V, A]
@@ -146,8 +141,9 @@ def evaluate_run(run: LoadedRun, out_dir: str | Path, max_frames: int = 0, video
         "psnr_frame_mean": float(np.mean(psnr_frames)),
         "ssim": float(np.mean(ssim_frames)) if ssim_frames else "skipped: image smaller than 7 px",
     }
-    lp = lpips_scores(preds, gts)
+    lp = lpips_scores(preds, gts, *lpips)
     res["lpips"] = float(np.mean(lp)) if isinstance(lp, list) else lp
+    res["lpips_weights"] = lpips[1]
     if ds.class_names:
         par = torch.stack([ds.parsing_map(f) for f in idx]).long()  # [V,H,W]
         res["region_psnr"] = metrics.region_psnr(preds.reshape(-1, ds.w, 3), gts.reshape(-1, ds.w, 3),

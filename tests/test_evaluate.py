@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import evaluate
 from nerf import evaluation as E
@@ -42,18 +43,57 @@ def test_error_map_and_select_frames():
     assert E.select_frames(100, 3) == [0, 50, 99]
 
 
-def test_lpips_skipped_without_package(monkeypatch):
-    import builtins
+def _lpips_files(tmp_path, seed=0):
+    """A backbone and heads with the real files' keys and shapes, random values (the test's own small network)."""
+    from nerf.lpips import CONVS, TORCHVISION_INDEX
 
-    real = builtins.__import__
+    g = torch.Generator().manual_seed(seed)
+    backbone = {}
+    for idx, (i, o, k, *_) in zip(TORCHVISION_INDEX, CONVS):
+        backbone[f"features.{idx}.weight"] = torch.randn(o, i, k, k, generator=g) * (2 / (i * k * k)) ** 0.5
+        backbone[f"features.{idx}.bias"] = torch.zeros(o)
+    heads = {f"lin{k}.model.1.weight": torch.rand(1, o, 1, 1, generator=g) for k, (_, o, *_) in enumerate(CONVS)}
+    torch.save(backbone, tmp_path / "alexnet.pth")
+    torch.save(heads, tmp_path / "alex_heads.pth")
+    return tmp_path / "alexnet.pth", tmp_path / "alex_heads.pth"
 
-    def fake(name, *a, **k):
-        if name == "lpips":
-            raise ImportError("no lpips")
-        return real(name, *a, **k)
 
-    monkeypatch.setattr(builtins, "__import__", fake)
-    assert E.lpips_scores(np.zeros((1, 8, 8, 3)), np.zeros((1, 8, 8, 3))) == "skipped: lpips not installed"
+def test_lpips_from_given_files(tmp_path):
+    from nerf.lpips import load_lpips
+
+    net, line = load_lpips(*_lpips_files(tmp_path))
+    assert "alexnet.pth" in line and "alex_heads.pth" in line
+    rng = np.random.default_rng(0)
+    img = rng.random((1, 64, 64, 3))
+    noisy = [np.clip(img + rng.normal(0, s, img.shape), 0, 1) for s in (0.02, 0.1, 0.3)]
+    same = E.lpips_scores(img, img, net, line)
+    scores = [E.lpips_scores(img, n, net, line)[0] for n in noisy]
+    assert same == [0.0]
+    assert 0 < scores[0] < scores[1] < scores[2]  # more noise, larger distance
+    small = E.lpips_scores(np.zeros((1, 8, 8, 3)), np.zeros((1, 8, 8, 3)), net, line)
+    assert small.startswith("skipped: LPIPS could not run on 8x8")
+
+
+def test_lpips_never_downloads_and_says_why(tmp_path, monkeypatch):
+    from nerf.lpips import load_lpips
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty_hub"))
+    net, line = load_lpips()
+    assert net is None and line.startswith("skipped: no AlexNet weights")
+    assert E.lpips_scores(np.zeros((1, 8, 8, 3)), np.zeros((1, 8, 8, 3)), net, line) == line
+
+
+def test_lpips_wrong_files_one_line_errors(tmp_path):
+    from nerf.lpips import load_lpips
+
+    backbone, heads = _lpips_files(tmp_path)
+    with pytest.raises(ValueError, match="heads.pth: not AlexNet backbone weights"):
+        load_lpips(heads, heads)
+    (tmp_path / "junk.pth").write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="junk.pth: not a torch weights file"):
+        load_lpips(backbone, tmp_path / "junk.pth")
+    with pytest.raises(FileNotFoundError, match="missing.pth: AlexNet backbone weights not found"):
+        load_lpips(tmp_path / "missing.pth", heads)
 
 
 def _fake_landmarks(monkeypatch, shift_px: float, no_face: set[int]):
@@ -125,3 +165,24 @@ def test_evaluate_missing_checkpoint(run, capsys):
     assert evaluate.main(["--config", str(run["config"]), "--expname", "nothing_here"]) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "nothing_here" in err and "latest.pt" in err
+
+
+def test_evaluate_wrong_lpips_file_fails_before_rendering(run, tmp_path, capsys):
+    (tmp_path / "bad.pth").write_bytes(b"not weights")
+    out = tmp_path / "ev"
+    assert evaluate.main(["--config", str(run["config"]), "--lpips_backbone", str(tmp_path / "bad.pth"),
+                          "--out_dir", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "bad.pth: not a torch weights file" in err
+    assert not out.exists()  # nothing rendered or written
+
+
+def test_evaluate_reports_lpips_with_given_weights(run, tmp_path):
+    backbone, heads = _lpips_files(tmp_path)
+    out = tmp_path / "ev"
+    assert evaluate.main(["--config", str(run["config"]), "--lpips_backbone", str(backbone), "--lpips_heads",
+                          str(heads), "--no_video", "--out_dir", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert "alexnet.pth" in m["lpips_weights"]
+    # the tiny run's 16 px frames are too small for AlexNet: said in one line, not a crash
+    assert isinstance(m["lpips"], str) and m["lpips"].startswith("skipped: LPIPS could not run on 16x16")
