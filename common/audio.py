@@ -42,7 +42,8 @@ def load_audio(path: str | Path) -> np.ndarray:
     """Any audio or video file (any rate, channels, container) -> float32 [T] in [-1, 1], 16 kHz mono."""
     path = Path(path)
     _check_audio_file(path)
-    wav = decode_pcm(path).astype(np.float32) / 32768.0
+    wav = decode_pcm(path).astype(np.float32)
+    wav /= 32768.0  # in place: a long file is not held twice
     if wav.size == 0:
         raise PreprocessError(f"{path}: the audio track is empty")
     return wav
