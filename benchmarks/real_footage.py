@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
 
-from benchmarks.results_io import write_results  # noqa: E402
+from benchmarks.results_io import save_figure, write_results  # noqa: E402
 
 SILENT = {"wolfgang"}  # clips whose own audio track is silent: trained with synthetic speech
 
@@ -85,7 +85,6 @@ def draw(path: Path, frames: list[np.ndarray], data: Path, results: dict) -> Non
     import matplotlib.pyplot as plt
 
     from data_util.expression import expression_curves
-    from common.fileio import atomic_path
     from data_util.tracking import load_params
 
     params = load_params(data / "track_params.pt")
@@ -116,10 +115,7 @@ def draw(path: Path, frames: list[np.ndarray], data: Path, results: dict) -> Non
     ax2.set_ylabel("brow height", color="tab:purple")
     ax.set_xlabel("frame")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
