@@ -20,6 +20,8 @@ def parse_args(argv=None):
     p.add_argument("--pose_index", type=int, default=0, help="--pose static: which training frame's pose")
     p.add_argument("--save_frames", default=None, help="also write the frames as PNGs into this folder")
     p.add_argument("--semantic_video", action="store_true", help="also write <out>_semantic.mp4 (class colours)")
+    p.add_argument("--full_frame", action="store_true", help="output in the original video's size: the render "
+                   "pasted where preprocessing cropped it, over the full-frame background (bc_full.jpg)")
     return p.parse_known_args(argv)  # the rest: --config, --expname, --basedir, --device, any config key
 
 
@@ -37,14 +39,16 @@ def main(argv=None) -> int:
             raise FileNotFoundError(f"{args.aud}: audio file not found")
         run = load_run(rest)
         out = Path(args.out) if args.out else run.run_dir / "render" / f"{Path(args.aud).stem}.mp4"
-        res = render_video(run, args.aud, out, args.pose, args.pose_index, args.save_frames, args.semantic_video)
+        res = render_video(run, args.aud, out, args.pose, args.pose_index, args.save_frames, args.semantic_video,
+                           args.full_frame)
     except (ValueError, FileNotFoundError, RuntimeError) as e:  # PreprocessError, ffmpeg failures
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted; nothing written", file=sys.stderr)
         return 130
-    print(f"{res['frames']} frames in {res['seconds']:.1f} s ({res['fps']:.2f} frames/s) -> {res['out']}")
+    print(f"{res['frames']} frames {res['size'][0]}x{res['size'][1]} in {res['seconds']:.1f} s "
+          f"({res['fps']:.2f} frames/s) -> {res['out']}")
     if res["semantic_out"]:
         print(f"semantic map video -> {res['semantic_out']}")
     return 0

@@ -4,8 +4,11 @@ Each pixel is the median of its colour over the frames where the parsing (step 5
 person mask grown by MARGIN of the image size first (so the soft edge of hair and shoulders does not bleed in).
 Up to MAX_FRAMES frames spread over the clip are used. Pixels that are never background (always behind the
 person), or are in under MIN_SEEN of the frames, take the colour of the nearest pixel that was.
+When step 3 cropped the video, the step also writes the full-frame background bc_full.jpg (data_util.full_frame).
 """
 from __future__ import annotations
+
+import json
 
 import cv2
 import numpy as np
@@ -13,6 +16,7 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from .context import StepContext
+from .full_frame import full_frame_path, write_full_frame_background
 from common.errors import PreprocessError
 from common.fileio import save_image
 from .landmarks import read_rgb
@@ -72,3 +76,7 @@ def run(ctx: StepContext) -> None:
                               "image cannot be estimated (is the person filling the whole frame?)")
     save_image(ctx.out_dir / "bc.jpg", fill_unseen(image, seen))
     print(f"background: {100 * seen.mean():.0f}% of the pixels seen as background in {len(picks)} frames")
+    meta_path = ctx.out_dir / "video_meta.json"
+    full_frame_path(ctx).unlink(missing_ok=True)  # from an earlier crop
+    if meta_path.is_file():
+        write_full_frame_background(ctx, json.loads(meta_path.read_text()))

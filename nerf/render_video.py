@@ -2,8 +2,8 @@
 
 The new audio -> features (nerf/features.py), 10 s at a time -> per-frame codes (Pipeline.frame_codes, attention
 smoothing when the checkpoint has it on) -> poses (nerf/poses.py) -> one frame per 1/25 s (N = ceil(duration * 25)) by
-Pipeline.render_frame over the background -> H.264 mp4 with the input audio muxed (nerf/mp4.py), exactly the
-audio's length within one frame.
+Pipeline.render_frame over the background -> (--full_frame: pasted into the original video's frame, nerf/full_frame.py)
+-> H.264 mp4 with the input audio muxed (nerf/mp4.py), exactly the audio's length within one frame.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from torch import Tensor
 from common.constants import class_palette
 from common.fileio import save_image
 from nerf.features import SpeechFeatures
+from nerf.full_frame import FullFrame
 from nerf.mp4 import Mp4Writer, to_uint8
 from nerf.poses import pose_schedule
 from nerf.runs import LoadedRun
@@ -49,11 +50,14 @@ def iter_speech_frames(run: LoadedRun, speech: SpeechFeatures, poses: Tensor, ch
 
 
 def render_video(run: LoadedRun, aud: str | Path, out: str | Path, pose: str = "train", pose_index: int = 0,
-                 save_frames: str | Path | None = None, semantic_video: bool = False) -> dict:
-    """Render new speech to `out` (.mp4). Returns {"frames", "seconds", "fps", "out", "semantic_out"}."""
+                 save_frames: str | Path | None = None, semantic_video: bool = False, full_frame: bool = False
+                 ) -> dict:
+    """Render new speech to `out` (.mp4); full_frame: in the original video's frame (the semantic video stays
+    square). Returns {"frames", "seconds", "fps", "out", "semantic_out", "size"}."""
     import time
 
     out = Path(out)
+    paste = FullFrame.from_dataset(run.ds.root) if full_frame else None  # its errors come before any work
     speech = SpeechFeatures(aud, run.ds.root, run.ds.aud_dim)
     n = speech.n  # = ceil(T / 640) = ceil(duration * 25) for a wav
     poses = torch.from_numpy(pose_schedule(pose, run.ds.c2w.numpy(), n, pose_index))
@@ -61,7 +65,8 @@ def render_video(run: LoadedRun, aud: str | Path, out: str | Path, pose: str = "
     sem_out = out.with_name(out.stem + "_semantic.mp4") if semantic_video else None
     if semantic_video and not run.class_names:
         raise ValueError(f"{run.run_dir}: --semantic_video needs a model with the semantic head")
-    writers = [Mp4Writer(out, run.ds.w, run.ds.h, audio=audio_file)]
+    size = paste.size if paste is not None else (run.ds.w, run.ds.h)
+    writers = [Mp4Writer(out, *size, audio=audio_file)]
     if sem_out is not None:
         writers.append(Mp4Writer(sem_out, run.ds.w, run.ds.h, audio=audio_file))
     pal = class_palette(len(run.class_names))
@@ -71,6 +76,8 @@ def render_video(run: LoadedRun, aud: str | Path, out: str | Path, pose: str = "
     try:
         for i, res in enumerate(iter_speech_frames(run, speech, poses)):
             frame = to_uint8(res["rgb"])
+            if paste is not None:
+                frame = paste.paste(frame)
             writers[0].write(frame)  # streamed to ffmpeg: no frame is kept
             if sem_out is not None:
                 writers[1].write(pal[res["labels"].numpy()])
@@ -84,4 +91,5 @@ def render_video(run: LoadedRun, aud: str | Path, out: str | Path, pose: str = "
     for w in writers:
         w.close()
     return {"frames": n, "seconds": seconds, "fps": n / max(seconds, 1e-9), "out": str(out),
-            "semantic_out": None if sem_out is None else str(sem_out), "audio_seconds": speech.audio_seconds}
+            "semantic_out": None if sem_out is None else str(sem_out), "audio_seconds": speech.audio_seconds,
+            "size": size}
