@@ -20,6 +20,10 @@ def parse_args(argv=None):
     p.add_argument("--pose_index", type=int, default=0, help="--pose static: which training frame's pose")
     p.add_argument("--save_frames", default=None, help="also write the frames as PNGs into this folder")
     p.add_argument("--semantic_video", action="store_true", help="also write <out>_semantic.mp4 (class colours)")
+    p.add_argument("--blink", default="natural", help="natural (15-20 blinks a minute, 100-300 ms each) | none "
+                   "(eyes open) | a file of per-frame eye openness (.npy or one number per line; 1 = open as in "
+                   "the training clip, ~0.3 = closed), one value per rendered frame")
+    p.add_argument("--blink_seed", type=int, default=0, help="--blink natural: the seed of the blink times")
     p.add_argument("--full_frame", action="store_true", help="output in the original video's size: the render "
                    "pasted where preprocessing cropped it, over the full-frame background (bc_full.jpg)")
     return p.parse_known_args(argv)  # the rest: --config, --expname, --basedir, --device, any config key
@@ -40,7 +44,7 @@ def main(argv=None) -> int:
         run = load_run(rest)
         out = Path(args.out) if args.out else run.run_dir / "render" / f"{Path(args.aud).stem}.mp4"
         res = render_video(run, args.aud, out, args.pose, args.pose_index, args.save_frames, args.semantic_video,
-                           args.full_frame)
+                           args.full_frame, args.blink, args.blink_seed)
     except (ValueError, FileNotFoundError, RuntimeError) as e:  # PreprocessError, ffmpeg failures
         print(f"error: {e}", file=sys.stderr)
         return 1

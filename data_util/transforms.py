@@ -19,7 +19,8 @@ of both splits (the field has no input for a hand); the files list them under `l
 
 Extras per frame: `face_rect` [x, y, w, h] (pixels, x = column) from the extent of the frame's 478 landmarks,
 `lips_rect` [x, y, w, h] from the lip landmarks' extent, padded by a quarter of the lips' width on each side;
-top level `h`, `w` (frame size in pixels).
+`eye`: the eye openness (common/eyes.py: eye aspect ratio over the clip's median, 1 = the usual open eye; frames a
+hand covers are interpolated), the field's blink input; top level `h`, `w` (frame size in pixels).
 """
 from __future__ import annotations
 
@@ -28,10 +29,12 @@ import math
 from pathlib import Path
 
 import numpy as np
+
 from scipy.spatial.transform import Rotation
 
 from .context import StepContext
 from common.errors import PreprocessError
+from common.eyes import openness
 from common.fileio import save_json, save_text
 from .tracking import EYE_DIST, load_params
 
@@ -74,8 +77,8 @@ def ray_bounds(trans: np.ndarray) -> tuple[float, float]:
     return near, mean_z + FAR_MARGIN * EYE_DIST
 
 
-def frame_records(params: dict, lms: np.ndarray, n_aud: int | None) -> list[dict]:
-    """One AD-NeRF frame dict per frame (img_id, aud_id, transform_matrix, face_rect, lips_rect)."""
+def frame_records(params: dict, lms: np.ndarray, n_aud: int | None, eye: np.ndarray) -> list[dict]:
+    """One AD-NeRF frame dict per frame (img_id, aud_id, transform_matrix, face_rect, lips_rect, eye)."""
     h, w = (int(v) for v in params["image_size"])
     c2w = c2w_from_pose(params["euler"].astype(np.float64), params["trans"].astype(np.float64))
     out = []
@@ -86,6 +89,7 @@ def frame_records(params: dict, lms: np.ndarray, n_aud: int | None) -> list[dict
             "transform_matrix": np.round(c2w[i], 8).tolist(),
             "face_rect": rect(lms[i, :, :2], h, w),
             "lips_rect": rect(lms[i, LIPS, :2], h, w, LIPS_PAD),
+            "eye": round(float(eye[i]), 4),
         })
     return out
 
@@ -159,9 +163,9 @@ def run(ctx: StepContext) -> None:
     n_aud = len(np.load(ctx.aud_npy_out, mmap_mode="r")) if ctx.aud_npy_out.is_file() else None
     h, w = (int(v) for v in params["image_size"])
     focal = float(params["focal"][0])
-    frames = frame_records(params, lms, n_aud)
     n_train = split_index(n)
     hidden = hand_covered_frames(ctx, n)
+    frames = frame_records(params, lms, n_aud, openness(lms, ~np.isin(np.arange(n), list(hidden))))
     for split, part in (("train", frames[:n_train]), ("val", frames[n_train:])):
         kept = [f for f in part if f["img_id"] not in hidden]
         if not kept:

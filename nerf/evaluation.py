@@ -123,7 +123,8 @@ def evaluate_run(run: LoadedRun, out_dir: str | Path, max_frames: int = 0, video
     lpips: (network or None, the line saying which weights or why not) from nerf.lpips.load_lpips."""
     ds, out_dir = run.ds, Path(out_dir)
     idx = select_frames(len(ds), max_frames)
-    codes = run.pipeline.frame_codes(ds.aud, ds.aud_ids[torch.tensor(idx)])  # [V, A]
+    eye = None if ds.eye is None else ds.eye[torch.tensor(idx)]  # the frames' own eye openness
+    codes = run.pipeline.frame_codes(ds.aud, ds.aud_ids[torch.tensor(idx)], eye=eye)  # [V, A(+1)]
     poses = ds.c2w[idx]
     preds, labels = [], []
     for res in iter_frames(run, codes, poses, desc="evaluate"):

@@ -34,6 +34,7 @@ class ModelConfig:
     semantic: bool = True  # semantic parsing head (ablation: false)
     deform: bool = True  # torso deformation field (ablation: false)
     aud_code_dim: int = 64  # audio code size (AudioNet output)
+    eyes: bool = True  # eye openness (per frame, from the landmarks) as an input of the field: blinks at render time (render.py --blink); off when the dataset has none
     smooth: int = dc_field(default=4, metadata={"key": "audio_smooth", "aliases": ("smooth",)})  # audio attention over 2*smooth+1 neighbouring frames (AD-NeRF: 8)
     density_act: str = dc_field(default="auto", metadata={"choices": ("auto", "softplus", "trunc_exp", "relu")})  # auto: softplus for mlp, trunc_exp for hash
     mlp_width: int = 256  # mlp backbone: layer width (AD-NeRF 256)
@@ -94,6 +95,8 @@ class SSPNeRF(nn.Module):
         aabb = torch.as_tensor(aabb, dtype=torch.float32).reshape(6)
         self.register_buffer("aabb", aabb)
         self.n_classes = n_classes if mc.semantic else 0
+        self.eye_dim = 1 if mc.eyes else 0  # the per-frame condition is [audio code, eye openness]
+        self.cond_dim = mc.aud_code_dim + self.eye_dim
         self.audio_net = AudioNet(aud_dim, mc.aud_code_dim)
         self.audio_att = AudioAttNet(mc.aud_code_dim, 2 * mc.smooth + 1)
         self.deformation = TorsoDeformation(aabb, mc.deform_freqs, mc.deform_width, anchor=mc.deform_anchor,
@@ -103,18 +106,25 @@ class SSPNeRF(nn.Module):
         act = mc.density_act
         if mc.backbone == "mlp":  # two networks (NeRF / AD-NeRF): a coarse one for the sampling, the fine one
             act = "softplus" if act == "auto" else act
-            make = lambda: MLPField(mc.aud_code_dim, self.n_classes, mc.mlp_width, mc.mlp_depth, mc.pe_pts,  # noqa
+            make = lambda: MLPField(self.cond_dim, self.n_classes, mc.mlp_width, mc.mlp_depth, mc.pe_pts,  # noqa
                                     mc.pe_dirs, act)
             self.coarse_field = make()  # registered first: the parameter order of older checkpoints
             self.field = make()
         else:
             act = "trunc_exp" if act == "auto" else act
-            self.field = HashField(aabb, mc.aud_code_dim, self.n_classes, mc.hash_levels, mc.hash_features,
+            self.field = HashField(aabb, self.cond_dim, self.n_classes, mc.hash_levels, mc.hash_features,
                                    mc.hash_log2_table, mc.hash_base_res, mc.hash_max_res, mc.hash_width,
                                    mc.geo_dim, mc.pe_dirs, act)
             self.coarse_field = None
 
-    # ---- audio --------------------------------------------------------------------------------------------
+    # ---- audio and eyes -----------------------------------------------------------------------------------
+    def condition(self, codes: Tensor, eye: Tensor | None) -> Tensor:
+        """Audio codes [F,A] and eye openness [F] (None: open, 1) -> the field's per-frame condition [F,cond_dim]."""
+        if not self.eye_dim:
+            return codes
+        eye = codes.new_ones(codes.shape[0]) if eye is None else eye.to(codes)
+        return torch.cat([codes, eye.view(-1, 1)], -1)
+
     def audio_codes(self, aud: Tensor, use_attention: bool) -> Tensor:
         """aud [F, W, 16, D] (W neighbouring windows, centre in the middle) -> codes [F, aud_code_dim]."""
         f, w = aud.shape[:2]

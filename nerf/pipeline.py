@@ -148,7 +148,7 @@ class Pipeline(nn.Module):
                 m.fast = marching is not None
         self.use_attention = False
         if estimator.caches_field:  # inputs to the next grid update: codes of recent training batches
-            self.register_buffer("occ_codes", torch.zeros(n_recent_codes, model.mc.aud_code_dim))
+            self.register_buffer("occ_codes", torch.zeros(n_recent_codes, model.cond_dim))
             self.register_buffer("occ_n_codes", torch.zeros((), dtype=torch.long))
 
     def compile_field(self) -> None:
@@ -162,15 +162,16 @@ class Pipeline(nn.Module):
     # ---- audio --------------------------------------------------------------------------------------------
     @torch.no_grad()
     def frame_codes(self, feats: Tensor, ids: Tensor | None = None, use_attention: bool | None = None,
-                    batch: int = 256) -> Tensor:
-        """Audio features feats [N,16,D] -> codes [F,A] of frames ids [F] (rows of feats; default all), with the
-        attention smoothing over 2*smooth+1 neighbours when on (default: self.use_attention)."""
+                    batch: int = 256, eye: Tensor | None = None) -> Tensor:
+        """Audio features feats [N,16,D] -> codes [F,A(+1)] of frames ids [F] (rows of feats; default all), with the
+        attention smoothing over 2*smooth+1 neighbours when on (default: self.use_attention), and the eye openness
+        eye [F] appended when the model takes it (None: open eyes)."""
         att = self.use_attention if use_attention is None else use_attention
         ids = torch.arange(len(feats)) if ids is None else ids
         dev = self.model.aabb.device
         out = [self.model.audio_codes(audio_windows(feats, part, self.smooth if att else 0).to(dev), att)
                for part in ids.split(batch)]
-        return torch.cat(out)
+        return self.model.condition(torch.cat(out), eye)
 
     def remember_code(self, code: Tensor) -> None:
         """code [A] of a training batch, for the estimator's next update (a ring buffer)."""
@@ -181,10 +182,11 @@ class Pipeline(nn.Module):
 
     # ---- training ------------------------------------------------------------------------------------------
     def forward(self, aud: Tensor, inv: Tensor, rays_o: Tensor, rays_d: Tensor, near: Tensor, far: Tensor,
-                pose: Tensor, bg: Tensor) -> dict:
-        """The training forward (what DDP wraps): aud [U,W,16,D] windows of the batch's U distinct frames, inv [N]
-        each ray's frame among them -> codes once per frame -> remember one for the estimator -> render rays."""
-        codes = self.model.audio_codes(aud, self.use_attention)  # [U,A]
+                pose: Tensor, bg: Tensor, eye: Tensor | None = None) -> dict:
+        """The training forward (what DDP wraps): aud [U,W,16,D] windows of the batch's U distinct frames (eye [U]
+        their eye openness), inv [N] each ray's frame among them -> codes once per frame -> remember one for the
+        estimator -> render rays."""
+        codes = self.model.condition(self.model.audio_codes(aud, self.use_attention), eye)  # [U,A(+1)]
         self.remember_code(codes[inv[0]])
         return self.render_rays(rays_o, rays_d, near, far, codes[inv], pose, bg, perturb=True)
 

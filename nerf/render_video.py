@@ -1,7 +1,7 @@
 """The frame loop of render.py: a loaded run (nerf/runs.py) says new speech.
 
 The new audio -> features (nerf/features.py), 10 s at a time -> per-frame codes (Pipeline.frame_codes, attention
-smoothing when the checkpoint has it on) -> poses (nerf/poses.py) -> one frame per 1/25 s (N = ceil(duration * 25)) by
+smoothing when the checkpoint has it on, with the eye openness of --blink: nerf/blinks.py) -> poses (nerf/poses.py) -> one frame per 1/25 s (N = ceil(duration * 25)) by
 Pipeline.render_frame over the background -> (--full_frame: pasted into the original video's frame, nerf/full_frame.py)
 -> H.264 mp4 with the input audio muxed (nerf/mp4.py), exactly the audio's length within one frame.
 """
@@ -15,6 +15,7 @@ from torch import Tensor
 
 from common.constants import class_palette
 from common.fileio import save_image
+from nerf.blinks import blink_schedule
 from nerf.features import SpeechFeatures
 from nerf.full_frame import FullFrame
 from nerf.mp4 import Mp4Writer, to_uint8
@@ -32,9 +33,10 @@ def iter_frames(run: LoadedRun, codes: Tensor, poses: Tensor, desc: str = "rende
         yield run.pipeline.render_frame(run.ds, poses[i], codes[i])
 
 
-def iter_speech_frames(run: LoadedRun, speech: SpeechFeatures, poses: Tensor, chunk: int = CHUNK_FRAMES):
-    """Frames for new speech, its features and codes computed `chunk` frames at a time (memory stays that of a
-    short file); a progress bar over all frames shows frames per second and the ETA."""
+def iter_speech_frames(run: LoadedRun, speech: SpeechFeatures, poses: Tensor, eye: Tensor | None = None,
+                       chunk: int = CHUNK_FRAMES):
+    """Frames for new speech (eye [n]: each frame's eye openness, None: open), its features and codes computed
+    `chunk` frames at a time (memory stays that of a short file); a progress bar shows frames/s and the ETA."""
     from tqdm import tqdm
 
     with tqdm(total=speech.n, desc="render", unit="frame", dynamic_ncols=True) as bar:
@@ -43,17 +45,19 @@ def iter_speech_frames(run: LoadedRun, speech: SpeechFeatures, poses: Tensor, ch
             feats, a0 = speech.chunk(a, b)
             if run.cfg.data.zero_audio:  # a control model trained without audio sees none here either
                 feats = np.zeros_like(feats)
-            codes = run.pipeline.frame_codes(torch.from_numpy(feats), torch.arange(a - a0, b - a0))  # [b-a, A]
+            codes = run.pipeline.frame_codes(torch.from_numpy(feats), torch.arange(a - a0, b - a0),
+                                             eye=None if eye is None else eye[a:b])  # [b-a, A(+1)]
             for i in range(a, b):
                 yield run.pipeline.render_frame(run.ds, poses[i], codes[i - a])
                 bar.update(1)
 
 
 def render_video(run: LoadedRun, aud: str | Path, out: str | Path, pose: str = "train", pose_index: int = 0,
-                 save_frames: str | Path | None = None, semantic_video: bool = False, full_frame: bool = False
-                 ) -> dict:
+                 save_frames: str | Path | None = None, semantic_video: bool = False, full_frame: bool = False,
+                 blink: str = "natural", blink_seed: int = 0) -> dict:
     """Render new speech to `out` (.mp4); full_frame: in the original video's frame (the semantic video stays
-    square). Returns {"frames", "seconds", "fps", "out", "semantic_out", "size"}."""
+    square); blink: natural | none | a file of per-frame eye openness (nerf/blinks.py).
+    Returns {"frames", "seconds", "fps", "out", "semantic_out", "size", "eye"}."""
     import time
 
     out = Path(out)
@@ -61,6 +65,9 @@ def render_video(run: LoadedRun, aud: str | Path, out: str | Path, pose: str = "
     speech = SpeechFeatures(aud, run.ds.root, run.ds.aud_dim)
     n = speech.n  # = ceil(T / 640) = ceil(duration * 25) for a wav
     poses = torch.from_numpy(pose_schedule(pose, run.ds.c2w.numpy(), n, pose_index))
+    eye = torch.from_numpy(blink_schedule(blink, n, None if run.ds.eye is None else run.ds.eye.numpy(), blink_seed))
+    if not run.model.eye_dim and blink != "none":
+        print(f"note: {run.run_dir} was trained without the eye input; --blink {blink} has no effect")
     audio_file = None if speech.wav is None else Path(aud)
     sem_out = out.with_name(out.stem + "_semantic.mp4") if semantic_video else None
     if semantic_video and not run.class_names:
@@ -74,7 +81,7 @@ def render_video(run: LoadedRun, aud: str | Path, out: str | Path, pose: str = "
         Path(save_frames).mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:
-        for i, res in enumerate(iter_speech_frames(run, speech, poses)):
+        for i, res in enumerate(iter_speech_frames(run, speech, poses, eye)):
             frame = to_uint8(res["rgb"])
             if paste is not None:
                 frame = paste.paste(frame)
@@ -92,4 +99,4 @@ def render_video(run: LoadedRun, aud: str | Path, out: str | Path, pose: str = "
         w.close()
     return {"frames": n, "seconds": seconds, "fps": n / max(seconds, 1e-9), "out": str(out),
             "semantic_out": None if sem_out is None else str(sem_out), "audio_seconds": speech.audio_seconds,
-            "size": size}
+            "size": size, "eye": eye.numpy()}

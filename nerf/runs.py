@@ -72,10 +72,16 @@ def load_run(argv: list[str], split: str = "train") -> LoadedRun:
     device = pick_device(cfg.train.device)
     ds = TalkingDataset(cfg.data, split)
     state = load_checkpoint(ckpt, map_location=device)
+    before_eyes = "eyes" not in state["fingerprint"]  # written before the eye input existed: a model without it
+    if before_eyes:
+        cfg = cfg.replace("model", eyes=False)
     weights = upgrade_state_dict(state["model"])
     meta = ModelMeta(ds.aud_dim, list(ds.class_names or []), weights["model.aabb"])
     try:  # the same shapes as in training, else a one-line error
-        check_fingerprint(ckpt, state["fingerprint"], fingerprint(cfg, meta))
+        current = fingerprint(cfg, meta)
+        if before_eyes:
+            current.pop("eyes")
+        check_fingerprint(ckpt, state["fingerprint"], current)
     except ValueError as e:
         raise ValueError(str(e).replace("made with a different config", "made with a different config or subject"))
     pipeline = build_pipeline(cfg, meta)

@@ -85,6 +85,12 @@ class Trainer:
             cfg = without_parsing(cfg)
             if self.dist.is_main:
                 print(f"{self.train_ds.root}: no parsing/ -> semantic head and semantic sampling off")
+        if cfg.model.eyes and self.train_ds.eye is None:  # nothing to learn blinks from
+            cfg = cfg.replace("model", eyes=False)
+            if self.dist.is_main:
+                print(f"{self.train_ds.root}: {self.train_ds.eye_source} -> training without the eye input")
+        elif cfg.model.eyes and self.dist.is_main and "estimated" in self.train_ds.eye_source:
+            print(f"{self.train_ds.root}: eye openness {self.train_ds.eye_source} (the blink input)")
         self.cfg, self.tc = cfg, cfg.train
         if self.tc.threads > 0:
             torch.set_num_threads(self.tc.threads)
@@ -141,12 +147,13 @@ class Trainer:
         gt = ds.pixels(frame, y, x).to(dev)
         uniq, inv = frame.unique(return_inverse=True)
         aud = ds.audio_windows(uniq, self.pipeline.smooth).to(dev)  # [U,W,16,D]
+        eye = None if ds.eye is None else ds.eye[uniq].to(dev)  # [U]
         near = torch.full((n,), ds.near, device=dev)
         far = torch.full((n,), ds.far, device=dev)
         self.pipeline.use_attention = it >= tc.att_start
         with torch.autocast(dev.type, enabled=self.amp):
             out = self.forward(aud, inv.to(dev), rays_o.to(dev), rays_d.to(dev), near, far,
-                               self.poses[frame].to(dev), ds.bg[y, x].to(dev))
+                               self.poses[frame].to(dev), ds.bg[y, x].to(dev), eye)
         loss, per_ray, logs = losses.training_loss(out, gt, cls.to(dev) if self.class_names else None,
                                                    tc.lambda_sem, tc.lambda_deform)
         self.optimizer.zero_grad(set_to_none=True)
@@ -164,7 +171,8 @@ class Trainer:
         ds = self.val_ds
         idx = np.unique(np.linspace(0, len(ds) - 1, max(self.tc.val_frames, 1)).round().astype(int))
         preds, gts, pars, labels = [], [], [], []
-        codes = self.pipeline.frame_codes(ds.aud, ds.aud_ids[torch.from_numpy(idx)])  # [V,A]
+        codes = self.pipeline.frame_codes(ds.aud, ds.aud_ids[torch.from_numpy(idx)],
+                                          eye=None if ds.eye is None else ds.eye[torch.from_numpy(idx)])  # [V,A(+1)]
         for k, f in enumerate(idx.tolist()):
             r = self.pipeline.render_frame(ds, ds.c2w[f], codes[k])
             preds.append(r["rgb"])

@@ -6,7 +6,7 @@ The head is a textured 3D mesh built from scikit-image's astronaut photo: mediap
 (x*w, y*h, z*w pixels), its tessellation gives the triangles, the photo gives the texture; a ring of extra
 vertices past the face oval carries the hair, and mediapipe selfie segmentation gives the alpha. Per frame the head
 is rotated/translated (smooth, yaw/pitch/roll within +-15 degrees), the jaw opens with the loudness of a
-synthetic voice (sample_data.speech), and the mesh is projected with a pinhole camera of known focal and
+synthetic voice (sample_data.speech), the eyelids blink (sample_data.motion), and the mesh is projected with a pinhole camera of known focal and
 rasterised (painter's order, per-triangle affine texture maps) over a torso layer that moves a little on its own
 and a static synthetic background. Writes the mp4 (H.264 yuv420p, 25 fps, AAC 16 kHz audio) and
 `<stem>_gt.json` with the ground truth (conventions inside the file).
@@ -29,7 +29,7 @@ from common.constants import SAMPLE_RATE as SR
 from common.errors import PreprocessError
 from common.ffmpeg import ffmpeg_exe
 from common.fileio import atomic_path, save_json
-from sample_data.motion import (expression_bump, expression_offsets, expression_spans, hold_still, make_motion,
+from sample_data.motion import (blink_closure, blink_offset, expression_bump, expression_offsets, expression_spans, hold_still, make_motion,
                                 rotation, torso_motion)
 from sample_data.scene import (EYE_DIST, FACE_FRACTION, FOCAL_PER_SIZE, INNER_LIP, JAW_DROP, SS, build_scene,
                                make_background, project, rasterise)
@@ -43,8 +43,9 @@ class Clip:
     gt: dict
 
 
-def render_clip(size: int = 256, seconds: float = 12.0, seed: int = 0, voice: int = 0, progress: bool = True) -> Clip:
-    """Render the whole clip in memory: frames, audio and the ground-truth dict."""
+def render_clip(size: int = 256, seconds: float = 12.0, seed: int = 0, voice: int = 0, progress: bool = True,
+                blinks: bool = True) -> Clip:
+    """Render the whole clip in memory: frames, audio and the ground-truth dict (blinks: eyelids that close)."""
     from skimage import data
 
     if size < 32 or seconds <= 0:
@@ -72,6 +73,8 @@ def render_clip(size: int = 256, seconds: float = 12.0, seed: int = 0, voice: in
     hold_still(motion, spans)
     torso_motion(motion, size)
     brow_off, cheek_off = expression_offsets(head.verts, head.jaw_w)
+    closure = blink_closure(n_frames, spans, seed) if blinks else np.zeros(n_frames)
+    lid_off = blink_offset(head.verts)
     n = size * SS
     bg = cv2.resize(make_background(size, rng), (n, n), interpolation=cv2.INTER_CUBIC)
     frames = np.zeros((n_frames, size, size, 3), np.uint8)
@@ -83,7 +86,7 @@ def render_clip(size: int = 256, seconds: float = 12.0, seed: int = 0, voice: in
         t = (t_rest + motion["head_off"][i] + np.array([shift[0], shift[1], 0.0]) * z0 / focal
              + head.pivot - R @ head.pivot)
         verts = (head.verts + (mouth[i] * JAW_DROP) * head.jaw_w[:, None] * head.jaw_dir + brow[i] * brow_off
-                 + mouth[i] * cheek_off)
+                 + mouth[i] * cheek_off + closure[i] * lid_off)
         cam = verts @ R.T + t
         uv = project(cam, focal * SS, c * SS)
 
@@ -105,11 +108,12 @@ def render_clip(size: int = 256, seconds: float = 12.0, seed: int = 0, voice: in
         records.append({"frame": i, "euler_deg": [round(float(a), 6) for a in (yaw, pitch, roll)],
                         "R": np.round(R, 9).tolist(), "t": np.round(t, 9).tolist(),
                         "focal": focal, "mouth": round(float(mouth[i]), 6),
-                        "brow": round(float(brow[i]), 6), "still": any(a <= i <= b for a, b in spans),
+                        "brow": round(float(brow[i]), 6), "eye_closure": round(float(closure[i]), 6), "still": any(a <= i <= b for a, b in spans),
                         "torso_shift_px": np.round(shift, 4).tolist()})
 
     n_pts = 478
-    moves = np.linalg.norm(brow_off[:n_pts], axis=1) + np.linalg.norm(cheek_off[:n_pts], axis=1)
+    moves = (np.linalg.norm(brow_off[:n_pts], axis=1) + np.linalg.norm(cheek_off[:n_pts], axis=1)
+             + np.linalg.norm(lid_off[:n_pts], axis=1))
     rigid = np.nonzero((head.jaw_w[:n_pts] < 1e-3) & (moves < 1e-6))[0]
     gt = {
         "conventions": ("X_cam = R @ X_head + t; OpenCV camera (x right, y down, z forward); "
@@ -124,7 +128,10 @@ def render_clip(size: int = 256, seconds: float = 12.0, seed: int = 0, voice: in
         "head_points": np.round(head.verts[:n_pts], 7).tolist(),
         "head_points_note": ("mediapipe face-mesh order (478, iris 468-477) in the head frame, mouth closed. A frame's "
                              "points are head_points + mouth * jaw_drop * jaw_weight[:, None] * jaw_dir + brow * brow_offset "
-                             "+ mouth * cheek_offset"),
+                             "+ mouth * cheek_offset + eye_closure * blink_offset"),
+        "blink_offset": np.round(lid_off[:n_pts], 7).tolist(),
+        "blink_note": ("eye_closure in [0, 1] per frame (1 = lids shut): the upper lids come down LID_MEET of the "
+                       "lid gap and the lower lids rise the rest; blinks last 5-8 frames, ~17 a minute"),
         "expression_spans": [list(sp) for sp in spans],
         "expression_note": ("in each span [first, last] the head pose is constant (R, t) while the jaw drops "
                             "fully and the brows rise (brow: 0 -> 1 -> 0); brow_offset and cheek_offset are the "

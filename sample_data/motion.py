@@ -7,6 +7,9 @@
   The brows lift the forehead, the brows and (less) the upper eyelids (`brow_offset`), and an open jaw pulls the
   cheeks and the lower face oval down a little (`cheek_offset`), as on a real face. A tracker that reads this as
   head motion fails the sample's test: inside a span the true rotation is constant.
+- Blinks (`blink_closure`, `blink_offset`): about 17 a minute outside the expression spans, and one in the last
+  twentieth of the clip (the validation frames), 200-320 ms each; the upper lids come down to meet the lower ones
+  (which rise a little) and the skin above the lids follows halfway.
 """
 from __future__ import annotations
 
@@ -24,6 +27,13 @@ CHEEK_DROP = 0.005  # head units the cheeks and lower face oval move down at mou
 BROWS = [46, 52, 53, 55, 63, 65, 66, 70, 105, 107, 276, 282, 283, 285, 293, 295, 296, 300, 334, 336]
 EYE_CORNERS = [33, 133, 263, 362]
 FOREHEAD_TOP = 10
+# mediapipe eye contours, paired from the outer to the inner corner: upper lid, lower lid, crease above the upper lid
+UPPER_LIDS = [246, 161, 160, 159, 158, 157, 173, 466, 388, 387, 386, 385, 384, 398]
+LOWER_LIDS = [7, 163, 144, 145, 153, 154, 155, 249, 390, 373, 374, 380, 381, 382]
+CREASES = [247, 30, 29, 27, 28, 56, 190, 467, 260, 259, 257, 258, 286, 414]
+LID_MEET = 0.85  # share of the lid gap the upper lid covers when closed (the lower lid covers the rest)
+BLINKS_PER_MIN = 17.0
+BLINK_FRAMES = (5, 8)  # 200-320 ms
 
 
 def smooth_curve(n: int, rng: np.random.Generator, peak: float, f_lo: float = 0.06, f_hi: float = 0.45) -> np.ndarray:
@@ -89,6 +99,40 @@ def hold_still(motion: dict, spans: list[tuple[int, int]]) -> None:
         w = _smoothstep(1 - dist / HOLD_RAMP)[:, None]
         for key in ("angles", "head_off"):
             motion[key] = (1 - w) * motion[key] + w * motion[key][c]
+
+
+def blink_closure(n: int, spans: list[tuple[int, int]], seed: int) -> np.ndarray:
+    """[n] eyelid closure in [0, 1] (1 = shut): blinks at ~BLINKS_PER_MIN outside the spans, one near the end."""
+    rng = np.random.default_rng(seed + 7919)  # its own stream: the other curves of a seed stay as they were
+    closure = np.zeros(n)
+    starts, t = [], int(rng.integers(FPS // 2, 2 * FPS))
+    while t < n:
+        starts.append(t)
+        t += int(FPS * 60 / BLINKS_PER_MIN * rng.uniform(0.6, 1.4))
+    if n >= 2 * FPS:
+        starts.append(n - int(0.05 * n) - BLINK_FRAMES[1] // 2)  # in the validation split (the last 1/11)
+    for a in starts:
+        length = int(rng.integers(BLINK_FRAMES[0], BLINK_FRAMES[1] + 1))
+        for s0, s1 in spans:  # a blink that would fall in a span comes right after it
+            if s0 - length - 2 <= a <= s1 + 2:
+                a = s1 + 3
+        if a < 0 or a + length >= n:
+            continue
+        u = np.arange(length + 1) / length  # closing over the first third, opening over the rest
+        shape = np.where(u < 1 / 3, _smoothstep(3 * u), _smoothstep(1.5 * (1 - u)))
+        closure[a:a + length + 1] = np.maximum(closure[a:a + length + 1], shape[:n - a])
+    return closure
+
+
+def blink_offset(verts: np.ndarray) -> np.ndarray:
+    """[V,3] head-frame displacement at closure = 1: the upper lids down to LID_MEET of the gap, the lower lids up
+    the rest, the creases half as far as the lid below them."""
+    off = np.zeros_like(verts)
+    gap = verts[LOWER_LIDS] - verts[UPPER_LIDS]  # [K,3]
+    off[UPPER_LIDS] = LID_MEET * gap
+    off[LOWER_LIDS] = -(1 - LID_MEET) * gap
+    off[CREASES] = 0.5 * LID_MEET * gap
+    return off
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """A tiny generated `dataset/<name>/` folder (docs/DESIGN.md section 4) for the nerf tests.
 
 The scene is analytic, in the head-frame units of docs/DESIGN.md section 5: a sphere "head" of radius 0.1 at the
-origin (hair on top and back, eyes, lips and a mouth whose opening follows the audio), and a "neck" and
+origin (hair on top and back, eyes that can close, lips and a mouth whose opening follows the audio), and a "neck" and
 "torso" box that stay fixed in camera space (so in the head frame they move when the head turns, as a real
 torso does). Each frame's head pose is a few degrees of rotation; the camera sits ~0.5 away.
 """
@@ -57,13 +57,20 @@ def mouth_opening(i: int) -> float:
     return 0.5 + 0.5 * math.sin(1.7 * i + 0.3)
 
 
-def _head_class(n: np.ndarray, opening: float) -> np.ndarray:
-    """Class of points on the head sphere from their unit normals n [M,3] (head frame: -z faces the camera)."""
+def eye_openness(i: int) -> float:
+    """How open the eyes are in frame i (make_tiny_dataset(eyes=True)), in [0.2, 1]: not in step with the mouth."""
+    return 0.6 + 0.4 * math.sin(2.9 * i + 1.1)
+
+
+def _head_class(n: np.ndarray, opening: float, eye_open: float = 1.0) -> np.ndarray:
+    """Class of points on the head sphere from their unit normals n [M,3] (head frame: -z faces the camera); the
+    eyes are discs, cut to a band of eye_open of their height (the lids are skin)."""
     cls = np.full(len(n), 1, np.int64)
     cls[(n[:, 1] < -0.55) | (n[:, 2] > 0.2)] = 10  # hair: top and back
     for sx in (-1, 1):
         eye = np.array([0.35 * sx, -0.2, -0.91])
-        cls[n @ (eye / np.linalg.norm(eye)) > 0.985] = 3
+        eye /= np.linalg.norm(eye)
+        cls[(n @ eye > 0.985) & (np.abs(n[:, 1] - eye[1]) < 0.175 * eye_open)] = 3
     lips = (np.abs(n[:, 0]) < 0.32) & (np.abs(n[:, 1] - 0.45) < 0.1) & (n[:, 2] < 0)
     cls[lips] = 7
     inner = (np.abs(n[:, 0]) < 0.24) & (np.abs(n[:, 1] - 0.45) < 0.01 + 0.07 * opening) & (n[:, 2] < 0)
@@ -82,7 +89,7 @@ def _box_hit(o: np.ndarray, d: np.ndarray, centre: np.ndarray, half: np.ndarray)
 
 
 def render_frame(c2w: np.ndarray, R: np.ndarray, t: np.ndarray, focal: float, size: int, bg: np.ndarray,
-                 opening: float) -> tuple[np.ndarray, np.ndarray]:
+                 opening: float, eye_open: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Ray-cast the scene: (image float [H,W,3] in [0,1], parsing uint8 [H,W])."""
     j, i = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
     c = size / 2
@@ -105,7 +112,7 @@ def render_frame(c2w: np.ndarray, R: np.ndarray, t: np.ndarray, focal: float, si
     p = o + t_head[:, None] * d
     n = p / HEAD_R
     head = hit & (which == 0)
-    cls[head] = _head_class(n[head], opening)
+    cls[head] = _head_class(n[head], opening, eye_open)
     cls[hit & (which == 1)] = 8
     cls[hit & (which == 2)] = 9
     albedo = np.zeros((len(d), 3))
@@ -132,8 +139,9 @@ def _rect(mask: np.ndarray, pad: int = 1) -> list[int]:
 
 
 def make_tiny_dataset(root: str | Path, n_frames: int = 12, size: int = 32, adnerf: bool = False,
-                      aud_dim: int | None = None) -> Path:
-    """Write the folder; `adnerf=True` writes only AD-NeRF's files (no parsing/, aud_meta.json, h/w, lips_rect)."""
+                      aud_dim: int | None = None, eyes: bool = False) -> Path:
+    """Write the folder; `adnerf=True` writes only AD-NeRF's files (no parsing/, aud_meta.json, h/w, lips_rect);
+    `eyes=True`: the eyes close by eye_openness(i), written as each frame's `eye` (else always open, no `eye`)."""
     root = Path(root)
     (root / "ori_imgs").mkdir(parents=True, exist_ok=True)
     focal = 1.25 * size
@@ -151,10 +159,12 @@ def make_tiny_dataset(root: str | Path, n_frames: int = 12, size: int = 32, adne
     for i in range(n_frames):
         R, t = head_pose(i, n_frames)
         c2w = c2w_from_pose(R, t)
-        rgb, cls = render_frame(c2w, R, t, focal, size, bg, mouth_opening(i))
+        rgb, cls = render_frame(c2w, R, t, focal, size, bg, mouth_opening(i), eye_openness(i) if eyes else 1.0)
         save_image(root / "ori_imgs" / f"{i}.jpg", (rgb * 255).round().astype(np.uint8))
         frame = {"img_id": i, "aud_id": i, "transform_matrix": c2w.tolist(),
                  "face_rect": _rect(np.isin(cls, [1, 3, 6, 7, 10]))}
+        if eyes:
+            frame["eye"] = eye_openness(i)
         if not adnerf:
             save_image(root / "parsing" / f"{i}.png", cls)
             frame["lips_rect"] = _rect(np.isin(cls, [6, 7]))

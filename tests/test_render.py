@@ -230,8 +230,8 @@ def _old_layout(state: dict) -> dict:
 
 
 def test_checkpoint_from_before_the_estimator_split_renders_the_same(run, tmp_path):
-    """logs/<run>/ckpt/latest.pt rewritten in the old layout, without `audio_attention`: render.py loads it and
-    writes the same frames as from the new one."""
+    """logs/<run>/ckpt/latest.pt rewritten in the old layout, without `audio_attention` and the `eyes` setting:
+    render.py loads it and writes the same frames as from the new one."""
     import shutil
 
     import torch
@@ -245,6 +245,7 @@ def test_checkpoint_from_before_the_estimator_split_renders_the_same(run, tmp_pa
     assert "estimator.mask" in state["model"] and "audio_attention" in state
     state["model"] = _old_layout(state["model"])
     del state["audio_attention"]
+    del state["fingerprint"]["eyes"]  # and from before the eye input
     torch.save(state, ckpt)
     tone = make_tone(tmp_path / "tone.wav", seconds=0.2)
     frames = {}

@@ -1,0 +1,101 @@
+"""Eye openness, the field's blink input: read for training, scheduled for rendering (render.py --blink).
+
+Openness is common/eyes.py's: 1 = the subject's usual open eye, a closed eye near 0.2-0.4. A dataset gives it per
+frame as transforms_*.json's `eye` (process_data.sh writes it); an older folder has it estimated here from
+landmarks.npy or AD-NeRF's ori_imgs/<id>.lms; without any of these the model trains without the input.
+At render time: `natural` (blinks at a human rate, randomised with a seed), `none` (eyes open), or a file with one
+openness value per rendered frame (.npy, or text with one number per line).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from common.eyes import openness
+
+RATE_PER_MIN = (15.0, 20.0)  # natural blinks: a rate drawn in this range
+DURATION_S = (0.1, 0.3)  # each blink lasts this long (closing about a third of it, opening the rest)
+MIN_GAP_S = 1.0  # at least this long between two blinks
+FPS = 25
+
+
+def read_eye_openness(root: Path, frames: list[dict], img_ids: np.ndarray) -> tuple[np.ndarray | None, str]:
+    """(openness float32 [F] of the split's frames, where it came from) or (None, why there is none)."""
+    if frames and all("eye" in f for f in frames):
+        return np.array([float(f["eye"]) for f in frames], np.float32), "transforms (eye)"
+    lms_path = root / "landmarks.npy"
+    if lms_path.is_file():
+        lms = np.load(lms_path)
+        if lms.ndim == 3 and len(lms) > int(img_ids.max()):
+            return openness(lms)[img_ids], f"estimated from {lms_path.name}"
+    lms_files = sorted((root / "ori_imgs").glob("*.lms"), key=lambda p: int(p.stem) if p.stem.isdigit() else -1)
+    if lms_files and all(p.stem.isdigit() for p in lms_files):
+        by_id = {int(p.stem): k for k, p in enumerate(lms_files)}
+        if all(int(i) in by_id for i in img_ids):
+            lms = np.stack([np.loadtxt(p)[:, :2] for p in lms_files])
+            return openness(lms)[[by_id[int(i)] for i in img_ids]], "estimated from ori_imgs/*.lms"
+    return None, "no eye openness (no 'eye' in the transforms, no landmarks.npy, no ori_imgs/*.lms)"
+
+
+def closed_level(train_eye: np.ndarray | None) -> float:
+    """How far a natural blink closes: the training clip's 2nd-percentile openness (its blinks), at most 0.5."""
+    if train_eye is None or len(train_eye) == 0:
+        return 0.3
+    return float(min(np.percentile(train_eye, 2), 0.5))
+
+
+def natural_blinks(n: int, closed: float, seed: int = 0, open_level: float = 1.0) -> np.ndarray:
+    """[n] openness at 25 fps: open_level, with blinks down to `closed` at 15-20 a minute, 100-300 ms each."""
+    rng = np.random.default_rng(seed)
+    rate = rng.uniform(*RATE_PER_MIN) / 60.0  # blinks per second
+    out = np.full(n, open_level, np.float64)
+    mean_dur = sum(DURATION_S) / 2
+    t = rng.uniform(0.3, 1.0 / rate)  # the first blink
+    while t * FPS < n:
+        dur = rng.uniform(*DURATION_S)
+        out = np.minimum(out, blink_curve(n, t, dur, closed, open_level))
+        t += dur + MIN_GAP_S + rng.exponential(1.0 / rate - MIN_GAP_S - mean_dur)  # mean period 1 / rate
+    return out.astype(np.float32)
+
+
+def blink_curve(n: int, start: float, dur: float, closed: float, open_level: float) -> np.ndarray:
+    """[n]: one blink starting at `start` seconds: a cosine close over a third of `dur`, open over the rest,
+    sampled at the frame times (frames inside a short blink get the curve's value there)."""
+    t = np.arange(n) / FPS - start
+    close_s = dur / 3
+    depth = np.zeros(n)
+    closing = (t >= 0) & (t < close_s)
+    opening = (t >= close_s) & (t < dur)
+    depth[closing] = 0.5 - 0.5 * np.cos(np.pi * t[closing] / close_s)
+    depth[opening] = 0.5 + 0.5 * np.cos(np.pi * (t[opening] - close_s) / (dur - close_s))
+    nearest = int(round((start + close_s) * FPS))  # the fully closed moment lands on its nearest frame
+    if 0 <= nearest < n:
+        depth[nearest] = max(depth[nearest], 1.0 if dur * FPS >= 2 else 0.8)
+    return open_level - (open_level - closed) * depth
+
+
+def read_blink_file(path: Path, n: int) -> np.ndarray:
+    """A file of per-frame openness -> float32 [n]; ValueError naming the file if it is unreadable or not n long."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: blink file not found")
+    try:
+        values = np.load(path) if path.suffix == ".npy" else np.loadtxt(path, delimiter="," if path.suffix == ".csv"
+                                                                         else None, ndmin=1)
+    except (ValueError, OSError) as e:
+        raise ValueError(f"{path}: not a list of numbers ({' '.join(str(e).split())[:80]})") from None
+    values = np.asarray(values, np.float32).reshape(-1)
+    if len(values) != n:
+        raise ValueError(f"{path}: {len(values)} openness values, but the audio gives {n} frames (one per 1/25 s)")
+    if not np.isfinite(values).all():
+        raise ValueError(f"{path}: contains NaN or inf")
+    return values
+
+
+def blink_schedule(mode: str, n: int, train_eye: np.ndarray | None, seed: int = 0) -> np.ndarray:
+    """The openness of each of n rendered frames [n]: `natural`, `none` or a file (see the module doc)."""
+    if mode == "none":
+        return np.ones(n, np.float32)
+    if mode == "natural":
+        return natural_blinks(n, closed_level(train_eye), seed)
+    return read_blink_file(Path(mode), n)

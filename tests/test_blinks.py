@@ -1,0 +1,170 @@
+"""Eye openness as an input (common/eyes.py, nerf/blinks.py, render.py --blink): the measure, the schedules, the
+files, and on a tiny generated subject whose eyes close: the rendered eyes follow the requested openness."""
+from __future__ import annotations
+
+import json
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+import render
+import train
+from common.eyes import IBUG68_EYES, MEDIAPIPE_EYES, eye_aspect_ratio, openness
+from nerf.blinks import blink_schedule, closed_level, natural_blinks, read_blink_file, read_eye_openness
+from tests import nerf_fixtures as NF
+from tests.test_learning import LEARN
+
+BIG, SIZE, N_FRAMES, ITERS = 64, 32, 24, 100
+REQUESTED = np.array([0.2, 1.0, 0.5, 0.8, 0.35, 0.65])  # openness asked of the renders
+
+
+# ---------------------------------------------------------------- the measure
+def _eyes(n_points: int, layout, gaps: np.ndarray) -> np.ndarray:
+    """Landmarks [N,n_points,2] with each eye 10 px wide and both lid pairs `gaps` px apart."""
+    lms = np.zeros((len(gaps), n_points, 2))
+    for e, (c0, u1, u2, c1, l2, l1) in enumerate(layout):
+        x = 40.0 * e
+        lms[:, c0], lms[:, c1] = [x, 0], [x + 10, 0]
+        for k, (u, low) in enumerate(((u1, l1), (u2, l2))):
+            lms[:, u] = np.stack([np.full(len(gaps), x + 3 + 4 * k), -gaps / 2], 1)
+            lms[:, low] = np.stack([np.full(len(gaps), x + 3 + 4 * k), gaps / 2], 1)
+    return lms
+
+
+@pytest.mark.parametrize("n_points,layout", [(478, MEDIAPIPE_EYES), (468, MEDIAPIPE_EYES), (68, IBUG68_EYES)])
+def test_eye_aspect_ratio_is_lid_gap_over_width(n_points, layout):
+    gaps = np.array([3.0, 1.0, 0.0])
+    assert np.allclose(eye_aspect_ratio(_eyes(n_points, layout, gaps)), gaps / 10)
+
+
+def test_openness_is_one_for_the_usual_eye_and_fills_gaps():
+    gaps = np.array([3.0] * 8 + [0.6, 0.6, 0.6] + [3.0] * 8)
+    lms = _eyes(478, MEDIAPIPE_EYES, gaps)
+    lms[2] = np.nan  # a frame without landmarks
+    o = openness(lms)
+    assert o[0] == pytest.approx(1.0) and o[-1] == pytest.approx(1.0) and o[2] == pytest.approx(1.0)
+    assert o[9] == pytest.approx(0.2) and o[8] < 0.5  # the blink, smoothed over 3 frames
+    with pytest.raises(ValueError, match="unknown landmark layout with 10 points"):
+        eye_aspect_ratio(np.zeros((2, 10, 2)))
+
+
+# ---------------------------------------------------------------- schedules and files
+def test_natural_blinks_at_a_human_rate_and_length():
+    n = 25 * 600  # ten minutes
+    for seed in range(3):
+        o = natural_blinks(n, closed=0.3, seed=seed)
+        assert o.max() == pytest.approx(1.0) and o.min() == pytest.approx(0.3, abs=0.01)
+        shut = o < 0.65
+        starts = np.nonzero(shut[1:] & ~shut[:-1])[0]
+        ends = np.nonzero(~shut[1:] & shut[:-1])[0]
+        per_min = len(starts) / 10
+        lengths_ms = (ends[:len(starts)] - starts[:len(ends)]) * 40
+        assert 14 <= per_min <= 21, per_min
+        assert lengths_ms.max() <= 320 and lengths_ms.min() >= 40
+    assert np.array_equal(natural_blinks(500, 0.3, seed=4), natural_blinks(500, 0.3, seed=4))
+    assert not np.array_equal(natural_blinks(500, 0.3, seed=4), natural_blinks(500, 0.3, seed=5))
+
+
+def test_blink_modes_and_files(tmp_path):
+    assert np.array_equal(blink_schedule("none", 5, None), np.ones(5))
+    assert closed_level(np.array([1.0] * 95 + [0.3] * 5)) == pytest.approx(0.3)
+    assert closed_level(np.ones(100)) == 0.5  # a clip without blinks: half closed at most
+    assert closed_level(None) == 0.3
+    (tmp_path / "ok.txt").write_text("1\n0.5\n0.3\n")
+    assert np.allclose(blink_schedule(str(tmp_path / "ok.txt"), 3, None), [1, 0.5, 0.3])
+    np.save(tmp_path / "ok.npy", np.array([1.0, 0.2]))
+    assert np.allclose(read_blink_file(tmp_path / "ok.npy", 2), [1, 0.2])
+    with pytest.raises(ValueError, match=r"ok\.txt: 3 openness values, but the audio gives 4 frames"):
+        read_blink_file(tmp_path / "ok.txt", 4)
+    (tmp_path / "bad.txt").write_text("open\nshut\n")
+    with pytest.raises(ValueError, match=r"bad\.txt: not a list of numbers"):
+        read_blink_file(tmp_path / "bad.txt", 2)
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        read_blink_file(tmp_path / "missing.txt", 2)
+
+
+def test_eye_openness_sources(tmp_path):
+    frames = [{"img_id": 0, "eye": 0.9}, {"img_id": 1, "eye": 0.4}]
+    eye, src = read_eye_openness(tmp_path, frames, np.array([0, 1]))
+    assert np.allclose(eye, [0.9, 0.4]) and "transforms" in src
+    bare = [{"img_id": 0}, {"img_id": 2}]
+    eye, src = read_eye_openness(tmp_path, bare, np.array([0, 2]))
+    assert eye is None and "no eye openness" in src
+    (tmp_path / "ori_imgs").mkdir()  # AD-NeRF: 68-point .lms per frame
+    gaps = np.array([3.0, 3.0, 0.6, 0.6, 3.0, 3.0])
+    for i, pts in enumerate(_eyes(68, IBUG68_EYES, gaps)):
+        np.savetxt(tmp_path / "ori_imgs" / f"{i}.lms", pts, "%f")
+    eye, src = read_eye_openness(tmp_path, bare, np.array([0, 2]))
+    assert "lms" in src and eye[0] > 0.8 and eye[1] < 0.5
+    np.save(tmp_path / "landmarks.npy", _eyes(478, MEDIAPIPE_EYES, gaps))  # preferred over .lms
+    eye, src = read_eye_openness(tmp_path, bare, np.array([0, 2]))
+    assert "landmarks.npy" in src and eye[0] > 0.8 and eye[1] < 0.5
+
+
+# ---------------------------------------------------------------- the field follows the eye input
+@pytest.fixture(scope="module")
+def subject(tmp_path_factory):
+    root = tmp_path_factory.mktemp("blinks")
+    return root, NF.make_tiny_dataset(root / "data", n_frames=N_FRAMES, size=BIG, eyes=True)
+
+
+def _train(root, data, name, *extra):
+    rc = train.main(["--datadir", str(data), "--basedir", str(root / "logs"), "--expname", name,
+                     "--iters", str(ITERS), "--ckpt_every", str(ITERS), "--val_every", str(ITERS), *LEARN, *extra])
+    assert rc == 0
+    return root / "logs" / name
+
+
+def _eye_rect(data):
+    """x0, y0, x1, y1 at SIZE px around both eyes of training frame 0, rendered wide open."""
+    R, t = NF.head_pose(0, N_FRAMES)
+    bg = np.zeros((BIG, BIG, 3))
+    _, cls = NF.render_frame(NF.c2w_from_pose(R, t), R, t, 1.25 * BIG, BIG, bg, 0.5, 1.0)
+    ys, xs = np.nonzero(cls == 3)
+    k = SIZE / BIG
+    return int(xs.min() * k) - 1, int(ys.min() * k) - 1, int(np.ceil((xs.max() + 1) * k)) + 1, \
+        int(np.ceil((ys.max() + 1) * k)) + 1
+
+
+def _eye_darkness(run, data, tmp_path, name) -> np.ndarray:
+    """Render at training pose 0 with one audio frame repeated and --blink REQUESTED; the eye area's darkness."""
+    feats = np.repeat(np.load(data / "aud.npy")[:1], len(REQUESTED), axis=0)
+    np.save(tmp_path / f"{name}_aud.npy", feats)
+    np.savetxt(tmp_path / f"{name}_blink.txt", REQUESTED)
+    out = tmp_path / name
+    rc = render.main(["--datadir", str(data), "--basedir", str(run.parent), "--expname", run.name,
+                      "--aud", str(tmp_path / f"{name}_aud.npy"), "--pose", "static", "--save_frames", str(out),
+                      "--out", str(out.with_suffix(".mp4")), "--blink", str(tmp_path / f"{name}_blink.txt")])
+    assert rc == 0
+    x0, y0, x1, y1 = _eye_rect(data)
+    frames = [iio.imread(p).astype(np.float64) / 255 for p in sorted(out.glob("*.png"))]
+    return np.array([1 - f[y0:y1, x0:x1].mean() for f in frames])
+
+
+def test_rendered_eyes_follow_the_requested_openness(subject, tmp_path):
+    """100 iterations: the eye area's darkness follows the requested openness (r >= 0.8); a model trained with
+    `--eyes false` renders the same eyes whatever is asked."""
+    root, data = subject
+    run = _train(root, data, "eyes")
+    assert "eyes = true" in (run / "config.txt").read_text()
+    dark = _eye_darkness(run, data, tmp_path, "eyes")
+    r = float(np.corrcoef(REQUESTED, dark)[0, 1])
+    print(f"eye darkness {np.round(dark, 3)} for openness {REQUESTED}: r = {r:.3f}")
+    assert r >= 0.8
+    control = _train(root, data, "no_eyes", "--eyes", "false")
+    flat = _eye_darkness(control, data, tmp_path, "no_eyes")
+    assert np.ptp(flat) < 0.1 * np.ptp(dark)
+
+
+def test_old_folder_without_eye_trains_without_the_input(tmp_path, capsys):
+    data = NF.make_tiny_dataset(tmp_path / "data", n_frames=12, size=16)
+    run = tmp_path / "logs" / "bare"
+    from tests.render_fixtures import FAST
+
+    assert train.main(["--datadir", str(data), "--basedir", str(tmp_path / "logs"), "--expname", "bare",
+                       *FAST, "--iters", "2"]) == 0
+    assert "no eye openness" in capsys.readouterr().out
+    assert "eyes = false" in (run / "config.txt").read_text()
+    meta = json.loads((data / "transforms_train.json").read_text())
+    assert all("eye" not in f for f in meta["frames"])
