@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,22 +24,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
 
-from benchmarks.results_io import save_figure, write_results  # noqa: E402
+from benchmarks.results_io import run_stage, save_figure, write_results  # noqa: E402
 
 SILENT = {"wolfgang"}  # clips whose own audio track is silent: trained with synthetic speech
 
 
 def run(cmd: list[str], log: Path) -> float:
-    """Run a stage from the repository root, its output appended to log; exit with its code if it fails."""
-    print("+ " + " ".join(cmd), flush=True)
-    t0 = time.perf_counter()
-    with log.open("a") as f:
-        f.write("+ " + " ".join(cmd) + "\n")
-        f.flush()
-        code = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT).returncode
-    if code != 0:
-        sys.exit(f"real_footage: stage failed with exit code {code} (see {log}): {' '.join(cmd)}")
-    return time.perf_counter() - t0
+    """Run a stage from the repository root (results_io.run_stage); its wall time in seconds."""
+    return run_stage(cmd, log, ROOT, "real_footage")
 
 
 def tracking_numbers(data: Path) -> dict:

@@ -1,4 +1,5 @@
-"""What every benchmark shares: a matplotlib figure for the plot and writing results/<name>.json + .png."""
+"""What every benchmark shares: a matplotlib figure for the plot, writing results/<name>.json + .png, and running
+the project's commands as stages."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,3 +37,21 @@ def write_results(out: str | Path, results: dict, draw: Callable[[Path], None]) 
     draw(out.with_suffix(".png"))
     print(f"-> {out}")
     return 0
+
+
+def run_stage(cmd: list[str], log: Path, cwd: Path, who: str) -> float:
+    """Run one stage in cwd, its output appended to log; exit naming `who` with its code if it fails. Returns
+    its wall time in seconds."""
+    import subprocess
+    import sys
+    import time
+
+    print("+ " + " ".join(cmd), flush=True)
+    t0 = time.perf_counter()
+    with log.open("a") as f:
+        f.write("+ " + " ".join(cmd) + "\n")
+        f.flush()
+        code = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT).returncode
+    if code != 0:
+        sys.exit(f"{who}: stage failed with exit code {code} (see {log}): {' '.join(cmd)}")
+    return time.perf_counter() - t0

@@ -168,3 +168,21 @@ def test_old_folder_without_eye_trains_without_the_input(tmp_path, capsys):
     assert "eyes = false" in (run / "config.txt").read_text()
     meta = json.loads((data / "transforms_train.json").read_text())
     assert all("eye" not in f for f in meta["frames"])
+
+
+def test_render_blink_file_of_the_wrong_length_is_a_one_line_error(tmp_path, capsys):
+    from tests.av_media import make_tone
+    from tests.render_fixtures import train_tiny
+
+    run = train_tiny(tmp_path)
+    tone = make_tone(tmp_path / "tone.wav", seconds=0.2)  # 5 frames
+    (tmp_path / "blinks.txt").write_text("1\n0.3\n1\n")
+    out = tmp_path / "keep.mp4"
+    out.write_bytes(b"previous render")
+    capsys.readouterr()
+    rc = render.main(["--config", str(run["config"]), "--aud", str(tone), "--out", str(out),
+                      "--blink", str(tmp_path / "blinks.txt")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and err.startswith("error: ") and "\n" not in err
+    assert "blinks.txt: 3 openness values, but the audio gives 5 frames" in err
+    assert out.read_bytes() == b"previous render"

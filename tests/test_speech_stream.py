@@ -50,8 +50,8 @@ def test_chunked_codes_equal_the_whole_file(tmp_path):
     seen = []
 
     class _Pipe:  # records the codes each frame is rendered with
-        def frame_codes(self, *a):
-            return pipe.frame_codes(*a)
+        def frame_codes(self, *a, **kw):
+            return pipe.frame_codes(*a, **kw)
 
         def render_frame(self, cam, c2w, code):
             seen.append(code)
