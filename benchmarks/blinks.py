@@ -25,6 +25,8 @@ sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
 
 from benchmarks.results_io import run_stage, save_figure, write_results  # noqa: E402
+from nerf.blinks import closed_level, natural_blinks  # noqa: E402
+from nerf.dataset import DataConfig, TalkingDataset  # noqa: E402
 
 NAME = "blinks"
 
@@ -118,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     curves, strips = {}, {}
     gt = json.loads(video.with_name(f"{NAME}_gt.json").read_text())
     results["clip_blink_frames"] = int(sum(f["eye_closure"] > 0.5 for f in gt["frames"]))
+    train_eye = TalkingDataset(DataConfig(datadir=str(data), preload=False), "train").eye
+    n = int(np.ceil(args.seconds * 25))  # the frames render.py makes of the new speech
+    requested = natural_blinks(n, closed_level(None if train_eye is None else train_eye.numpy()), args.blink_seed)
     for name, extra in (("eyes", []), ("noeyes", ["--eyes", "false"])):
         exp = f"{NAME}_{name}"
         if not args.skip_train:
@@ -127,12 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         run([py, "render.py", "--config", str(config), "--expname", exp, "--aud", str(speech), "--blink", "natural",
              "--blink_seed", str(args.blink_seed), "--img_size", str(args.render_size), "--save_frames", str(frames),
              "--out", str(out_dir / f"{name}.mp4")], log)
-        from nerf.blinks import closed_level, natural_blinks
-        from nerf.dataset import DataConfig, TalkingDataset
-
-        ds = TalkingDataset(DataConfig(datadir=str(data), preload=False), "train")
-        n = len(list(frames.glob("*.png")))
-        requested = natural_blinks(n, closed_level(None if ds.eye is None else ds.eye.numpy()), args.blink_seed)
+        assert len(list(frames.glob("*.png"))) == n, frames
         measured = measured_openness(frames, train_lms)
         ev = json.loads((ROOT / "logs" / exp / "eval" / "metrics.json").read_text())
         run_dir = ROOT / "logs" / exp

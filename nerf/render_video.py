@@ -1,9 +1,10 @@
 """The frame loop of render.py: a loaded run (nerf/runs.py) says new speech.
 
 The new audio -> features (nerf/features.py), 10 s at a time -> per-frame codes (Pipeline.frame_codes, attention
-smoothing when the checkpoint has it on, with the eye openness of --blink: nerf/blinks.py) -> poses (nerf/poses.py) -> one frame per 1/25 s (N = ceil(duration * 25)) by
-Pipeline.render_frame over the background -> (--full_frame: pasted into the original video's frame, nerf/full_frame.py)
--> H.264 mp4 with the input audio muxed (nerf/mp4.py), exactly the audio's length within one frame.
+smoothing when the checkpoint has it on, with the eye openness of --blink: nerf/blinks.py) -> poses (nerf/poses.py)
+-> one frame per 1/25 s (N = ceil(duration * 25)) by Pipeline.render_frame over the background -> (--full_frame:
+pasted into the original video's frame, nerf/full_frame.py) -> H.264 mp4 with the input audio muxed (nerf/mp4.py),
+exactly the audio's length within one frame.
 """
 from __future__ import annotations
 
