@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--render_size", type=int, default=256, help="rendered size for the landmark measurement")
     p.add_argument("--blink_seed", type=int, default=1)
     p.add_argument("--skip_train", action="store_true", help="reuse logs/blinks_eyes and logs/blinks_noeyes")
+    p.add_argument("--runs", default="eyes,noeyes", help="the runs to (re)make; the others' results are kept from "
+                   "the previous --out and their rendered frames from output/blinks/")
     p.add_argument("--out", type=Path, default=RESULTS / "blinks.json")
     args = p.parse_args(argv)
     py = sys.executable
@@ -117,18 +119,27 @@ def main(argv: list[str] | None = None) -> int:
     data = ROOT / "dataset" / NAME
     train_lms = np.load(data / "landmarks.npy")
     results: dict = {"command": "python benchmarks/blinks.py " + " ".join(argv or sys.argv[1:]), "runs": {}}
+    previous = json.loads(args.out.read_text()).get("runs", {}) if args.out.is_file() else {}
+    todo = args.runs.split(",")
     curves, strips = {}, {}
     gt = json.loads(video.with_name(f"{NAME}_gt.json").read_text())
     results["clip_blink_frames"] = int(sum(f["eye_closure"] > 0.5 for f in gt["frames"]))
     train_eye = TalkingDataset(DataConfig(datadir=str(data), preload=False), "train").eye
     n = int(np.ceil(args.seconds * 25))  # the frames render.py makes of the new speech
     requested = natural_blinks(n, closed_level(None if train_eye is None else train_eye.numpy()), args.blink_seed)
+    curves["requested"], centre = requested, int(np.argmin(requested))
+    box = tuple(int(v * args.render_size / 256) for v in (70, 120, 70, 190))  # the eye band
     for name, extra in (("eyes", []), ("noeyes", ["--eyes", "false"])):
         exp = f"{NAME}_{name}"
+        frames = out_dir / f"frames_{name}"
+        if name not in todo:  # kept from an earlier call
+            results["runs"][name] = {**previous[name], "kept_from_an_earlier_call": True}
+            curves[name] = measured_openness(frames, train_lms)
+            strips[name] = eye_strip(frames, centre, box)
+            continue
         if not args.skip_train:
             run([py, "train.py", "--config", str(config), "--expname", exp, *extra], log)
         run([py, "evaluate.py", "--config", str(config), "--expname", exp, "--no_video"], log)
-        frames = out_dir / f"frames_{name}"
         run([py, "render.py", "--config", str(config), "--expname", exp, "--aud", str(speech), "--blink", "natural",
              "--blink_seed", str(args.blink_seed), "--img_size", str(args.render_size), "--save_frames", str(frames),
              "--out", str(out_dir / f"{name}.mp4")], log)
@@ -141,10 +152,8 @@ def main(argv: list[str] | None = None) -> int:
             "expname": exp, "iterations": rows[-1].get("iter"), "train_seconds": rows[-1].get("time_s"),
             "evaluation": {k: ev.get(k) for k in ("frames", "psnr", "ssim", "miou", "region_psnr")},
             "render": follow(requested, measured)}
-        curves["requested"], curves[name] = requested, measured
-        centre = int(np.argmin(requested))
-        k = args.render_size / 256
-        strips[name] = eye_strip(frames, centre, tuple(int(v * k) for v in (70, 120, 70, 190)))
+        curves[name] = measured
+        strips[name] = eye_strip(frames, centre, box)
     return write_results(args.out, results, lambda png: draw(png, results, curves, strips))
 
 

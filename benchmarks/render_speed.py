@@ -51,7 +51,8 @@ def synthetic_run(cfg, size: int, device):
     pts = torch.cat([o + near * d, o + far * d])
     aabb = torch.cat([pts.min(0).values, pts.max(0).values])
     classes = ["background", "face", "brows", "eyes", "ears", "nose", "inner_mouth", "lips", "neck", "torso", "hair"]
-    pipeline = build_pipeline(cfg, ModelMeta(29, classes, aabb)).to(device).eval()
+    eyes = torch.tensor([[-0.035, -0.033, 0.0, 0.019], [0.035, -0.033, 0.0, 0.019]])  # the sample's, about
+    pipeline = build_pipeline(cfg, ModelMeta(29, classes, aabb, eye_region=eyes)).to(device).eval()
     ds = SimpleNamespace(h=size, w=size, focal=focal, cx=size / 2, cy=size / 2, near=near, far=far,
                          bg=torch.full((size, size, 3), 0.5))
     return SimpleNamespace(pipeline=pipeline, model=pipeline.model, ds=ds, device=device, cfg=cfg), c2w

@@ -57,6 +57,14 @@ def mouth_opening(lms: np.ndarray) -> np.ndarray:
     return gap / np.maximum(width, 1e-6)
 
 
+def mouth_shape(lms: np.ndarray) -> dict[str, np.ndarray]:
+    """[..., 478, 3] -> {"width": corner-to-corner distance, "opening": inner-lip gap}, each [...] over the
+    outer eye-corner distance, in 3D (they do not shrink when the head turns)."""
+    eyes = np.maximum(np.linalg.norm(lms[..., 33, :] - lms[..., 263, :], axis=-1), 1e-6)
+    return {"width": np.linalg.norm(lms[..., MOUTH_LEFT, :] - lms[..., MOUTH_RIGHT, :], axis=-1) / eyes,
+            "opening": np.linalg.norm(lms[..., UPPER_INNER_LIP, :] - lms[..., LOWER_INNER_LIP, :], axis=-1) / eyes}
+
+
 MOUTH_OPENING = mouth_opening  # the older name (docs/DESIGN.md section 12 uses mouth_opening)
 
 

@@ -9,15 +9,53 @@ openness value per rendered frame (.npy, or text with one number per line).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from common.eyes import openness
+from common.eyes import MEDIAPIPE_EYES, openness
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 RATE_PER_MIN = (15.0, 20.0)  # natural blinks: a rate drawn in this range
 DURATION_S = (0.1, 0.3)  # each blink lasts this long (closing about a third of it, opening the rest)
 MIN_GAP_S = 1.0  # at least this long between two blinks
 FPS = 25
+
+
+def eye_region(root: Path) -> Tensor | None:
+    """[2,4] (centre xyz, radius) of each eye of the tracked face in the head frame, from track_params.pt's face
+    shape (`id`, mediapipe's 478 or 468 points); None when the folder has no such shape (e.g. AD-NeRF's 3DMM). The
+    radius is 0.6 of the eye's corner-to-corner width: the lids, lashes and the skin just around them."""
+    import torch
+
+    path = root / "track_params.pt"
+    if not path.is_file():
+        return None
+    shape = torch.load(path, map_location="cpu", weights_only=False).get("id")
+    if not isinstance(shape, torch.Tensor) or tuple(shape.shape) not in ((468, 3), (478, 3)):
+        return None
+    out = []
+    for idx in MEDIAPIPE_EYES:  # (outer corner, upper, upper, inner corner, lower, lower)
+        pts = shape[list(idx)].float()
+        out.append(torch.cat([pts.mean(0), 0.6 * (pts[0] - pts[3]).norm().view(1)]))
+    return torch.stack(out)
+
+
+def eye_pixels(region: Tensor, c2w: Tensor, focal: float, cx: float, cy: float) -> tuple[np.ndarray, np.ndarray]:
+    """Where the eyes are in each frame's image: region [2,4] (eye_region), c2w [F,4,4] (OpenGL, head frame) ->
+    centres float [F,2,2] (x, y pixels, continuous) and radii [F,2] (pixels)."""
+    import torch
+
+    w2c = torch.linalg.inv(c2w.double())  # [F,4,4]
+    pts = torch.cat([region[:, :3].double(), torch.ones(2, 1, dtype=torch.float64)], 1)  # [2,4]
+    cam = torch.einsum("fij,kj->fki", w2c, pts)[..., :3]  # [F,2,3] OpenGL: looking down -z, y up
+    depth = (-cam[..., 2]).clamp_min(1e-6)
+    x = cx + focal * cam[..., 0] / depth
+    y = cy - focal * cam[..., 1] / depth
+    radius = focal * region[:, 3].double() / depth
+    return torch.stack([x, y], -1).numpy(), radius.numpy()
 
 
 def read_eye_openness(root: Path, frames: list[dict], img_ids: np.ndarray) -> tuple[np.ndarray | None, str]:

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from nerf.audio import audio_windows
-from nerf.blinks import read_eye_openness
+from nerf.blinks import eye_region, read_eye_openness
 
 
 @dataclass
@@ -118,6 +118,7 @@ class TalkingDataset:
         self.aud_ids = torch.tensor(np.minimum(ids, len(aud) - 1))  # AD-NeRF clamps too
         eye, self.eye_source = read_eye_openness(root, frames, self.img_ids)
         self.eye = None if eye is None else torch.from_numpy(eye)  # [F] eye openness (nerf/blinks.py) or None
+        self.eye_region = eye_region(root)  # [2,4] eye centres and radii in the head frame, or None
 
         first = _read_image(root / "ori_imgs" / f"{self.img_ids[0]}.jpg")
         h0 = int(meta.get("h", first.shape[0]))

@@ -6,6 +6,10 @@ Backbones:
 - `HashField`: hash grid features + audio code -> small MLP -> density and a geometric feature; a linear
   semantic head on the feature; colour MLP on (feature, frequency-encoded direction, audio code) -> rgb.
 Density activation `softplus` or `trunc_exp`; rgb through a sigmoid.
+With `cond_groups` a `ConditionGates` gates the per-frame condition per point: the point's own spatial encoding
+(ModelConfig.region_attention) and, for the eye openness, its distance to the eyes (ModelConfig.eye_region) say how
+much of each group of condition channels it sees, so the audio drives the mouth and the eye input the eyes instead
+of the whole head (ER-NeRF's region attention).
 Both offer the two halves separately: `density(x, aud) -> (sigma, feature)` and `colour(feature, d, aud) -> (rgb,
 logits)`, so that the fast renderer (nerf/marching.py) computes colour only where a sample's weight matters.
 The audio code `aud` is [N,A], or [1,A] when all N points share it (a rendered frame): the hash field's first
@@ -61,6 +65,57 @@ def linear_of_parts(layer: nn.Linear, parts: list[Tensor]) -> Tensor:
     return F.linear(torch.cat(per_point, -1), torch.cat(cols, 1), bias)
 
 
+class ConditionGates(nn.Module):
+    """Per-point gates on the frame condition (audio code channels, then the eye openness): a point sees
+    gate * condition. `cond_groups[i]` is channel i's group; each group gets one gate [M,G] in [0, 1]:
+    - learned (`learned`, ER-NeRF's region attention): sigmoid of a linear layer on the point's own spatial
+      encoding; starts at 0.5 everywhere (zero weights);
+    - the eye region (`eye_region`, the last group: the eye openness): exp(-d^2 / 2 r^2), d the distance to the
+      nearer eye centre of the tracked face (head frame) and r its radius (buffer `eye_region` [2,4]: centre xyz,
+      radius), so that eyelids open and close at the eyes and nowhere else; times the learned gate when both;
+    - otherwise 1.
+    A model built without the eye centres (radii 0) must have them restored from a checkpoint before use."""
+
+    def __init__(self, n_enc: int, cond_groups: list[int], learned: bool = True, eye_region: bool = False):
+        super().__init__()
+        self.n_groups = max(cond_groups) + 1
+        self.net = nn.Linear(n_enc, self.n_groups) if learned else None
+        if self.net is not None:
+            nn.init.zeros_(self.net.weight)
+            nn.init.zeros_(self.net.bias)
+        self.has_eye_region = eye_region
+        self._region_checked = False
+        if eye_region:
+            self.register_buffer("eye_region", torch.zeros(2, 4))  # set by the model, restored from checkpoints
+        onehot = F.one_hot(torch.tensor(cond_groups), self.n_groups).float()
+        self.register_buffer("onehot", onehot, persistent=False)  # [C,G] channel -> its group
+
+    def forward(self, enc: Tensor, x: Tensor) -> Tensor:
+        """Spatial encoding [M,E] and position [M,3] -> gates [M,G]."""
+        g = torch.sigmoid(self.net(enc)) if self.net is not None else enc.new_ones(enc.shape[0], self.n_groups)
+        if not self.has_eye_region:
+            return g
+        centre, radius = self.eye_region[:, :3], self.eye_region[:, 3]
+        if not self._region_checked:
+            if not bool((radius > 0).all()):
+                raise RuntimeError("eye_region: the eye centres were never set (build the model from a dataset's "
+                                   "ModelMeta or load a checkpoint)")
+            self._region_checked = True
+        d2 = ((x[:, None, :] - centre) ** 2).sum(-1) / radius ** 2  # [M,2]
+        return torch.cat([g[:, :-1], g[:, -1:] * torch.exp(-0.5 * d2.min(1).values)[:, None]], 1)
+
+    def gate(self, cond: Tensor, gates: Tensor) -> Tensor:
+        """cond [M,C] or [1,C], gates [M,G] -> the gated condition [M,C]."""
+        return (gates @ self.onehot.T) * cond
+
+    def gated_linear(self, weight: Tensor, cond: Tensor, gates: Tensor) -> Tensor:
+        """F.linear(gate(cond, gates), weight) for weight [W,C]; with one condition row for all points ([1,C]) the
+        per-group products are summed once and each point costs a [G]x[G,W] product instead of [C]x[C,W]."""
+        if cond.shape[0] == 1:
+            return gates @ ((weight * cond) @ self.onehot).T
+        return F.linear(self.gate(cond, gates), weight)
+
+
 def mlp(n_in: int, width: int, n_out: int, n_hidden: int) -> nn.Sequential:
     """n_hidden ReLU layers of `width`, then a linear layer to n_out."""
     layers, ch = [], n_in
@@ -75,9 +130,12 @@ class MLPField(nn.Module):
     """AD-NeRF's 8x256 positional-encoding MLP with a skip at layer 4, plus a semantic head."""
 
     def __init__(self, aud_dim: int, n_classes: int, width: int = 256, depth: int = 8, pe_pts: int = 10,
-                 pe_dirs: int = 4, density_act: str = "relu", skip: int | None = None):
+                 pe_dirs: int = 4, density_act: str = "relu", skip: int | None = None,
+                 cond_groups: list[int] | None = None, learned_gates: bool = True, eye_region: bool = False):
         super().__init__()
         self.enc_x, self.enc_d = FrequencyEncoding(pe_pts), FrequencyEncoding(pe_dirs)
+        self.gates = (ConditionGates(self.enc_x.out_dim, cond_groups, learned_gates, eye_region)
+                      if cond_groups else None)
         n_in = self.enc_x.out_dim + aud_dim
         self.skip = depth // 2 if skip is None else skip  # AD-NeRF: 4 of 8
         self.density_act = density_act
@@ -93,7 +151,9 @@ class MLPField(nn.Module):
         self.sem = nn.Linear(width, n_classes) if n_classes > 0 else None
 
     def _trunk(self, x: Tensor, aud: Tensor) -> Tensor:  # [N,3],[N,A] or [1,A] -> [N,width]
-        inp = torch.cat([self.enc_x(x), aud.expand(x.shape[0], -1)], -1)
+        enc = self.enc_x(x)
+        cond = aud.expand(x.shape[0], -1) if self.gates is None else self.gates.gate(aud, self.gates(enc, x))
+        inp = torch.cat([enc, cond], -1)
         h = inp
         for i, layer in enumerate(self.layers):
             h = F.relu(layer(h))
@@ -124,9 +184,13 @@ class HashField(nn.Module):
 
     def __init__(self, aabb: Tensor, aud_dim: int, n_classes: int, n_levels: int = 16, n_features: int = 2,
                  log2_table: int = 17, base_res: int = 16, max_res: int = 1024, width: int = 64,
-                 geo_dim: int = 15, pe_dirs: int = 4, density_act: str = "trunc_exp", density_bias: float = -1.0):
+                 geo_dim: int = 15, pe_dirs: int = 4, density_act: str = "trunc_exp", density_bias: float = -1.0,
+                 cond_groups: list[int] | None = None, learned_gates: bool = True, eye_region: bool = False):
         super().__init__()
         self.enc_x = HashGridEncoding(aabb, n_levels, n_features, log2_table, base_res, max_res)
+        self.geo_dim = geo_dim
+        self.gates = (ConditionGates(self.enc_x.out_dim, cond_groups, learned_gates, eye_region)
+                      if cond_groups else None)
         self.enc_d = FrequencyEncoding(pe_dirs)
         self.density_act = density_act
         self.density_net = mlp(self.enc_x.out_dim + aud_dim, width, 1 + geo_dim, 1)
@@ -135,27 +199,42 @@ class HashField(nn.Module):
         with torch.no_grad():
             self.density_net[-1].bias[0] = density_bias  # start nearly empty: exp(-1) per unit length
 
-    def _geometry(self, x: Tensor, aud: Tensor) -> tuple[Tensor, Tensor]:  # raw density [N], feature [N,G]
-        h = self.density_net[1:](linear_of_parts(self.density_net[0], [self.enc_x(x), aud]))
-        return h[:, 0], h[:, 1:]
+    def _conditioned(self, layer: nn.Linear, parts: list[Tensor], aud: Tensor, gates: Tensor | None) -> Tensor:
+        """layer(cat(parts + [condition])): the condition as it is, or gated per point by the region attention."""
+        if gates is None:
+            return linear_of_parts(layer, parts + [aud])
+        n = sum(p.shape[-1] for p in parts)
+        return (F.linear(torch.cat(parts, -1), layer.weight[:, :n], layer.bias)
+                + self.gates.gated_linear(layer.weight[:, n:], aud, gates))
+
+    def _geometry(self, x: Tensor, aud: Tensor) -> tuple[Tensor, Tensor]:
+        """raw density [N], feature [N,F]: the geometric feature [N,geo_dim], then the region gates when on."""
+        enc = self.enc_x(x)
+        gates = None if self.gates is None else self.gates(enc, x)
+        h = self.density_net[1:](self._conditioned(self.density_net[0], [enc], aud, gates))
+        return h[:, 0], (h[:, 1:] if gates is None else torch.cat([h[:, 1:], gates], -1))
+
+    def _semantics_of(self, feat: Tensor) -> Tensor | None:  # [N, C] logits from the feature's geometric part
+        return None if self.sem is None else self.sem(feat[:, :self.geo_dim])
 
     def semantics(self, x: Tensor, aud: Tensor) -> Tensor | None:  # [N, C] logits, colour branch skipped
-        return None if self.sem is None else self.sem(self._geometry(x, aud)[1])
+        return self._semantics_of(self._geometry(x, aud)[1])
 
     def density_and_semantics(self, x: Tensor, aud: Tensor) -> tuple[Tensor, Tensor | None]:  # [N], [N, C]
-        sigma, geo = self.density(x, aud)
-        return sigma, (None if self.sem is None else self.sem(geo))
+        sigma, feat = self.density(x, aud)
+        return sigma, self._semantics_of(feat)
 
     def density(self, x: Tensor, aud: Tensor) -> tuple[Tensor, Tensor]:
-        """x [N,3], aud [N,A] -> sigma [N], geometric feature [N,G] (what `colour` needs)."""
-        raw, geo = self._geometry(x, aud)
-        return density_activation(raw, self.density_act), geo
+        """x [N,3], aud [N,A] -> sigma [N], feature [N,F] (what `colour` needs)."""
+        raw, feat = self._geometry(x, aud)
+        return density_activation(raw, self.density_act), feat
 
-    def colour(self, geo: Tensor, d: Tensor, aud: Tensor) -> tuple[Tensor, Tensor | None]:
-        """geometric feature [N,G], unit directions d [N,3], aud [N,A] -> rgb [N,3], logits [N,C] | None."""
-        h = linear_of_parts(self.color_net[0], [geo, self.enc_d(d), aud])
-        return torch.sigmoid(self.color_net[1:](h)), (self.sem(geo) if self.sem is not None else None)
+    def colour(self, feat: Tensor, d: Tensor, aud: Tensor) -> tuple[Tensor, Tensor | None]:
+        """feature [N,F] from `density`, unit directions d [N,3], aud [N,A] -> rgb [N,3], logits [N,C] | None."""
+        geo, gates = feat[:, :self.geo_dim], (None if self.gates is None else feat[:, self.geo_dim:])
+        h = self._conditioned(self.color_net[0], [geo, self.enc_d(d)], aud, gates)
+        return torch.sigmoid(self.color_net[1:](h)), self._semantics_of(feat)
 
     def forward(self, x: Tensor, d: Tensor, aud: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        sigma, geo = self.density(x, aud)
-        return (sigma, *self.colour(geo, d, aud))
+        sigma, feat = self.density(x, aud)
+        return (sigma, *self.colour(feat, d, aud))

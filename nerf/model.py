@@ -35,6 +35,9 @@ class ModelConfig:
     deform: bool = True  # torso deformation field (ablation: false)
     aud_code_dim: int = 64  # audio code size (AudioNet output)
     eyes: bool = True  # eye openness (per frame, from the landmarks) as an input of the field: blinks at render time (render.py --blink); off when the dataset has none
+    eye_region: bool = True  # the eye input acts only around the eyes of the tracked face (a Gaussian of 0.6 eye widths about each eye centre, head frame); false: the field may use it anywhere
+    region_attention: bool = False  # per-point gates on the condition (ER-NeRF's region attention): the audio code in region_groups groups, the eye input its own; false: every point sees the same code (AD-NeRF)
+    region_groups: int = 8  # region attention: groups of audio-code channels, one gate each
     smooth: int = dc_field(default=4, metadata={"key": "audio_smooth", "aliases": ("smooth",)})  # audio attention over 2*smooth+1 neighbouring frames (AD-NeRF: 8)
     density_act: str = dc_field(default="auto", metadata={"choices": ("auto", "softplus", "trunc_exp", "relu")})  # auto: softplus for mlp, trunc_exp for hash
     mlp_width: int = 256  # mlp backbone: layer width (AD-NeRF 256)
@@ -84,9 +87,10 @@ def mean_head_translation(c2w: Tensor) -> Tensor:
 
 class SSPNeRF(nn.Module):
     def __init__(self, model_cfg: ModelConfig, aud_dim: int, n_classes: int, aabb: Tensor, torso_classes: list[int],
-                 anchor_t: Tensor | None = None, pose_ref: Tensor | None = None):
+                 anchor_t: Tensor | None = None, pose_ref: Tensor | None = None, eye_region: Tensor | None = None):
         """anchor_t [3]: the mean head translation (camera space) of the training frames (deform_anchor=camera);
-        pose_ref [6]: their mean pose6 (deform_rigid). Both are buffers, restored from a checkpoint."""
+        pose_ref [6]: their mean pose6 (deform_rigid); eye_region [2,4]: eye centres and radii (eye_region).
+        All are buffers, restored from a checkpoint."""
         super().__init__()
         mc = model_cfg
         if mc.backbone not in ("hash", "mlp"):
@@ -97,6 +101,12 @@ class SSPNeRF(nn.Module):
         self.n_classes = n_classes if mc.semantic else 0
         self.eye_dim = 1 if mc.eyes else 0  # the per-frame condition is [audio code, eye openness]
         self.cond_dim = mc.aud_code_dim + self.eye_dim
+        gated_eyes = bool(self.eye_dim and mc.eye_region)
+        groups = None
+        if mc.region_attention or gated_eyes:  # audio channel i -> group i * G // A (G = 1: ungated); eye: group G
+            g = max(1, min(mc.region_groups, mc.aud_code_dim)) if mc.region_attention else 1
+            groups = [i * g // mc.aud_code_dim for i in range(mc.aud_code_dim)] + [g] * self.eye_dim
+        gating = {"cond_groups": groups, "learned_gates": mc.region_attention, "eye_region": gated_eyes}
         self.audio_net = AudioNet(aud_dim, mc.aud_code_dim)
         self.audio_att = AudioAttNet(mc.aud_code_dim, 2 * mc.smooth + 1)
         self.deformation = TorsoDeformation(aabb, mc.deform_freqs, mc.deform_width, anchor=mc.deform_anchor,
@@ -107,15 +117,19 @@ class SSPNeRF(nn.Module):
         if mc.backbone == "mlp":  # two networks (NeRF / AD-NeRF): a coarse one for the sampling, the fine one
             act = "softplus" if act == "auto" else act
             make = lambda: MLPField(self.cond_dim, self.n_classes, mc.mlp_width, mc.mlp_depth, mc.pe_pts,  # noqa
-                                    mc.pe_dirs, act)
+                                    mc.pe_dirs, act, **gating)
             self.coarse_field = make()  # registered first: the parameter order of older checkpoints
             self.field = make()
         else:
             act = "trunc_exp" if act == "auto" else act
             self.field = HashField(aabb, self.cond_dim, self.n_classes, mc.hash_levels, mc.hash_features,
                                    mc.hash_log2_table, mc.hash_base_res, mc.hash_max_res, mc.hash_width,
-                                   mc.geo_dim, mc.pe_dirs, act)
+                                   mc.geo_dim, mc.pe_dirs, act, **gating)
             self.coarse_field = None
+        if gated_eyes and eye_region is not None:
+            for fld in (self.field, self.coarse_field):
+                if fld is not None:
+                    fld.gates.eye_region.copy_(torch.as_tensor(eye_region, dtype=torch.float32).view(2, 4))
 
     # ---- audio and eyes -----------------------------------------------------------------------------------
     def condition(self, codes: Tensor, eye: Tensor | None) -> Tensor:

@@ -60,11 +60,12 @@ class ModelMeta:
     aabb: Tensor  # [6] min xyz, max xyz
     anchor_t: Tensor | None = None  # [3] mean head translation (restored from a checkpoint when None)
     pose_ref: Tensor | None = None  # [6] mean pose6 of the training frames
+    eye_region: Tensor | None = None  # [2,4] eye centres and radii in the head frame (nerf/blinks.eye_region)
 
     @classmethod
     def from_dataset(cls, ds) -> "ModelMeta":
         return cls(ds.aud_dim, list(ds.class_names or []), ds.aabb(), mean_head_translation(ds.c2w),
-                   pose6(ds.c2w).mean(0))
+                   pose6(ds.c2w).mean(0), ds.eye_region)
 
     @property
     def torso_classes(self) -> list[int]:
@@ -82,7 +83,7 @@ def make_estimator(backbone: str, rc: RenderConfig, aabb: Tensor) -> Estimator:
 def build_pipeline(cfg, meta: ModelMeta) -> "Pipeline":
     """The model (cfg.model) and its estimator (cfg.render) for a dataset's metadata."""
     model = SSPNeRF(cfg.model, meta.aud_dim, len(meta.class_names), meta.aabb, meta.torso_classes,
-                    anchor_t=meta.anchor_t, pose_ref=meta.pose_ref)
+                    anchor_t=meta.anchor_t, pose_ref=meta.pose_ref, eye_region=meta.eye_region)
     pipe = Pipeline(model, make_estimator(cfg.model.backbone, cfg.render, model.aabb), int(cfg.render.chunk),
                     int(cfg.model.smooth), marching_settings(cfg.render))
     if cfg.render.compile_field:

@@ -15,6 +15,7 @@ from nerf.checkpoint import check_fingerprint, load_checkpoint
 from nerf.config import parse
 from nerf.dataset import TalkingDataset
 from nerf.distributed import pick_device
+from nerf.model import ModelConfig
 from nerf.pipeline import ModelMeta, Pipeline, build_pipeline, fingerprint, upgrade_state_dict
 
 @dataclass
@@ -30,6 +31,11 @@ class LoadedRun:
     @property
     def model(self) -> torch.nn.Module:
         return self.pipeline.model
+
+
+# model keys added after checkpoints were already made: the value that rebuilds a checkpoint without the key
+BEFORE_KEY = {"eyes": False, "eye_region": False, "region_attention": False,
+              "region_groups": ModelConfig.region_groups}
 
 
 def _strip_config(argv: list[str]) -> list[str]:
@@ -72,15 +78,13 @@ def load_run(argv: list[str], split: str = "train") -> LoadedRun:
     device = pick_device(cfg.train.device)
     ds = TalkingDataset(cfg.data, split)
     state = load_checkpoint(ckpt, map_location=device)
-    before_eyes = "eyes" not in state["fingerprint"]  # written before the eye input existed: a model without it
-    if before_eyes:
-        cfg = cfg.replace("model", eyes=False)
+    missing = {k: v for k, v in BEFORE_KEY.items() if k not in state["fingerprint"]}  # an older checkpoint
+    if missing:
+        cfg = cfg.replace("model", **missing)
     weights = upgrade_state_dict(state["model"])
     meta = ModelMeta(ds.aud_dim, list(ds.class_names or []), weights["model.aabb"])
     try:  # the same shapes as in training, else a one-line error
-        current = fingerprint(cfg, meta)
-        if before_eyes:
-            current.pop("eyes")
+        current = {k: v for k, v in fingerprint(cfg, meta).items() if k not in missing}
         check_fingerprint(ckpt, state["fingerprint"], current)
     except ValueError as e:
         raise ValueError(str(e).replace("made with a different config", "made with a different config or subject"))

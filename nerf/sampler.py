@@ -29,6 +29,7 @@ class SamplerConfig:
     p_min: float = field(default=0.01, metadata=_key("p_min"))  # semantic: floor on each present class's share of rays
     update_every: int = field(default=10, metadata=_key("update_every"))  # semantic: recompute the shares every k iterations
     ema: float = field(default=0.9, metadata=_key("ema"))  # semantic: running mean of each class's per-ray loss, L <- ema*L + (1-ema)*batch mean
+    eye_share: float = field(default=0.05, metadata=_key("eye_share"))  # semantic: share of the rays drawn around the eyes (squares of the eye radius about the projected eye centres), from frames weighted by how far their eye openness is from open (0.05 + |1 - eye|): the few blink frames get most of them; needs the eye input and the eye region, else 0
     face_share: float = field(default=0.95, metadata=_key("face_share"))  # uniform: share of rays inside the frame's face_rect (AD-NeRF); 0: whole image
 
 
@@ -124,7 +125,8 @@ class UniformSampler:
 
 
 class SemanticSampler:
-    """SSP-NeRF: each batch split across classes by `class_shares`; within a class, uniform over its pixels."""
+    """SSP-NeRF: each batch split across classes by `class_shares`; within a class, uniform over its pixels.
+    With the eye input, `eye_share` of the rays go to squares about the eyes instead (`EyeRays`)."""
 
     def __init__(self, dataset, cfg: SamplerConfig, seed: int = 0):
         if dataset.class_names is None:
@@ -144,6 +146,7 @@ class SemanticSampler:
             allpix = np.concatenate(maps)
             order = np.argsort(allpix, kind="stable").astype(np.int64)
             self.flat = np.split(order, np.cumsum(self.counts.sum(0))[:-1])
+        self.eyes = EyeRays.of(dataset) if cfg.eye_share > 0 else None
 
     def _draw_class(self, c: int, k: int) -> np.ndarray:
         """k flat pixel indices (f*H*W + y*W + x) uniform over all training pixels of class c."""
@@ -159,13 +162,18 @@ class SemanticSampler:
         return out
 
     def sample(self, n: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        counts = _split_counts(n, self.p, self.rng)
+        n_eye = int(round(n * self.cfg.eye_share)) if self.eyes is not None else 0
+        counts = _split_counts(n - n_eye, self.p, self.rng)
         flat = np.concatenate([self._draw_class(c, k) for c, k in enumerate(counts) if k > 0])
         cls = np.repeat(np.arange(len(counts)), counts)
         hw = self.ds.h * self.ds.w
         frame, pix = flat // hw, flat % hw
         y, x = pix // self.ds.w, pix % self.ds.w
-        return tuple(torch.from_numpy(a.astype(np.int64)) for a in (frame, y, x, cls))
+        out = [torch.from_numpy(a.astype(np.int64)) for a in (frame, y, x, cls)]
+        if n_eye:
+            f, yy, xx = self.eyes.draw(n_eye, self.rng)
+            out = [torch.cat([a, b]) for a, b in zip(out, (f, yy, xx, self.ds.labels(f, yy, xx)))]
+        return tuple(out)
 
     def update(self, cls: Tensor, loss: Tensor) -> None:
         """Fold the batch's per-ray losses [n] into each class's running loss; new shares every k calls."""
@@ -197,6 +205,37 @@ class SemanticSampler:
         self.seen = np.asarray(state["seen"], bool).copy()
         self.p = np.asarray(state["p"], np.float64).copy()
         self.calls = int(state["calls"])
+
+
+class EyeRays:
+    """Rays about the eyes: a frame drawn with weight 0.05 + |1 - eye openness| (blinks are a few frames of a
+    clip, so they get most of these rays), one of its two eyes, then a pixel uniform in the square of the eye's
+    radius about its projected centre (nerf/blinks.eye_pixels)."""
+
+    def __init__(self, centres: np.ndarray, radii: np.ndarray, eye: np.ndarray, h: int, w: int):
+        self.centres, self.radii, self.h, self.w = centres, radii, h, w  # [F,2,2], [F,2]
+        weight = 0.05 + np.abs(1.0 - eye.astype(np.float64))
+        self.p = weight / weight.sum()  # [F]
+
+    @classmethod
+    def of(cls, ds) -> "EyeRays | None":
+        """For a dataset with the eye input and the eye region, else None."""
+        from nerf.blinks import eye_pixels
+
+        if ds.eye is None or ds.eye_region is None:
+            return None
+        centres, radii = eye_pixels(ds.eye_region, ds.c2w, ds.focal, ds.cx, ds.cy)
+        return cls(centres, radii, ds.eye.numpy(), ds.h, ds.w)
+
+    def draw(self, n: int, rng: np.random.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        """(frame [n], y [n], x [n]) long."""
+        frame = rng.choice(len(self.p), size=n, p=self.p)
+        side = rng.integers(0, 2, n)
+        c, r = self.centres[frame, side], self.radii[frame, side]  # [n,2], [n]
+        xy = c + (rng.random((n, 2)) * 2 - 1) * r[:, None]
+        x = np.clip(np.floor(xy[:, 0]), 0, self.w - 1).astype(np.int64)
+        y = np.clip(np.floor(xy[:, 1]), 0, self.h - 1).astype(np.int64)
+        return torch.from_numpy(frame.astype(np.int64)), torch.from_numpy(y), torch.from_numpy(x)
 
 
 def make_sampler(dataset, cfg: SamplerConfig, seed: int = 0):

@@ -91,6 +91,11 @@ class Trainer:
                 print(f"{self.train_ds.root}: {self.train_ds.eye_source} -> training without the eye input")
         elif cfg.model.eyes and self.dist.is_main and "estimated" in self.train_ds.eye_source:
             print(f"{self.train_ds.root}: eye openness {self.train_ds.eye_source} (the blink input)")
+        if cfg.model.eyes and cfg.model.eye_region and self.train_ds.eye_region is None:
+            cfg = cfg.replace("model", eye_region=False)
+            if self.dist.is_main:
+                print(f"{self.train_ds.root}: no face shape in track_params.pt -> the eye input acts everywhere "
+                      "(eye_region off)")
         self.cfg, self.tc = cfg, cfg.train
         if self.tc.threads > 0:
             torch.set_num_threads(self.tc.threads)

@@ -6,7 +6,8 @@ The head is a textured 3D mesh built from scikit-image's astronaut photo: mediap
 (x*w, y*h, z*w pixels), its tessellation gives the triangles, the photo gives the texture; a ring of extra
 vertices past the face oval carries the hair, and mediapipe selfie segmentation gives the alpha. Per frame the head
 is rotated/translated (smooth, yaw/pitch/roll within +-15 degrees), the jaw opens with the loudness of a
-synthetic voice (sample_data.speech), the eyelids blink (sample_data.motion), and the mesh is projected with a pinhole camera of known focal and
+synthetic voice (sample_data.speech) and the lips take the shape of what it says (spread, rounded, shut: its
+visemes), the eyelids blink (sample_data.motion), and the mesh is projected with a pinhole camera of known focal and
 rasterised (painter's order, per-triangle affine texture maps) over a torso layer that moves a little on its own
 and a static synthetic background. Writes the mp4 (H.264 yuv420p, 25 fps, AAC 16 kHz audio) and
 `<stem>_gt.json` with the ground truth (conventions inside the file).
@@ -29,11 +30,11 @@ from common.constants import SAMPLE_RATE as SR
 from common.errors import PreprocessError
 from common.ffmpeg import ffmpeg_exe
 from common.fileio import atomic_path, save_json
-from sample_data.motion import (blink_closure, blink_offset, expression_bump, expression_offsets, expression_spans, hold_still, make_motion,
-                                rotation, torso_motion)
+from sample_data.motion import (blink_closure, blink_offset, expression_bump, expression_offsets, expression_spans,
+                                hold_still, lip_width_offset, make_motion, rotation, torso_motion)
 from sample_data.scene import (EYE_DIST, FACE_FRACTION, FOCAL_PER_SIZE, INNER_LIP, JAW_DROP, SS, build_scene,
                                make_background, project, rasterise)
-from sample_data.speech import mouth_opening, synth_speech
+from sample_data.speech import mouth_opening, synth_speech_syllables, visemes
 
 
 @dataclass
@@ -52,10 +53,15 @@ def render_clip(size: int = 256, seconds: float = 12.0, seed: int = 0, voice: in
         raise ValueError(f"sample clip: need size >= 32 and seconds > 0, got size={size} seconds={seconds}")
     rng = np.random.default_rng(seed)
     n_frames = int(round(seconds * FPS))
-    audio = synth_speech(n_frames / FPS, seed=seed, sr=SR, voice=voice)
+    audio, sylls = synth_speech_syllables(n_frames / FPS, seed=seed, sr=SR, voice=voice)
     spans = expression_spans(n_frames)  # the head holds still, the jaw drops and the brows rise (sample_motion.py)
     brow = expression_bump(n_frames, spans)
-    mouth = np.maximum(mouth_opening(audio, SR, FPS)[:n_frames], brow)
+    width, shut, viseme = visemes(sylls, n_frames)
+    mouth = np.maximum(mouth_opening(audio, SR, FPS)[:n_frames] * (1 - shut), brow)
+    in_span = np.zeros(n_frames, bool)
+    for a, b in spans:
+        in_span[a:b + 1] = True
+    width[in_span] = 0.0  # the expression spans: a plain jaw drop
 
     photo = data.astronaut()
     head, torso, face = build_scene(photo)
@@ -75,6 +81,7 @@ def render_clip(size: int = 256, seconds: float = 12.0, seed: int = 0, voice: in
     brow_off, cheek_off = expression_offsets(head.verts, head.jaw_w)
     closure = blink_closure(n_frames, spans, seed) if blinks else np.zeros(n_frames)
     lid_off = blink_offset(head.verts)
+    width_off = lip_width_offset(head.verts)
     n = size * SS
     bg = cv2.resize(make_background(size, rng), (n, n), interpolation=cv2.INTER_CUBIC)
     frames = np.zeros((n_frames, size, size, 3), np.uint8)
@@ -86,7 +93,7 @@ def render_clip(size: int = 256, seconds: float = 12.0, seed: int = 0, voice: in
         t = (t_rest + motion["head_off"][i] + np.array([shift[0], shift[1], 0.0]) * z0 / focal
              + head.pivot - R @ head.pivot)
         verts = (head.verts + (mouth[i] * JAW_DROP) * head.jaw_w[:, None] * head.jaw_dir + brow[i] * brow_off
-                 + mouth[i] * cheek_off + closure[i] * lid_off)
+                 + mouth[i] * cheek_off + closure[i] * lid_off + width[i] * width_off)
         cam = verts @ R.T + t
         uv = project(cam, focal * SS, c * SS)
 
@@ -107,13 +114,14 @@ def render_clip(size: int = 256, seconds: float = 12.0, seed: int = 0, voice: in
         frames[i] = np.clip(cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA) + 0.5, 0, 255)
         records.append({"frame": i, "euler_deg": [round(float(a), 6) for a in (yaw, pitch, roll)],
                         "R": np.round(R, 9).tolist(), "t": np.round(t, 9).tolist(),
-                        "focal": focal, "mouth": round(float(mouth[i]), 6),
+                        "focal": focal, "mouth": round(float(mouth[i]), 6), "lip_width": round(float(width[i]), 6),
+                        "lips_shut": round(float(shut[i]) if not in_span[i] else 0.0, 6), "viseme": viseme[i],
                         "brow": round(float(brow[i]), 6), "eye_closure": round(float(closure[i]), 6), "still": any(a <= i <= b for a, b in spans),
                         "torso_shift_px": np.round(shift, 4).tolist()})
 
     n_pts = 478
     moves = (np.linalg.norm(brow_off[:n_pts], axis=1) + np.linalg.norm(cheek_off[:n_pts], axis=1)
-             + np.linalg.norm(lid_off[:n_pts], axis=1))
+             + np.linalg.norm(lid_off[:n_pts], axis=1) + np.linalg.norm(width_off[:n_pts], axis=1))
     rigid = np.nonzero((head.jaw_w[:n_pts] < 1e-3) & (moves < 1e-6))[0]
     gt = {
         "conventions": ("X_cam = R @ X_head + t; OpenCV camera (x right, y down, z forward); "
@@ -128,7 +136,11 @@ def render_clip(size: int = 256, seconds: float = 12.0, seed: int = 0, voice: in
         "head_points": np.round(head.verts[:n_pts], 7).tolist(),
         "head_points_note": ("mediapipe face-mesh order (478, iris 468-477) in the head frame, mouth closed. A frame's "
                              "points are head_points + mouth * jaw_drop * jaw_weight[:, None] * jaw_dir + brow * brow_offset "
-                             "+ mouth * cheek_offset + eye_closure * blink_offset"),
+                             "+ mouth * cheek_offset + eye_closure * blink_offset + lip_width * lip_width_offset"),
+        "lip_width_offset": np.round(width_off[:n_pts], 7).tolist(),
+        "viseme_note": ("per frame: viseme (the vowel said, 'm' lips shut on a bilabial, '-' silence); lip_width in "
+                        "[-1, 1] (spread on i / e, rounded on o / u; smoothed over 3 frames); lips_shut in [0, 1] "
+                        "(the mouth opening is the loudness times 1 - lips_shut)"),
         "blink_offset": np.round(lid_off[:n_pts], 7).tolist(),
         "blink_note": ("eye_closure in [0, 1] per frame (1 = lids shut): the upper lids come down LID_MEET of the "
                        "lid gap and the lower lids rise the rest; blinks last 5-8 frames, ~17 a minute"),
@@ -141,7 +153,8 @@ def render_clip(size: int = 256, seconds: float = 12.0, seed: int = 0, voice: in
         "jaw_drop": JAW_DROP, "jaw_dir": head.jaw_dir.tolist(),
         "jaw_weight": np.round(head.jaw_w[:n_pts], 6).tolist(),
         "rigid_indices": rigid.tolist(),
-        "mouth_note": "mouth opening in [0, 1]: smoothed, normalised loudness of the audio track (0 = silence)",
+        "mouth_note": ("mouth opening in [0, 1]: smoothed, normalised loudness of the audio track (0 = silence), 0 "
+                       "while the lips are shut"),
         "frames": records,
     }
     return Clip(frames=frames, audio=audio, gt=gt)

@@ -7,6 +7,8 @@
   The brows lift the forehead, the brows and (less) the upper eyelids (`brow_offset`), and an open jaw pulls the
   cheeks and the lower face oval down a little (`cheek_offset`), as on a real face. A tracker that reads this as
   head motion fails the sample's test: inside a span the true rotation is constant.
+- Lip shapes (`lip_width_offset`): the lips spread sideways (and back a little) at width 1 and round (in and
+  forward) at width -1; the speech's visemes drive it (sample_data/speech.py).
 - Blinks (`blink_closure`, `blink_offset`): about 17 a minute outside the expression spans, and one in the last
   twentieth of the clip (the validation frames), 200-320 ms each; the upper lids come down to meet the lower ones
   (which rise a little) and the skin above the lids follows halfway.
@@ -32,6 +34,8 @@ UPPER_LIDS = [246, 161, 160, 159, 158, 157, 173, 466, 388, 387, 386, 385, 384, 3
 LOWER_LIDS = [7, 163, 144, 145, 153, 154, 155, 249, 390, 373, 374, 380, 381, 382]
 CREASES = [247, 30, 29, 27, 28, 56, 190, 467, 260, 259, 257, 258, 286, 414]
 LID_MEET = 0.85  # share of the lid gap the upper lid covers when closed (the lower lid covers the rest)
+LIP_SPREAD = 0.22  # share of its sideways distance from the mouth's centre a lip point moves out at width = 1
+LIP_PROTRUDE = 0.005  # head units the lips move back at width = 1 (forward, toward the camera, at width = -1)
 BLINKS_PER_MIN = 17.0
 BLINK_FRAMES = (5, 8)  # 200-320 ms
 
@@ -132,6 +136,24 @@ def blink_offset(verts: np.ndarray) -> np.ndarray:
     off[UPPER_LIDS] = LID_MEET * gap
     off[LOWER_LIDS] = -(1 - LID_MEET) * gap
     off[CREASES] = 0.5 * LID_MEET * gap
+    return off
+
+
+def lip_width_offset(verts: np.ndarray) -> np.ndarray:
+    """[V,3] head-frame displacement at lip width = 1 (spread): the lips move away from the mouth's centre line in
+    proportion to their distance (LIP_SPREAD) and back by LIP_PROTRUDE at the centre; the weight is 1 on the lips
+    and falls to exactly 0 before the nose, half-way to the chin and just past the corners. Only the 478 face-mesh
+    points move (the teeth stay with the skull)."""
+    lm = verts[:478]
+    xc, yc = lm[[61, 291], 0].mean(), lm[[13, 14, 61, 291], 1].mean()
+    half = abs(lm[291, 0] - lm[61, 0]) / 2
+    dx, dy = verts[:, 0] - xc, verts[:, 1] - yc
+    fall = (_smoothstep((dy + 0.35 * half) / (0.2 * half)) * _smoothstep((0.7 * half - dy) / (0.35 * half))
+            * _smoothstep((1.5 * half - np.abs(dx)) / (0.5 * half)))
+    off = np.zeros_like(verts)
+    off[:, 0] = LIP_SPREAD * dx * fall
+    off[:, 2] = LIP_PROTRUDE * fall * (1 - np.clip(np.abs(dx) / half, 0, 1)) ** 2
+    off[478:] = 0.0
     return off
 
 

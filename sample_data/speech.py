@@ -2,8 +2,10 @@
 
 A glottal pulse train at a wandering pitch goes through formant resonators whose frequencies change per
 syllable, under a syllable envelope: 3-5 syllables a second, words split by short pauses, sentences by longer
-silences. Different `voice` numbers give a different pitch and rhythm, so tests can drive a model with speech
-it was not trained on.
+silences. About a third of the syllables start with a bilabial (a quiet nasal murmur, "m"), during which the lips
+are shut. Different `voice` numbers give a different pitch and rhythm, so tests can drive a model with speech
+it was not trained on. `visemes` turns the syllables into per-frame mouth shapes: the lips spread on i / e and
+round on o / u (`VOWEL_WIDTH`), and close on the bilabials: the sample clip's mouth follows what is said.
 
     python -m sample_data.speech --out speech.wav --seconds 5 --voice 1
 """
@@ -25,6 +27,20 @@ VOWELS = {
     "o": ((500, 900, 2400), 0.85),
     "u": ((330, 800, 2300), 0.6),
 }
+
+
+VOWEL_WIDTH = {"a": 0.2, "e": 0.6, "i": 1.0, "o": -0.7, "u": -1.0}  # lip spread (+1) or rounding (-1) per vowel
+BILABIAL_SHARE = 0.35  # share of syllables that start with lips shut (a nasal murmur)
+BILABIAL_SECONDS = (0.06, 0.1)  # how long the lips stay shut at such a syllable's start
+MURMUR_GAIN = 0.12  # the murmur's level relative to the vowel's
+
+
+@dataclass(frozen=True)
+class Syllable:
+    start: float  # s
+    dur: float  # s, the bilabial included
+    vowel: str  # one of VOWELS
+    closed: float  # s of lips shut at the start (0: the syllable starts on its vowel)
 
 
 @dataclass(frozen=True)
@@ -79,6 +95,12 @@ def _resonator(freq: float, bw: float, sr: int) -> tuple[np.ndarray, np.ndarray]
 
 def synth_speech(seconds: float, seed: int = 0, sr: int = SAMPLE_RATE, voice: int = 0) -> np.ndarray:
     """Vowel-like speech, float32 [round(seconds*sr)] in [-1, 1]. Deterministic for (seconds, seed, sr, voice)."""
+    return synth_speech_syllables(seconds, seed, sr, voice)[0]
+
+
+def synth_speech_syllables(seconds: float, seed: int = 0, sr: int = SAMPLE_RATE,
+                           voice: int = 0) -> tuple[np.ndarray, list[Syllable]]:
+    """`synth_speech` and the syllables it says (their timing, vowel and bilabial onset)."""
     if seconds <= 0:
         raise ValueError(f"synth_speech: seconds must be > 0, got {seconds}")
     v = VOICES[voice % len(VOICES)]
@@ -94,7 +116,17 @@ def synth_speech(seconds: float, seed: int = 0, sr: int = SAMPLE_RATE, voice: in
     breath = 0.02 * rng.standard_normal(n)
 
     out = np.zeros(n)
+    onset_rng = np.random.default_rng([seed, voice, 1])  # its own stream: the syllable timing and pitch draws stay
+    sylls = []
     for start, dur, vowel in _schedule(seconds, rng, v):
+        closed = onset_rng.uniform(*BILABIAL_SECONDS) if onset_rng.random() < BILABIAL_SHARE else 0.0
+        sylls.append(Syllable(start, dur, vowel, closed))
+        if closed:  # the murmur: the voice through one low nasal resonance, quiet
+            j0, j1 = int(start * sr), min(n, int((start + closed) * sr))
+            b, a = _resonator(250.0, 80.0, sr)
+            hum = signal.lfilter(b, a, source[j0:j1])
+            out[j0:j1] += hum / (np.abs(hum).max() + 1e-9) * MURMUR_GAIN * VOWELS[vowel][1]
+            start, dur = start + closed, dur - closed
         i0, i1 = int(start * sr), min(n, int((start + dur) * sr))
         formants, gain = VOWELS[vowel]
         seg = source[i0:i1] + breath[i0:i1]
@@ -110,7 +142,25 @@ def synth_speech(seconds: float, seed: int = 0, sr: int = SAMPLE_RATE, voice: in
         seg = seg / (np.abs(seg).max() + 1e-9) * e * gain * rng.uniform(0.75, 1.0)
         out[i0:i1] += seg
     out = out / (np.abs(out).max() + 1e-9) * 0.8
-    return out.astype(np.float32)
+    return out.astype(np.float32), sylls
+
+
+def visemes(sylls: list[Syllable], n_frames: int, fps: int = FPS) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Per video frame: lip width [n] in [-1, 1] (spread +, rounded -; 0 at rest), lips shut [n] in [0, 1], and
+    the viseme's name ('a'..'u', 'm' for shut lips, '-' for silence). Frame i is the sound at (i + 0.5) / fps;
+    width and shut are smoothed over ~40 ms (the lips move between shapes, not in steps)."""
+    t = (np.arange(n_frames) + 0.5) / fps
+    width, shut, names = np.zeros(n_frames), np.zeros(n_frames), ["-"] * n_frames
+    for syl in sylls:
+        in_syl = (t >= syl.start) & (t < syl.start + syl.dur)
+        lips = in_syl & (t < syl.start + syl.closed)
+        vowel = in_syl & ~lips
+        width[vowel], shut[lips] = VOWEL_WIDTH[syl.vowel], 1.0
+        for i in np.flatnonzero(in_syl):
+            names[i] = "m" if lips[i] else syl.vowel
+    kernel = np.array([0.25, 0.5, 0.25])
+    smooth = lambda x: np.convolve(np.pad(x, 1, mode="edge"), kernel, mode="valid")  # noqa: E731
+    return smooth(width).astype(np.float32), np.maximum(shut, smooth(shut)).astype(np.float32), names
 
 
 def loudness_envelope(wav: np.ndarray, sr: int = SAMPLE_RATE, fps: int = FPS) -> np.ndarray:

@@ -179,4 +179,30 @@ def make_tiny_dataset(root: str | Path, n_frames: int = 12, size: int = 32, adne
     if not adnerf:
         save_json(root / "parsing" / "classes.json", {"classes": CLASSES})
         save_json(root / "aud_meta.json", {"backend": "synthetic", "dim": d, "windows": 16})
+    if eyes:
+        save_face_shape(root)
     return root
+
+
+def eye_centres() -> np.ndarray:
+    """[2,3] the centres of the sphere's eye discs in the head frame."""
+    n = np.array([[sx * 0.35, -0.2, -0.91] for sx in (-1, 1)])
+    return HEAD_R * n / np.linalg.norm(n, axis=1, keepdims=True)
+
+
+def save_face_shape(root: Path) -> None:
+    """track_params.pt with a face shape `id` [478,3] whose eye points (common.eyes.MEDIAPIPE_EYES) outline the
+    sphere's eye discs (the rest of the shape is zeros: only the eyes are used)."""
+    import torch
+
+    from common.eyes import MEDIAPIPE_EYES
+
+    shape = np.zeros((478, 3))
+    half = HEAD_R * np.arccos(0.985)  # the disc's radius on the sphere
+    for centre, idx in zip(eye_centres(), MEDIAPIPE_EYES):  # outer corner, upper, upper, inner corner, lower, lower
+        sx = 1 if centre[0] > 0 else -1
+        offsets = [(sx * half, 0), (0.3 * sx * half, -0.5 * half), (-0.3 * sx * half, -0.5 * half), (-sx * half, 0),
+                   (-0.3 * sx * half, 0.5 * half), (0.3 * sx * half, 0.5 * half)]
+        for k, (dx, dy) in zip(idx, offsets):
+            shape[k] = centre + [dx, dy, 0.0]
+    torch.save({"id": torch.tensor(shape, dtype=torch.float32)}, root / "track_params.pt")

@@ -147,7 +147,7 @@ def test_rendered_eyes_follow_the_requested_openness(subject, tmp_path):
     `--eyes false` renders the same eyes whatever is asked."""
     root, data = subject
     run = _train(root, data, "eyes")
-    assert "eyes = true" in (run / "config.txt").read_text()
+    assert "eyes = true" in (run / "config.txt").read_text() and "eye_region = true" in (run / "config.txt").read_text()
     dark = _eye_darkness(run, data, tmp_path, "eyes")
     r = float(np.corrcoef(REQUESTED, dark)[0, 1])
     print(f"eye darkness {np.round(dark, 3)} for openness {REQUESTED}: r = {r:.3f}")
@@ -186,3 +186,41 @@ def test_render_blink_file_of_the_wrong_length_is_a_one_line_error(tmp_path, cap
     assert rc == 1 and err.startswith("error: ") and "\n" not in err
     assert "blinks.txt: 3 openness values, but the audio gives 5 frames" in err
     assert out.read_bytes() == b"previous render"
+
+
+def test_eye_region_from_the_face_shape(tmp_path):
+    """Eye centres and radii from track_params.pt's face shape; None without one or with AD-NeRF's 3DMM `id`."""
+    import torch
+
+    from nerf.blinks import eye_region
+
+    NF.save_face_shape(tmp_path)
+    region = eye_region(tmp_path).numpy()
+    assert np.allclose(region[:, :3], NF.eye_centres(), atol=1e-6)
+    assert np.allclose(region[:, 3], 0.6 * 2 * NF.HEAD_R * np.arccos(0.985), rtol=1e-5)
+    torch.save({"id": torch.zeros(1, 100)}, tmp_path / "track_params.pt")
+    assert eye_region(tmp_path) is None
+    assert eye_region(tmp_path / "nowhere") is None
+
+
+def test_eye_pixels_project_onto_the_eyes(tmp_path):
+    """The projected eye centres fall on the eyes class of each frame's parsing map (the sphere's eye discs), and
+    the radius in pixels is the disc's size on screen (within 25%)."""
+    from nerf.blinks import eye_pixels
+    from nerf.dataset import DataConfig, TalkingDataset
+
+    data = NF.make_tiny_dataset(tmp_path / "d", n_frames=12, size=64, eyes=True)
+    ds = TalkingDataset(DataConfig(datadir=str(data)), "train")
+    centres, radii = eye_pixels(ds.eye_region, ds.c2w, ds.focal, ds.cx, ds.cy)
+    eye_class = ds.class_names.index("eyes")
+    for f in range(len(ds)):
+        labels = ds.parsing_map(f).numpy()
+        for (x, y) in centres[f]:
+            assert labels[int(y), int(x)] == eye_class
+    disc_px = NF.HEAD_R * np.arccos(0.985) * ds.focal / (-torch_depth(ds))
+    assert np.allclose(radii.mean(), 1.2 * disc_px, rtol=0.25)
+
+
+def torch_depth(ds) -> float:
+    """The camera's mean distance to the head frame's origin (the eyes are about that far)."""
+    return -float(ds.c2w[:, :3, 3].norm(dim=1).mean())

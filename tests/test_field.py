@@ -8,12 +8,55 @@ from nerf.deformation import TorsoDeformation, height_gate
 from nerf.field import HashField, MLPField, density_activation
 
 AABB = torch.tensor([-0.3, -0.3, -0.3, 0.3, 0.3, 0.3])
+GROUPS = [i * 8 // 63 for i in range(63)] + [8]  # 63 audio channels in 8 groups, the 64th (eye) its own
+
+
+def _region_field(backbone: str):
+    torch.manual_seed(0)
+    if backbone == "mlp":
+        return MLPField(64, 11, width=32, depth=4, skip=2, cond_groups=GROUPS)
+    return HashField(AABB, 64, 11, n_levels=4, log2_table=10, max_res=64, cond_groups=GROUPS)
+
+
+@pytest.mark.parametrize("backbone", ["mlp", "hash"])
+def test_region_attention_shared_code_matches_per_point(backbone):
+    """One condition row for all points (a rendered frame, folded per group) = the same row repeated per point."""
+    fld = _region_field(backbone)
+    with torch.no_grad():
+        fld.gates.net.weight.normal_()
+        fld.gates.net.bias.normal_()
+    x, d = torch.rand(40, 3) * 0.4 - 0.2, torch.nn.functional.normalize(torch.randn(40, 3), dim=-1)
+    code = torch.randn(1, 64)
+    one, many = fld(x, d, code), fld(x, d, code.expand(40, -1).contiguous())
+    for a, b in zip(one, many):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("backbone", ["mlp", "hash"])
+def test_region_attention_closed_gates_ignore_the_audio(backbone):
+    """Where the audio gates are shut a point's output does not change with the audio code, but still does with
+    the eye input (its own group); with the gates open it changes with both."""
+    fld = _region_field(backbone)
+    x, d = torch.rand(40, 3) * 0.4 - 0.2, torch.nn.functional.normalize(torch.randn(40, 3), dim=-1)
+    base, other_audio, other_eye = torch.randn(1, 64), torch.randn(1, 64), torch.randn(1, 64)
+    other_audio[0, 63], other_eye[0, :63] = base[0, 63], base[0, :63]
+    with torch.no_grad():
+        fld.gates.net.bias.fill_(-40.0)
+        fld.gates.net.bias[8] = 40.0
+    rgb = lambda c: fld(x, d, c)[0] if backbone == "mlp" else fld(x, d, c)[1]  # noqa: E731 (mlp colour ignores it)
+    assert torch.allclose(rgb(base), rgb(other_audio), atol=1e-6)
+    assert (rgb(base) - rgb(other_eye)).abs().max() > 1e-4
+    with torch.no_grad():
+        fld.gates.net.bias.fill_(40.0)
+    assert (rgb(base) - rgb(other_audio)).abs().max() > 1e-4
 
 
 @pytest.mark.parametrize("make", [
     lambda: MLPField(64, 11, width=32, depth=4, skip=2),
     lambda: HashField(AABB, 64, 11, n_levels=4, log2_table=10, max_res=64),
-], ids=["mlp", "hash"])
+    lambda: MLPField(64, 11, width=32, depth=4, skip=2, cond_groups=GROUPS),
+    lambda: HashField(AABB, 64, 11, n_levels=4, log2_table=10, max_res=64, cond_groups=GROUPS),
+], ids=["mlp", "hash", "mlp-region", "hash-region"])
 def test_field_outputs(make):
     torch.manual_seed(0)
     fld = make()
@@ -152,3 +195,40 @@ def test_rigid_torso_motion_is_the_identity_at_the_reference_pose():
     assert at_ref.abs().max() < 1e-6
     away = deform.torso_motion(x, (ref + torch.tensor([0.0, 0.2, 0.0, 0.0, 0.0, 0.0])).expand(64, 6))
     assert away.norm(dim=-1).mean() > 1e-3
+
+
+@pytest.mark.parametrize("backbone", ["mlp", "hash"])
+def test_eye_region_keeps_the_eye_input_at_the_eyes(backbone):
+    """With the eye-region gate the eye openness changes the output near an eye centre and not a head-width away;
+    the audio (ungated, no region attention) still changes both."""
+    torch.manual_seed(0)
+    groups = [0] * 63 + [1]
+    if backbone == "mlp":
+        fld = MLPField(64, 11, width=32, depth=4, skip=2, cond_groups=groups, learned_gates=False, eye_region=True)
+    else:
+        fld = HashField(AABB, 64, 11, n_levels=4, log2_table=10, max_res=64, cond_groups=groups,
+                        learned_gates=False, eye_region=True)
+    fld.gates.eye_region.copy_(torch.tensor([[-0.03, -0.03, 0.0, 0.02], [0.03, -0.03, 0.0, 0.02]]))
+    near = torch.tensor([[-0.03, -0.03, 0.0], [0.035, -0.028, 0.005]])
+    far = torch.tensor([[0.0, 0.15, 0.0], [0.2, 0.1, 0.0]])  # chin, beside the head: > 7 radii away
+    d = torch.nn.functional.normalize(torch.randn(2, 3), dim=-1)
+    base = torch.randn(1, 64)
+    shut, other_audio = base.clone(), base.clone()
+    shut[0, 63] += 2.0
+    other_audio[0, :63] = torch.randn(63)
+    out = lambda x, c: torch.cat([fld(x, d, c)[0][:, None], fld(x, d, c)[1]], 1)  # noqa: E731 sigma and rgb
+    assert (out(near, base) - out(near, shut)).abs().max() > 1e-4
+    assert torch.allclose(out(far, base), out(far, shut), atol=1e-6)
+    assert (out(far, base) - out(far, other_audio)).abs().max() > 1e-4
+    assert fld.gates(torch.zeros(2, 1), near)[:, 1].min() > 0.5
+
+
+def test_eye_region_never_set_is_an_error():
+    """A model built without eye centres (radii 0) and not restored from a checkpoint refuses to render."""
+    from nerf.field import ConditionGates
+
+    gates = ConditionGates(4, [0, 0, 1], learned=False, eye_region=True)
+    with pytest.raises(RuntimeError, match="eye centres were never set"):
+        gates(torch.zeros(3, 4), torch.zeros(3, 3))
+    gates.eye_region.copy_(torch.tensor([[0.0, 0, 0, 0.1], [0.2, 0, 0, 0.1]]))
+    assert gates(torch.zeros(1, 4), torch.zeros(1, 3))[0, 1] == pytest.approx(1.0)

@@ -230,7 +230,7 @@ def _old_layout(state: dict) -> dict:
 
 
 def test_checkpoint_from_before_the_estimator_split_renders_the_same(run, tmp_path):
-    """logs/<run>/ckpt/latest.pt rewritten in the old layout, without `audio_attention` and the `eyes` setting:
+    """logs/<run>/ckpt/latest.pt rewritten in the old layout, without `audio_attention`, `eyes` and `region_*`:
     render.py loads it and writes the same frames as from the new one."""
     import shutil
 
@@ -245,7 +245,9 @@ def test_checkpoint_from_before_the_estimator_split_renders_the_same(run, tmp_pa
     assert "estimator.mask" in state["model"] and "audio_attention" in state
     state["model"] = _old_layout(state["model"])
     del state["audio_attention"]
-    del state["fingerprint"]["eyes"]  # and from before the eye input
+    assert not state["fingerprint"]["eyes"] and not state["fingerprint"]["region_attention"]
+    for key in ("eyes", "eye_region", "region_attention", "region_groups"):  # from before these keys existed
+        del state["fingerprint"][key]
     torch.save(state, ckpt)
     tone = make_tone(tmp_path / "tone.wav", seconds=0.2)
     frames = {}

@@ -124,3 +124,26 @@ def test_make_sampler_errors(ds, tmp_path):
         SemanticSampler(ad, SamplerConfig())
     f, y, x, cls = UniformSampler(ad, SamplerConfig(sampling="uniform")).sample(8)
     assert (cls == -1).all()
+
+
+def test_eye_rays_go_to_the_eyes_of_the_blink_frames(ds, tmp_path):
+    """eye_share of the rays land about the projected eyes (mostly on eye pixels, far above their area), from
+    frames drawn with weight 0.05 + |1 - openness|; without the eye input the draws are what they were."""
+    root = make_tiny_dataset(tmp_path / "eyes", n_frames=22, size=32, eyes=True)
+    eyes_ds = TalkingDataset(DataConfig(datadir=str(root)), "train")
+    s = SemanticSampler(eyes_ds, SamplerConfig(eye_share=0.5), seed=0)
+    assert s.eyes is not None
+    f, y, x, cls = s.sample(8000)
+    assert torch.equal(eyes_ds.parsing[f, y, x].long(), cls)
+    f_eye, cls_eye = f[4000:], cls[4000:]
+    eye_class = eyes_ds.class_names.index("eyes")
+    on_eyes = float((cls_eye == eye_class).float().mean())
+    assert on_eyes > 0.2 and on_eyes > 5 * s.area[eye_class]  # the rest: lids, skin around
+    weight = 0.05 + np.abs(1 - eyes_ds.eye.numpy())
+    freq = np.bincount(f_eye.numpy(), minlength=len(eyes_ds)) / 4000
+    assert np.abs(freq - weight / weight.sum()).max() < 0.03
+    plain = make_sampler(eyes_ds, SamplerConfig(eye_share=0.0), seed=0).sample(500)
+    no_eye_input = make_sampler(ds, SamplerConfig(eye_share=0.05), seed=0)  # the fixture has no eye input
+    assert no_eye_input.eyes is None and len(plain[0]) == 500
+    reference = make_sampler(ds, SamplerConfig(eye_share=0.0), seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(no_eye_input.sample(500), reference.sample(500)))

@@ -1,0 +1,197 @@
+#!/usr/bin/env python
+"""The mouth on the sample: per-region quality, lip shape on new speech, and the ablations, over seeds.
+
+    python benchmarks/mouth.py [--variants full,global,uniform,nosem,nodeform] [--seeds 0,1] [--seconds 6]
+
+1. the sample clip (its lips spread, round and shut with what is said, with ground truth) -> dataset/mouth/,
+2. per variant and seed, a run with the CPU preset (`mouth_<variant>_s<seed>`; a run already finished by this script
+   is reused: output/mouth/<run>.done),
+3. evaluate.py on every held-out frame (PSNR overall and per region, LMD, sync),
+4. render.py of new speech in another voice (voice 1) at the training poses at --render_size; the landmark back-end
+   measures the mouth on the rendered frames (corner-to-corner width and inner-lip gap over the eye-corner distance,
+   3D) and correlates them with the ground-truth visemes of that speech (sample_data.speech.visemes) and with its
+   loudness.
+Writes benchmarks/results/mouth.json (every run, and per variant the mean and the spread over seeds) and mouth.png.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "benchmarks" / "results"
+
+from benchmarks.results_io import run_stage, save_figure, write_results  # noqa: E402
+
+NAME = "mouth"
+FULL = {"region_attention": "true", "eye_region": "true", "sampling": "semantic", "semantic": "true",
+        "deform": "true"}  # explicit, so that a later change of a default does not change what a variant is
+ABLATIONS = {
+    "full": {},
+    "global": {"region_attention": "false"},  # the old audio conditioning: every point sees the same code
+    "uniform": {"sampling": "uniform"},
+    "nosem": {"semantic": "false", "sampling": "uniform"},  # no parsing head: nothing to sample by
+    "nodeform": {"deform": "false"},
+}
+VARIANTS = {name: [arg for k, v in {**FULL, **diff}.items() for arg in (f"--{k}", v)]
+            for name, diff in ABLATIONS.items()}
+SPEECH = {"seed": 7, "voice": 1}
+KEYS = ("psnr", "lips", "inner_mouth", "face", "eyes", "lmd", "sync", "r_width", "r_opening", "r_loudness")
+
+
+def run(cmd: list[str], log: Path) -> float:
+    return run_stage(cmd, log, ROOT, "mouth")
+
+
+def mouth_shape(frames_dir: Path) -> dict[str, np.ndarray]:
+    """Landmarks on the rendered PNGs -> per frame width and opening over the eye-corner distance (NaN: no face)."""
+    import imageio.v3 as iio
+
+    from data_util.landmarks import detect_landmarks, mouth_shape
+
+    return mouth_shape(detect_landmarks([iio.imread(p) for p in sorted(frames_dir.glob("*.png"))]))
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float | None:
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3 or a[ok].std() < 1e-9 or b[ok].std() < 1e-9:
+        return None
+    return round(float(np.corrcoef(a[ok], b[ok])[0, 1]), 3)
+
+
+def speech_truth(seconds: float) -> dict[str, np.ndarray]:
+    """The new speech's ground truth per video frame: lip width, opening, loudness."""
+    from sample_data.speech import loudness_envelope, mouth_opening, synth_speech_syllables, visemes
+
+    wav, sylls = synth_speech_syllables(seconds, seed=SPEECH["seed"], voice=SPEECH["voice"])
+    n = int(np.ceil(seconds * 25))
+    width, shut, _ = visemes(sylls, n)
+    return {"width": width, "opening": mouth_opening(wav)[:n] * (1 - shut), "loudness": loudness_envelope(wav)[:n]}
+
+
+def one_run(exp: str, extra: list[str], seed: int, args, config: Path, speech: Path, truth: dict, log: Path) -> dict:
+    py, out_dir = sys.executable, ROOT / "output" / NAME
+    done = out_dir / f"{exp}.done"
+    if not done.is_file():
+        run([py, "train.py", "--config", str(config), "--expname", exp, "--seed", str(seed), *extra], log)
+        done.write_text("trained\n")
+    run([py, "evaluate.py", "--config", str(config), "--expname", exp, "--no_video"], log)
+    frames = out_dir / f"frames_{exp}"
+    run([py, "render.py", "--config", str(config), "--expname", exp, "--aud", str(speech), "--blink", "none",
+         "--img_size", str(args.render_size), "--save_frames", str(frames), "--out", str(out_dir / f"{exp}.mp4")], log)
+    shape = mouth_shape(frames)
+    ev = json.loads((ROOT / "logs" / exp / "eval" / "metrics.json").read_text())
+    rows = [json.loads(ln) for ln in (ROOT / "logs" / exp / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+    region = ev.get("region_psnr") or {}
+    num = lambda v: v if isinstance(v, (int, float)) else None  # noqa: E731 (skipped metrics are strings)
+    return {"expname": exp, "seed": seed, "flags": extra, "iterations": rows[-1].get("iter"),
+            "train_seconds": rows[-1].get("time_s"), "frames": ev.get("frames"), "psnr": ev.get("psnr"),
+            "ssim": ev.get("ssim"), "miou": ev.get("miou"), "lmd": num(ev.get("lmd")), "sync": num(ev.get("sync")),
+            "lips": region.get("lips"), "inner_mouth": region.get("inner_mouth"), "face": region.get("face"),
+            "eyes": region.get("eyes"),
+            "r_width": pearson(truth["width"], shape["width"]),
+            "r_opening": pearson(truth["opening"], shape["opening"]),
+            "r_loudness": pearson(truth["loudness"], shape["opening"]),
+            "curves": {k: np.round(v, 4).tolist() for k, v in shape.items()}}
+
+
+def summaries(runs: dict[str, dict]) -> dict[str, dict]:
+    """{variant: summary} over the runs named mouth_<variant>_s<seed>."""
+    by: dict[str, list[dict]] = {}
+    for exp, r in runs.items():
+        by.setdefault(exp.split("_")[1], []).append(r)
+    return {v: summary(rs) for v, rs in by.items()}
+
+
+def summary(runs: list[dict]) -> dict:
+    """Per key: mean and spread (half the range) over the seeds."""
+    out = {"seeds": [r["seed"] for r in runs]}
+    for k in KEYS:
+        vals = [r[k] for r in runs if r.get(k) is not None]
+        if vals:
+            out[k] = {"mean": round(float(np.mean(vals)), 3), "spread": round((max(vals) - min(vals)) / 2, 3)}
+    return out
+
+
+def draw(path: Path, results: dict, truth: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(10, 7))
+    ax = fig.add_subplot(2, 1, 1)
+    names = list(results["variants"])
+    shown = ("psnr", "lips", "inner_mouth")
+    for j, key in enumerate(shown):
+        mean = [results["variants"][n].get(key, {}).get("mean", np.nan) for n in names]
+        spread = [results["variants"][n].get(key, {}).get("spread", 0) for n in names]
+        ax.bar(np.arange(len(names)) + (j - 1) * 0.27, mean, 0.27, yerr=spread, capsize=3, label=key)
+    ax.set_xticks(np.arange(len(names)), names)
+    ax.set_ylabel("held-out PSNR, dB (mean, bar: spread over seeds)")
+    ax.set_ylim(10, 32)
+    ax.legend(fontsize=8, ncol=3)
+    ax.grid(alpha=0.3, axis="y")
+    first = results["runs"][0]
+    t = np.arange(len(truth["width"])) / 25
+    for k, key in enumerate(("width", "opening")):
+        a = fig.add_subplot(4, 1, 3 + k)
+        meas = np.array(first["curves"][key])
+        a.plot(t, truth[key], "k-", lw=1.5, label=f"ground truth {key} (visemes of the new speech)")
+        a2 = a.twinx()
+        a2.plot(t[:len(meas)], meas, ".-", color="tab:blue", label=f"{first['expname']}: measured on the render")
+        a.set_title(f"{first['expname']}: rendered mouth {key} vs the speech's visemes, "
+                    f"r = {first['r_' + key]}", fontsize=9)
+        a.legend(fontsize=7, loc="upper left")
+        a2.legend(fontsize=7, loc="upper right")
+    a.set_xlabel("seconds of new speech (another voice)")
+    save_figure(fig, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--variants", default="full,global", help=f"comma-separated, of {', '.join(VARIANTS)}")
+    p.add_argument("--seeds", default="0,1")
+    p.add_argument("--seconds", type=float, default=6.0, help="length of the new speech rendered")
+    p.add_argument("--render_size", type=int, default=256, help="rendered size for the landmark measurement")
+    p.add_argument("--out", type=Path, default=RESULTS / "mouth.json")
+    args = p.parse_args(argv)
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variant(s) {unknown}: choose from {list(VARIANTS)}")
+    py = sys.executable
+    out_dir = ROOT / "output" / NAME
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log = out_dir / "log.txt"
+    video, speech = ROOT / "dataset" / "vids" / f"{NAME}.mp4", out_dir / "new_speech.wav"
+    if not video.is_file():
+        run([py, "-m", "sample_data.clip", "--out", str(video)], log)
+    run([py, "-m", "sample_data.speech", "--out", str(speech), "--seconds", str(args.seconds),
+         "--voice", str(SPEECH["voice"]), "--seed", str(SPEECH["seed"])], log)
+    run(["bash", "process_data.sh", NAME, "--video", str(video)], log)
+    config = ROOT / "configs" / f"{NAME}.txt"
+    truth = speech_truth(args.seconds)
+    results: dict = {"command": "python benchmarks/mouth.py " + " ".join(argv or sys.argv[1:]), "runs": [],
+                     "variants": {}, "flags": VARIANTS}
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    kept = {r["expname"]: r for r in previous.get("runs", [])}  # runs of other variants from an earlier call
+    seeds = [int(s) for s in args.seeds.split(",")]
+    for seed in seeds:  # seed-major: a partial result already compares the variants
+        for variant in variants:
+            exp = f"{NAME}_{variant}_s{seed}"
+            kept[exp] = one_run(exp, VARIANTS[variant], seed, args, config, speech, truth, log)
+            results["runs"] = list(kept.values())
+            results["variants"] = summaries(kept)
+            write_results(args.out, results, lambda png: draw(png, results, truth))
+    results["runs"] = list(kept.values())
+    return write_results(args.out, results, lambda png: draw(png, results, truth))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
