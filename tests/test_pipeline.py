@@ -43,7 +43,9 @@ def test_runs_and_writes_the_contract(processed):
     val = json.loads((out / "transforms_val.json").read_text())
     left_out = train["left_out"]["hand_over_face"] + val["left_out"]["hand_over_face"]
     assert len(train["frames"]) + len(val["frames"]) + len(left_out) == n
-    assert len(left_out) <= 2, left_out  # no hands in the sample: at most a stray false detection
+    # no hands in the sample: at most one stray false detection, which mediapipe's hand tracker (video mode) holds
+    # for a few frames (seen: frames 44-46 after the lips took viseme shapes, 2026-12-03)
+    assert len(left_out) <= 3 and (not left_out or max(left_out) - min(left_out) < len(left_out)), left_out
     assert {"img_id", "aud_id", "transform_matrix", "face_rect", "lips_rect"} <= set(train["frames"][0])
     assert (root / "configs" / "clip.txt").is_file()
     assert (out / "debug" / "contact_sheet.png").is_file()
