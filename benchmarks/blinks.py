@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
 
-from benchmarks.results_io import run_stage, save_figure, write_results  # noqa: E402
+from benchmarks.results_io import run_stage, sample_subject, save_figure, write_results  # noqa: E402
 from nerf.blinks import closed_level, natural_blinks  # noqa: E402
 from nerf.dataset import DataConfig, TalkingDataset  # noqa: E402
 
@@ -106,15 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=RESULTS / "blinks.json")
     args = p.parse_args(argv)
     py = sys.executable
-    out_dir = ROOT / "output" / NAME
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log = out_dir / "log.txt"
-    video, speech = ROOT / "dataset" / "vids" / f"{NAME}.mp4", out_dir / "new_speech.wav"
-    if not video.is_file():
-        run([py, "-m", "sample_data.clip", "--out", str(video)], log)
-    run([py, "-m", "sample_data.speech", "--out", str(speech), "--seconds", str(args.seconds), "--voice", "1",
-         "--seed", "7"], log)
-    run(["bash", "process_data.sh", NAME, "--video", str(video)], log)
+    out_dir, log, speech = sample_subject(NAME, ROOT, args.seconds, voice=1, seed=7)
+    video = ROOT / "dataset" / "vids" / f"{NAME}.mp4"
     config = ROOT / "configs" / f"{NAME}.txt"
     data = ROOT / "dataset" / NAME
     train_lms = np.load(data / "landmarks.npy")

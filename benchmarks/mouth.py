@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
 
-from benchmarks.results_io import run_stage, save_figure, write_results  # noqa: E402
+from benchmarks.results_io import run_stage, sample_subject, save_figure, write_results  # noqa: E402
 
 NAME = "mouth"
 FULL = {"region_attention": "true", "eye_region": "true", "sampling": "semantic", "semantic": "true",
@@ -165,16 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         p.error(f"unknown variant(s) {unknown}: choose from {list(VARIANTS)}")
-    py = sys.executable
-    out_dir = ROOT / "output" / NAME
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log = out_dir / "log.txt"
-    video, speech = ROOT / "dataset" / "vids" / f"{NAME}.mp4", out_dir / "new_speech.wav"
-    if not video.is_file():
-        run([py, "-m", "sample_data.clip", "--out", str(video)], log)
-    run([py, "-m", "sample_data.speech", "--out", str(speech), "--seconds", str(args.seconds),
-         "--voice", str(SPEECH["voice"]), "--seed", str(SPEECH["seed"])], log)
-    run(["bash", "process_data.sh", NAME, "--video", str(video)], log)
+    _, log, speech = sample_subject(NAME, ROOT, args.seconds, **SPEECH)
     config = ROOT / "configs" / f"{NAME}.txt"
     truth = speech_truth(args.seconds)
     results: dict = {"command": "python benchmarks/mouth.py " + " ".join(argv or sys.argv[1:]), "runs": [],
