@@ -1,20 +1,26 @@
 #!/usr/bin/env python
 """Blinks on the sample: does the rendered eye follow the requested openness, and what does the input cost?
 
-    python benchmarks/blinks.py [--seconds 6] [--render_size 256]
+    python benchmarks/blinks.py [--seconds 20] [--render_size 256] [--runs eyes,noeyes,audio_at_eyes] [--retrain]
 
 1. the sample clip (with its blinks and their ground truth) -> dataset/blinks/ (process_data.sh),
-2. two runs with the CPU preset: `blinks_eyes` (the eye input, the default) and `blinks_noeyes` (`--eyes false`),
+2. runs with the CPU preset (RUNS): `blinks_eyes` (the eye input, the defaults), `blinks_noeyes` (`--eyes false`)
+   and `blinks_audio_at_eyes` (the audio code reaching the eyes too, as before 2026-12-03); a run (or render)
+   on record (output/blinks/*.done, newer than its checkpoint) is reused,
 3. evaluate.py on every held-out frame of each (the eye region's PSNR; the held-out part has a blink),
 4. render.py of new speech with `--blink natural` at the training poses, at --render_size; the landmark back-end
    (mediapipe face mesh) measures the eye openness on the rendered frames (eye aspect ratio over the training
-   clip's median), correlated with the requested openness.
+   clip's median), correlated with the requested openness (`r`). The 2D eye aspect ratio also changes with the
+   head's pitch and the render's sharpness, so runs with the eye input are rendered a second time with
+   `--blink none` (same poses, same speech) and `r_vs_open_render` correlates the requested openness with the
+   ratio of the two measurements: what the eye input alone does to the rendered eye.
 Writes benchmarks/results/blinks.json and blinks.png (requested vs measured openness, frames around a blink).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -29,6 +35,8 @@ from nerf.blinks import closed_level, natural_blinks  # noqa: E402
 from nerf.dataset import DataConfig, TalkingDataset  # noqa: E402
 
 NAME = "blinks"
+RUNS = {"eyes": [], "noeyes": ["--eyes", "false"], "audio_at_eyes": ["--audio_at_eyes", "true"]}  # name -> train flags
+COLOURS = {"eyes": "tab:blue", "noeyes": "tab:red", "audio_at_eyes": "tab:green"}
 
 
 def run(cmd: list[str], log: Path) -> None:
@@ -48,7 +56,27 @@ def measured_openness(frames_dir: Path, train_lms: np.ndarray) -> np.ndarray:
     return ear / np.median(eye_aspect_ratio(train_lms))
 
 
-def follow(requested: np.ndarray, measured: np.ndarray) -> dict:
+def is_done(marker: Path, what: str, ckpt: Path) -> bool:
+    """A stage on record: its marker holds `what` (the stage's settings) and is newer than the run's checkpoint
+    (a run trained again since is not)."""
+    return (marker.is_file() and ckpt.is_file() and marker.read_text() == what
+            and marker.stat().st_mtime >= ckpt.stat().st_mtime)
+
+
+def frame_count(folder: Path) -> int:
+    return len(list(folder.glob("*.png")))
+
+
+def follow(requested: np.ndarray, measured: np.ndarray, open_render: np.ndarray | None = None) -> dict:
+    """How the measured openness [N] (and, with open_render [N], its ratio to that render's) follows requested [N]."""
+    out = _follow(requested, measured)
+    if open_render is not None:
+        ratio = _follow(requested, measured / open_render)
+        out.update(r_vs_open_render=ratio["r"], ratio_when_closed=ratio["measured_when_closed"])
+    return out
+
+
+def _follow(requested: np.ndarray, measured: np.ndarray) -> dict:
     ok = np.isfinite(measured)
     r = float(np.corrcoef(requested[ok], measured[ok])[0, 1]) if measured[ok].std() > 1e-9 else 0.0
     closed = requested < 0.6
@@ -63,20 +91,21 @@ def draw(path: Path, results: dict, curves: dict, strips: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = plt.figure(figsize=(10, 6.5))
+    names = list(results["runs"])
+    fig = plt.figure(figsize=(10, 3.5 + 1.5 * len(names)))
     ax = fig.add_subplot(2, 1, 1)
     t = np.arange(len(curves["requested"])) / 25
     ax.plot(t, curves["requested"], "k-", lw=2, label="requested (--blink natural)")
-    for name, colour in (("eyes", "tab:blue"), ("noeyes", "tab:red")):
-        res = results["runs"][name]["render"]
+    for name in names:
+        res, colour = results["runs"][name]["render"], COLOURS.get(name)
         ax.plot(t, curves[name], ".-", color=colour, label=f"measured, {name.replace('noeyes', 'no eye input')}"
                 f" (r = {res['r']:+.2f})")
     ax.set_xlabel("seconds")
     ax.set_ylabel("eye openness")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    for k, name in enumerate(("eyes", "noeyes")):
-        a = fig.add_subplot(4, 1, 3 + k)
+    for k, name in enumerate(names):
+        a = fig.add_subplot(2 * len(names), 1, len(names) + 1 + k)
         a.imshow(strips[name])
         a.set_axis_off()
         ev = results["runs"][name]["evaluation"]
@@ -97,11 +126,11 @@ def eye_strip(frames_dir: Path, centre: int, lms_box: tuple[int, int, int, int])
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seconds", type=float, default=6.0, help="length of the new speech rendered with blinks")
+    p.add_argument("--seconds", type=float, default=20.0, help="length of the new speech rendered with blinks")
     p.add_argument("--render_size", type=int, default=256, help="rendered size for the landmark measurement")
     p.add_argument("--blink_seed", type=int, default=1)
-    p.add_argument("--skip_train", action="store_true", help="reuse logs/blinks_eyes and logs/blinks_noeyes")
-    p.add_argument("--runs", default="eyes,noeyes", help="the runs to (re)make; the others' results are kept from "
+    p.add_argument("--retrain", action="store_true", help="train again even where a finished run is on record")
+    p.add_argument("--runs", default=",".join(RUNS), help="the runs to (re)make; the others' results are kept from "
                    "the previous --out and their rendered frames from output/blinks/")
     p.add_argument("--out", type=Path, default=RESULTS / "blinks.json")
     args = p.parse_args(argv)
@@ -122,29 +151,50 @@ def main(argv: list[str] | None = None) -> int:
     requested = natural_blinks(n, closed_level(None if train_eye is None else train_eye.numpy()), args.blink_seed)
     curves["requested"], centre = requested, int(np.argmin(requested))
     box = tuple(int(v * args.render_size / 256) for v in (70, 120, 70, 190))  # the eye band
-    for name, extra in (("eyes", []), ("noeyes", ["--eyes", "false"])):
+    for name, extra in RUNS.items():
         exp = f"{NAME}_{name}"
         frames = out_dir / f"frames_{name}"
+        if name not in todo and name not in previous:
+            continue
         if name not in todo:  # kept from an earlier call
+            if frame_count(frames) != n:
+                print(f"blinks: {name} left out: {frames} does not hold the {n} frames of this call")
+                continue
             results["runs"][name] = {**previous[name], "kept_from_an_earlier_call": True}
             curves[name] = measured_openness(frames, train_lms)
             strips[name] = eye_strip(frames, centre, box)
             continue
-        if not args.skip_train:
+        ckpt = ROOT / "logs" / exp / "ckpt" / "latest.pt"
+        trained = " ".join(["train.py", "--config", str(config), *extra])
+        if args.retrain or not is_done(out_dir / f"{exp}.done", trained, ckpt):
             run([py, "train.py", "--config", str(config), "--expname", exp, *extra], log)
+            (out_dir / f"{exp}.done").write_text(trained)
         run([py, "evaluate.py", "--config", str(config), "--expname", exp, "--no_video"], log)
-        run([py, "render.py", "--config", str(config), "--expname", exp, "--aud", str(speech), "--blink", "natural",
-             "--blink_seed", str(args.blink_seed), "--img_size", str(args.render_size), "--save_frames", str(frames),
-             "--out", str(out_dir / f"{name}.mp4")], log)
-        assert len(list(frames.glob("*.png"))) == n, frames
-        measured = measured_openness(frames, train_lms)
+        measured, open_render = None, None
+        for blink, folder in (("natural", frames), ("none", out_dir / f"frames_{name}_open")):
+            if blink == "none" and name == "noeyes":
+                continue  # the same render with the eyes held open: for the runs with the eye input
+            marker, cmd = folder.with_suffix(".done"), [
+                py, "render.py", "--config", str(config), "--expname", exp, "--aud", str(speech), "--blink", blink,
+                "--blink_seed", str(args.blink_seed), "--img_size", str(args.render_size), "--save_frames",
+                str(folder), "--out", str(folder.with_suffix(".mp4"))]
+            rendered = " ".join(cmd[1:]) + f" ({args.seconds} s)"
+            if not (is_done(marker, rendered, ckpt) and frame_count(folder) == n):
+                shutil.rmtree(folder, ignore_errors=True)
+                run(cmd, log)
+                assert frame_count(folder) == n, folder
+                marker.write_text(rendered)
+            if blink == "natural":
+                measured = measured_openness(folder, train_lms)
+            else:
+                open_render = measured_openness(folder, train_lms)
         ev = json.loads((ROOT / "logs" / exp / "eval" / "metrics.json").read_text())
         run_dir = ROOT / "logs" / exp
         rows = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
         results["runs"][name] = {
             "expname": exp, "iterations": rows[-1].get("iter"), "train_seconds": rows[-1].get("time_s"),
             "evaluation": {k: ev.get(k) for k in ("frames", "psnr", "ssim", "miou", "region_psnr")},
-            "render": follow(requested, measured)}
+            "render": follow(requested, measured, open_render)}
         curves[name] = measured
         strips[name] = eye_strip(frames, centre, box)
     return write_results(args.out, results, lambda png: draw(png, results, curves, strips))

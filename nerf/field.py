@@ -73,11 +73,19 @@ class ConditionGates(nn.Module):
     - the eye region (`eye_region`, the last group: the eye openness): exp(-d^2 / 2 r^2), d the distance to the
       nearer eye centre of the tracked face (head frame) and r its radius (buffer `eye_region` [2,4]: centre xyz,
       radius), so that eyelids open and close at the eyes and nowhere else; times the learned gate when both;
+    - with `quiet_eyes`, the audio groups are faded out at the eyes: times 1 - exp(-d^2 / 2 (QUIET_SHARE r)^2), so
+      that the eyelids follow the eye input alone and cannot be tied to the audio of the few blink frames;
     - otherwise 1.
     A model built without the eye centres (radii 0) must have them restored from a checkpoint before use."""
 
-    def __init__(self, n_enc: int, cond_groups: list[int], learned: bool = True, eye_region: bool = False):
+    QUIET_SHARE = 0.5  # quiet_eyes: radius of the audio's fade-out, as a share of the eye radius
+
+    def __init__(self, n_enc: int, cond_groups: list[int], learned: bool = True, eye_region: bool = False,
+                 quiet_eyes: bool = False):
         super().__init__()
+        if quiet_eyes and not eye_region:
+            raise ValueError("ConditionGates: quiet_eyes needs the eye region")
+        self.quiet_eyes = quiet_eyes
         self.n_groups = max(cond_groups) + 1
         self.net = nn.Linear(n_enc, self.n_groups) if learned else None
         if self.net is not None:
@@ -101,8 +109,9 @@ class ConditionGates(nn.Module):
                 raise RuntimeError("eye_region: the eye centres were never set (build the model from a dataset's "
                                    "ModelMeta or load a checkpoint)")
             self._region_checked = True
-        d2 = ((x[:, None, :] - centre) ** 2).sum(-1) / radius ** 2  # [M,2]
-        return torch.cat([g[:, :-1], g[:, -1:] * torch.exp(-0.5 * d2.min(1).values)[:, None]], 1)
+        d2 = (((x[:, None, :] - centre) ** 2).sum(-1) / radius ** 2).min(1).values[:, None]  # [M,1]
+        audio = g[:, :-1] * (1 - torch.exp(-0.5 * d2 / self.QUIET_SHARE ** 2)) if self.quiet_eyes else g[:, :-1]
+        return torch.cat([audio, g[:, -1:] * torch.exp(-0.5 * d2)], 1)
 
     def gate(self, cond: Tensor, gates: Tensor) -> Tensor:
         """cond [M,C] or [1,C], gates [M,G] -> the gated condition [M,C]."""
@@ -131,10 +140,11 @@ class MLPField(nn.Module):
 
     def __init__(self, aud_dim: int, n_classes: int, width: int = 256, depth: int = 8, pe_pts: int = 10,
                  pe_dirs: int = 4, density_act: str = "relu", skip: int | None = None,
-                 cond_groups: list[int] | None = None, learned_gates: bool = True, eye_region: bool = False):
+                 cond_groups: list[int] | None = None, learned_gates: bool = True, eye_region: bool = False,
+                 quiet_eyes: bool = False):
         super().__init__()
         self.enc_x, self.enc_d = FrequencyEncoding(pe_pts), FrequencyEncoding(pe_dirs)
-        self.gates = (ConditionGates(self.enc_x.out_dim, cond_groups, learned_gates, eye_region)
+        self.gates = (ConditionGates(self.enc_x.out_dim, cond_groups, learned_gates, eye_region, quiet_eyes)
                       if cond_groups else None)
         n_in = self.enc_x.out_dim + aud_dim
         self.skip = depth // 2 if skip is None else skip  # AD-NeRF: 4 of 8
@@ -185,11 +195,12 @@ class HashField(nn.Module):
     def __init__(self, aabb: Tensor, aud_dim: int, n_classes: int, n_levels: int = 16, n_features: int = 2,
                  log2_table: int = 17, base_res: int = 16, max_res: int = 1024, width: int = 64,
                  geo_dim: int = 15, pe_dirs: int = 4, density_act: str = "trunc_exp", density_bias: float = -1.0,
-                 cond_groups: list[int] | None = None, learned_gates: bool = True, eye_region: bool = False):
+                 cond_groups: list[int] | None = None, learned_gates: bool = True, eye_region: bool = False,
+                 quiet_eyes: bool = False):
         super().__init__()
         self.enc_x = HashGridEncoding(aabb, n_levels, n_features, log2_table, base_res, max_res)
         self.geo_dim = geo_dim
-        self.gates = (ConditionGates(self.enc_x.out_dim, cond_groups, learned_gates, eye_region)
+        self.gates = (ConditionGates(self.enc_x.out_dim, cond_groups, learned_gates, eye_region, quiet_eyes)
                       if cond_groups else None)
         self.enc_d = FrequencyEncoding(pe_dirs)
         self.density_act = density_act

@@ -36,6 +36,7 @@ class ModelConfig:
     aud_code_dim: int = 64  # audio code size (AudioNet output)
     eyes: bool = True  # eye openness (per frame, from the landmarks) as an input of the field: blinks at render time (render.py --blink); off when the dataset has none
     eye_region: bool = True  # the eye input acts only around the eyes of the tracked face (a Gaussian of 0.6 eye widths about each eye centre, head frame); false: the field may use it anywhere
+    audio_at_eyes: bool = False  # with eye_region: false (default) fades the audio code out at the eyes (1 - a Gaussian of half the eye radius), so only the eye input opens and closes them
     region_attention: bool = False  # per-point gates on the condition (ER-NeRF's region attention): the audio code in region_groups groups, the eye input its own; false: every point sees the same code (AD-NeRF)
     region_groups: int = 8  # region attention: groups of audio-code channels, one gate each
     smooth: int = dc_field(default=4, metadata={"key": "audio_smooth", "aliases": ("smooth",)})  # audio attention over 2*smooth+1 neighbouring frames (AD-NeRF: 8)
@@ -106,7 +107,8 @@ class SSPNeRF(nn.Module):
         if mc.region_attention or gated_eyes:  # audio channel i -> group i * G // A (G = 1: ungated); eye: group G
             g = max(1, min(mc.region_groups, mc.aud_code_dim)) if mc.region_attention else 1
             groups = [i * g // mc.aud_code_dim for i in range(mc.aud_code_dim)] + [g] * self.eye_dim
-        gating = {"cond_groups": groups, "learned_gates": mc.region_attention, "eye_region": gated_eyes}
+        gating = {"cond_groups": groups, "learned_gates": mc.region_attention, "eye_region": gated_eyes,
+                  "quiet_eyes": gated_eyes and not mc.audio_at_eyes}
         self.audio_net = AudioNet(aud_dim, mc.aud_code_dim)
         self.audio_att = AudioAttNet(mc.aud_code_dim, 2 * mc.smooth + 1)
         self.deformation = TorsoDeformation(aabb, mc.deform_freqs, mc.deform_width, anchor=mc.deform_anchor,

@@ -27,7 +27,7 @@ from nerf.dataset import get_rays
 from nerf.encodings import HashGridEncoding
 from nerf.estimators import CoarseToFine, Estimator, OccupancyGrid
 from nerf.marching import composite_marching, composite_reference
-from nerf.model import SSPNeRF, mean_head_translation, pose6
+from nerf.model import ModelConfig, SSPNeRF, mean_head_translation, pose6
 
 OLD_GRID_KEYS = {"occ_density": "density", "occ_mask": "mask", "occ_ready": "is_ready", "occ_torso": "aux"}
 
@@ -97,6 +97,20 @@ def marching_settings(rc: RenderConfig) -> dict | None:
         return None
     return {"segment": rc.march_segment, "stop_eps": rc.stop_eps, "weight_eps": rc.weight_eps,
             "max_points": rc.max_points}
+
+
+# model keys added after checkpoints were already made: the value that rebuilds a checkpoint without the key
+BEFORE_KEY = {"eyes": False, "eye_region": False, "audio_at_eyes": True, "region_attention": False,
+              "region_groups": ModelConfig.region_groups}
+
+
+def saved_fingerprint(saved: dict, current: dict) -> dict:
+    """A checkpoint's fingerprint completed with BEFORE_KEY's values for the keys it predates; audio_at_eyes, which
+    only acts with the eye input and its region, takes the current value where those are off."""
+    out = {**{k: v for k, v in BEFORE_KEY.items() if k not in saved}, **saved}
+    if "audio_at_eyes" not in saved and not (out.get("eyes") and out.get("eye_region")):
+        out["audio_at_eyes"] = current.get("audio_at_eyes")
+    return out
 
 
 def fingerprint(cfg, meta: ModelMeta) -> dict:

@@ -15,8 +15,8 @@ from nerf.checkpoint import check_fingerprint, load_checkpoint
 from nerf.config import parse
 from nerf.dataset import TalkingDataset
 from nerf.distributed import pick_device
-from nerf.model import ModelConfig
-from nerf.pipeline import ModelMeta, Pipeline, build_pipeline, fingerprint, upgrade_state_dict
+from nerf.pipeline import (BEFORE_KEY, ModelMeta, Pipeline, build_pipeline, fingerprint, saved_fingerprint,
+                           upgrade_state_dict)
 
 @dataclass
 class LoadedRun:
@@ -32,10 +32,6 @@ class LoadedRun:
     def model(self) -> torch.nn.Module:
         return self.pipeline.model
 
-
-# model keys added after checkpoints were already made: the value that rebuilds a checkpoint without the key
-BEFORE_KEY = {"eyes": False, "eye_region": False, "region_attention": False,
-              "region_groups": ModelConfig.region_groups}
 
 
 def _strip_config(argv: list[str]) -> list[str]:
@@ -84,8 +80,8 @@ def load_run(argv: list[str], split: str = "train") -> LoadedRun:
     weights = upgrade_state_dict(state["model"])
     meta = ModelMeta(ds.aud_dim, list(ds.class_names or []), weights["model.aabb"])
     try:  # the same shapes as in training, else a one-line error
-        current = {k: v for k, v in fingerprint(cfg, meta).items() if k not in missing}
-        check_fingerprint(ckpt, state["fingerprint"], current)
+        current = fingerprint(cfg, meta)
+        check_fingerprint(ckpt, saved_fingerprint(state["fingerprint"], current), current)
     except ValueError as e:
         raise ValueError(str(e).replace("made with a different config", "made with a different config or subject"))
     pipeline = build_pipeline(cfg, meta)

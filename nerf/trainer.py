@@ -23,12 +23,12 @@ from torch import Tensor, nn
 
 from common.constants import class_palette
 from nerf import losses, metrics
-from nerf.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
+from nerf.checkpoint import check_fingerprint, load_checkpoint, save_checkpoint, set_rng_states
 from nerf.presets import CHOICES as PRESET_CHOICES
 from nerf.dataset import TalkingDataset
 from nerf.distributed import DistInfo, all_gather_cat, all_mean, broadcast_buffers, pick_device
 from nerf.model import pose6
-from nerf.pipeline import ModelMeta, build_pipeline, fingerprint
+from nerf.pipeline import ModelMeta, build_pipeline, fingerprint, saved_fingerprint, upgrade_state_dict
 from nerf.sampler import make_sampler
 
 
@@ -217,8 +217,10 @@ class Trainer:
                         audio_attention=self.pipeline.use_attention)
 
     def resume(self) -> None:
-        state = load_checkpoint(self.ckpt_path, self.fingerprint, map_location=self.device)
-        self.pipeline.load_state_dict(state["model"])
+        state = load_checkpoint(self.ckpt_path, map_location=self.device)
+        # a checkpoint from before a key existed was made with BEFORE_KEY's value (resume with that flag)
+        check_fingerprint(self.ckpt_path, saved_fingerprint(state["fingerprint"], self.fingerprint), self.fingerprint)
+        self.pipeline.load_state_dict(upgrade_state_dict(state["model"]))
         self.optimizer.load_state_dict(state["optimizer"])
         sampler_state = state["sampler"]
         if self.dist.rank > 0:  # other ranks keep their own random stream, moved on by the iteration

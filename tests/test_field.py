@@ -232,3 +232,31 @@ def test_eye_region_never_set_is_an_error():
         gates(torch.zeros(3, 4), torch.zeros(3, 3))
     gates.eye_region.copy_(torch.tensor([[0.0, 0, 0, 0.1], [0.2, 0, 0, 0.1]]))
     assert gates(torch.zeros(1, 4), torch.zeros(1, 3))[0, 1] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("backbone", ["mlp", "hash"])
+def test_quiet_eyes_fades_the_audio_out_at_the_eyes(backbone):
+    """audio_at_eyes = false: at an eye centre the audio code does not change the output (only the eye input
+    does); a head-width away the audio acts fully (gate 1) and the eye input not at all."""
+    torch.manual_seed(0)
+    groups = [0] * 63 + [1]
+    kw = {"cond_groups": groups, "learned_gates": False, "eye_region": True, "quiet_eyes": True}
+    fld = (MLPField(64, 11, width=32, depth=4, skip=2, **kw) if backbone == "mlp"
+           else HashField(AABB, 64, 11, n_levels=4, log2_table=10, max_res=64, **kw))
+    fld.gates.eye_region.copy_(torch.tensor([[-0.03, -0.03, 0.0, 0.02], [0.03, -0.03, 0.0, 0.02]]))
+    centres = torch.tensor([[-0.03, -0.03, 0.0], [0.03, -0.03, 0.0]])
+    far = torch.tensor([[0.0, 0.15, 0.0], [0.2, 0.1, 0.0]])
+    d = torch.nn.functional.normalize(torch.randn(2, 3), dim=-1)
+    base = torch.randn(1, 64)
+    other_audio, shut = base.clone(), base.clone()
+    other_audio[0, :63] = torch.randn(63)
+    shut[0, 63] += 2.0
+    out = lambda x, c: torch.cat([fld(x, d, c)[0][:, None], fld(x, d, c)[1]], 1)  # noqa: E731
+    assert torch.allclose(out(centres, base), out(centres, other_audio), atol=1e-6)
+    assert (out(centres, base) - out(centres, shut)).abs().max() > 1e-4
+    assert (out(far, base) - out(far, other_audio)).abs().max() > 1e-4
+    g = fld.gates(torch.zeros(4, 1), torch.cat([centres, far]))
+    assert g[:2, 0].max() < 1e-6 and g[2:, 0].min() > 1 - 1e-6 and g[2:, 1].max() < 1e-6
+    with pytest.raises(ValueError, match="quiet_eyes needs the eye region"):
+        HashField(AABB, 64, 11, n_levels=4, log2_table=10, max_res=64, cond_groups=groups, learned_gates=False,
+                  quiet_eyes=True)

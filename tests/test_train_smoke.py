@@ -101,3 +101,30 @@ def test_learning_rate_warms_up_then_decays():
     assert lr[2] == pytest.approx(1e-2 * 0.1 ** 0.1)
     assert lr[3] == pytest.approx(1e-3)
     assert learning_rate(0, 1e-2, 0.1, 1000, 0) == 1e-2
+
+
+def _drop_key(run, key):
+    ckpt = run / "ckpt" / "latest.pt"
+    state = torch.load(ckpt, weights_only=True)
+    del state["fingerprint"][key]
+    torch.save(state, ckpt)
+
+
+def test_resume_of_a_checkpoint_from_before_a_key(tmp_path, capsys):
+    """A checkpoint whose fingerprint lacks a model key added later (audio_at_eyes) resumes when the run asks for
+    the value it was made with (pipeline.BEFORE_KEY: true), and otherwise fails with one line naming the key;
+    where the key has no effect (no eye input) it resumes either way."""
+    eyes = make_tiny_dataset(tmp_path / "eyes", n_frames=12, size=16, eyes=True)
+    rc, run = _train(tmp_path, eyes, "--audio_at_eyes", "true", name="old")
+    assert rc == 0 and "eye_region = true" in (run / "config.txt").read_text()
+    _drop_key(run, "audio_at_eyes")
+    capsys.readouterr()
+    rc, _ = _train(tmp_path, eyes, "--audio_at_eyes", "false", "--resume", "true", name="old", iters=4)
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and err.count("\n") == 0 and "audio_at_eyes: True (checkpoint) vs False (now)" in err
+    rc, _ = _train(tmp_path, eyes, "--audio_at_eyes", "true", "--resume", "true", name="old", iters=4)
+    assert rc == 0 and [r["iter"] for r in _records(run)] == [2, 4]
+    rc, run = _train(tmp_path, eyes, "--eyes", "false", name="no_eyes")
+    _drop_key(run, "audio_at_eyes")
+    rc, _ = _train(tmp_path, eyes, "--eyes", "false", "--resume", "true", name="no_eyes", iters=4)
+    assert rc == 0 and [r["iter"] for r in _records(run)] == [2, 4]
