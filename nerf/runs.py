@@ -18,6 +18,7 @@ from nerf.distributed import pick_device
 from nerf.pipeline import (BEFORE_KEY, ModelMeta, Pipeline, build_pipeline, fingerprint, saved_fingerprint,
                            upgrade_state_dict)
 
+
 @dataclass
 class LoadedRun:
     pipeline: Pipeline  # on `device`, in eval mode; pipeline.use_attention from the checkpoint
@@ -31,7 +32,6 @@ class LoadedRun:
     @property
     def model(self) -> torch.nn.Module:
         return self.pipeline.model
-
 
 
 def _strip_config(argv: list[str]) -> list[str]:
