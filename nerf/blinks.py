@@ -33,7 +33,7 @@ def eye_region(root: Path) -> Tensor | None:
     path = root / "track_params.pt"
     if not path.is_file():
         return None
-    shape = torch.load(path, map_location="cpu", weights_only=False).get("id")
+    shape = torch.load(path, map_location="cpu", weights_only=True).get("id")  # plain tensors (tracking.py)
     if not isinstance(shape, torch.Tensor) or tuple(shape.shape) not in ((468, 3), (478, 3)):
         return None
     out = []
