@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -82,6 +83,7 @@ def one_run(exp: str, extra: list[str], seed: int, args, config: Path, speech: P
         done.write_text("trained\n")
     run([py, "evaluate.py", "--config", str(config), "--expname", exp, "--no_video"], log)
     frames = out_dir / f"frames_{exp}"
+    shutil.rmtree(frames, ignore_errors=True)  # render.py does not clear it: frames of a longer render would stay
     run([py, "render.py", "--config", str(config), "--expname", exp, "--aud", str(speech), "--blink", "none",
          "--img_size", str(args.render_size), "--save_frames", str(frames), "--out", str(out_dir / f"{exp}.mp4")], log)
     shape = mouth_shape(frames)
