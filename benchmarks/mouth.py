@@ -30,8 +30,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 from benchmarks.results_io import run_stage, sample_subject, save_figure, write_results  # noqa: E402
 
 NAME = "mouth"
-FULL = {"region_attention": "true", "eye_region": "true", "sampling": "semantic", "semantic": "true",
-        "deform": "true"}  # explicit, so that a later change of a default does not change what a variant is
+FULL = {"region_attention": "true", "eye_region": "true", "audio_at_eyes": "true", "sampling": "semantic",
+        "semantic": "true", "deform": "true"}  # explicit, so that a later change of a default does not change what
+# a variant is (audio_at_eyes: the full and global runs on record predate its default false of 2026-12-03)
 ABLATIONS = {
     "full": {},
     "global": {"region_attention": "false"},  # the old audio conditioning: every point sees the same code

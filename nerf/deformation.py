@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from nerf.encodings import FrequencyEncoding
+from nerf.field import linear_of_parts
 
 
 def height_gate(x: Tensor, jaw_y: float, width: float) -> Tensor:
@@ -97,14 +98,32 @@ class TorsoDeformation(nn.Module):
         if rigid:  # mean pose6 of the training frames: the rigid motion is the identity there (torso_motion)
             self.register_buffer("pose_ref", torch.zeros(pose_dim) if pose_ref is None else torch.as_tensor(
                 pose_ref, dtype=torch.float32).reshape(pose_dim).clone())
+        self._motion_cache: tuple | None = None  # (pose values, frame_motion's result) of the last rendered pose
 
     def anchor_offset(self, x: Tensor, pose: Tensor) -> Tensor:
         """Offset [N,3] that keeps points x [N,3] still relative to the camera of pose [N,6] (pose6: axis-angle
         of R_head^T, camera centre c in the head frame): R_head (x - c) - t_ref - x. Zeros for anchor="head"."""
         if self.anchor != "camera":
             return torch.zeros_like(x)
-        r_head = rotvec_to_matrix(pose[:, :3]).transpose(1, 2)
+        r_head = self.frame_motion(pose)[0]
         return rotate(r_head, x - pose[:, 3:6]) - self.anchor_t - x
+
+    def frame_motion(self, pose: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        """pose [P,6] -> (R_head [P,3,3] (camera anchor) | None, the rigid rotation [P,3,3] | None, its translation
+        [P,3] | None). A rendered frame's one pose row is computed once and reused by every query of the frame
+        (without gradients; ~50 tiny-op calls per frame otherwise, ~10 ms on the CPU)."""
+        cacheable = pose.shape[0] == 1 and not torch.is_grad_enabled()
+        # keyed on the pose and on the versions of the weights (an optimiser step or a load changes them)
+        key = (tuple(pose[0].tolist()), tuple(t._version for t in (*self.parameters(), *self.buffers()))
+               ) if cacheable else None
+        if key is not None and self._motion_cache is not None and self._motion_cache[0] == key:
+            return self._motion_cache[1]
+        r_head = rotvec_to_matrix(pose[:, :3]).transpose(1, 2) if self.anchor == "camera" else None
+        rt = self.rigid_params(pose)
+        out = (r_head, None, None) if rt is None else (r_head, rotvec_to_matrix(rt[:, :3]), rt[:, 3:])
+        if key is not None:
+            self._motion_cache = (key, out)
+        return out
 
     @property
     def has_torso_motion(self) -> bool:
@@ -120,18 +139,20 @@ class TorsoDeformation(nn.Module):
         rel = pose - self.pose_ref  # [N,6]
         return (self.rigid(rel) - self.rigid(torch.zeros_like(rel[:1]))) * self.RIGID_SCALE
 
-    def torso_motion(self, x: Tensor, pose: Tensor, rt: Tensor | None = None) -> Tensor:
-        """Offset [N,3] of torso points x [N,3] under pose [N,6] without the per-point residual: the camera anchor,
-        then the rigid motion (rt [N,6]: rigid_params(pose), when the caller has it already)."""
-        moved = x + self.anchor_offset(x, pose)
-        if self.rigid is not None:
-            rt = self.rigid_params(pose) if rt is None else rt
-            moved = rotate(rotvec_to_matrix(rt[:, :3]), moved) + rt[:, 3:]
+    def torso_motion(self, x: Tensor, pose: Tensor, motion: tuple | None = None) -> Tensor:
+        """Offset [N,3] of torso points x [N,3] under pose [N,6] (or [1,6]) without the per-point residual: the
+        camera anchor, then the rigid motion (`motion`: frame_motion(pose) when the caller has it, rows per point)."""
+        r_head, r_rigid, t_rigid = self.frame_motion(pose) if motion is None else motion
+        moved = x if r_head is None else rotate(r_head, x - pose[:, 3:6]) - self.anchor_t
+        if r_rigid is not None:
+            moved = rotate(r_rigid, moved) + t_rigid
         return moved - x
 
     def forward(self, x: Tensor, pose: Tensor, gate: Tensor) -> tuple[Tensor, Tensor]:
         xn = (x - self.centre) / self.half_size  # the box -> [-1, 1]^3
         g = gate.detach()[:, None]
-        residual = self.net(torch.cat([self.enc(xn), pose.expand(x.shape[0], -1)], -1)) * g
+        # a frame's one pose row is folded into the first layer's bias (linear_of_parts), not repeated per point
+        h = linear_of_parts(self.net[0], [self.enc(xn), pose])
+        residual = self.net[1:](h) * g
         reg = (residual ** 2).sum(-1).mean() if x.shape[0] else residual.sum()
         return residual + g * self.torso_motion(x, pose), reg

@@ -62,6 +62,8 @@ def linear_of_parts(layer: nn.Linear, parts: list[Tensor]) -> Tensor:
         else:
             cols.append(w)
             per_point.append(p)
+    if len(per_point) == 1:  # no copy of the one per-point part
+        return F.linear(per_point[0], cols[0], bias)
     return F.linear(torch.cat(per_point, -1), torch.cat(cols, 1), bias)
 
 

@@ -37,7 +37,7 @@ def _points(rays_o: Tensor, rays_d: Tensor, t: Tensor, flat: Tensor) -> tuple[Te
 
 def composite_reference(model, rays_o: Tensor, rays_d: Tensor, t: Tensor, keep: Tensor | None, far: Tensor,
                         codes: Tensor, pose: Tensor, bg: Tensor | None, coarse: bool = False,
-                        lookup=None) -> dict:
+                        lookup=None, semantics: bool = True) -> dict:
     """Query the (coarse) field at depths t [N,S] (only where keep [N,S]; the rest is empty) and composite."""
     n, s = t.shape
     sel = torch.arange(n * s, device=t.device) if keep is None else keep.reshape(-1).nonzero()[:, 0]
@@ -53,7 +53,7 @@ def composite_reference(model, rays_o: Tensor, rays_d: Tensor, t: Tensor, keep: 
     weights, trans = R.render_weights(sigma.view(n, s), t, far, ray_norm=rays_d.norm(dim=-1))
     out = {"rgb": R.composite(weights, rgb.view(n, s, 3), bg, trans), "acc": weights.sum(-1),
            "weights": weights, "deform_l2": reg}
-    if logits is not None:
+    if logits is not None and semantics:
         out["sem"] = R.semantic_distribution(weights, logits.view(n, s, -1), trans)
     return out
 
@@ -94,7 +94,7 @@ def march_density(model, rays_o: Tensor, rays_d: Tensor, t: Tensor, keep: Tensor
 
 def composite_marching(model, rays_o: Tensor, rays_d: Tensor, t: Tensor, keep: Tensor | None, far: Tensor,
                        codes: Tensor, pose: Tensor, bg: Tensor | None, coarse: bool = False, lookup=None,
-                       segment: int = 16, stop_eps: float = 1e-4, weight_eps: float = 1e-4,
+                       semantics: bool = True, segment: int = 16, stop_eps: float = 1e-4, weight_eps: float = 1e-4,
                        max_points: int = 32768) -> dict:
     """composite_reference's result from fewer queries: density with early ray termination, then colour and
     semantics only where the weight exceeds weight_eps."""
@@ -119,7 +119,7 @@ def composite_marching(model, rays_o: Tensor, rays_d: Tensor, t: Tensor, keep: T
     ratio = torch.where(acc_sel > 0, out["acc"] / acc_sel.clamp_min(1e-12), torch.zeros_like(acc_sel)).detach()
     w = w * ratio[ray]
     out["rgb"] = R.composite_packed(w, rgb, ray, n, bg, trans)
-    if logits is not None:
+    if logits is not None and semantics:
         sem = R.semantic_distribution_packed(w, logits, ray, n, trans)
         out["sem"] = sem / sem.sum(-1, keepdim=True).clamp_min(1e-12)  # rays whose every weight was tiny
     return out

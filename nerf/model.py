@@ -222,14 +222,14 @@ class SSPNeRF(nn.Module):
 
         def warp(pts: Tensor, todo: Tensor) -> tuple[Tensor, Tensor]:
             n, s = pts.shape[:2]
-            rt = self.deformation.rigid_params(pose)  # [N,6] once per ray, not per sample
+            motion = self.deformation.frame_motion(pose)  # once per ray (or frame), not per sample
             flat = pts.reshape(-1, 3)
             cand = todo.reshape(-1).nonzero()[:, 0]
             sel = cand[self.torso_gate(flat[cand], None, torso_lookup=torso_lookup) > 0.01]  # height gate or grid
             movable = torch.zeros_like(todo.reshape(-1))
             movable[sel] = True
             ray = torch.div(sel, s, rounding_mode="floor")
-            moved = flat.index_add(0, sel, self.deformation.torso_motion(flat[sel], rows(pose, ray),
-                                                                         None if rt is None else rows(rt, ray)))
+            per_point = tuple(None if m is None else rows(m, ray) for m in motion)
+            moved = flat.index_add(0, sel, self.deformation.torso_motion(flat[sel], rows(pose, ray), per_point))
             return moved.view(n, s, 3), movable.view(n, s)
         return warp

@@ -231,21 +231,23 @@ class Pipeline(nn.Module):
         return None
 
     def render_rays(self, rays_o: Tensor, rays_d: Tensor, near: Tensor, far: Tensor, codes: Tensor, pose: Tensor,
-                    bg: Tensor | None, perturb: bool) -> dict:
+                    bg: Tensor | None, perturb: bool, semantics: bool = True) -> dict:
         """N rays (rays_o, rays_d [N,3], near, far [N], codes [N,A], pose [N,6] (or [1,A], [1,6]: one frame's, shared
         by all rays), bg [N,3] | None) -> rgb [N,3],
-        acc [N], sem [N,C] (semantic head on), deform_l2 (scalar); with a coarse pass rgb_coarse, sem_coarse."""
+        acc [N], sem [N,C] (semantic head on and `semantics`), deform_l2 (scalar); with a coarse pass rgb_coarse,
+        sem_coarse."""
         lookup = self._torso_lookup()
         coarse: dict[str, Tensor] = {}
 
         def weights_fn(t: Tensor) -> Tensor:  # the coarse pass (coarse-to-fine estimators)
-            coarse.update(self._composite(rays_o, rays_d, t, None, far, codes, pose, bg, True, lookup))
+            coarse.update(self._composite(rays_o, rays_d, t, None, far, codes, pose, bg, True, lookup, semantics))
             return coarse["weights"]
 
         samples = self.estimator.sampling(rays_o, rays_d, near, far, perturb,
                                           weights_fn=weights_fn if self.estimator.needs_coarse_pass else None,
                                           warp_fn=self.model.torso_warp(pose, lookup))
-        out = self._composite(rays_o, rays_d, samples.t, samples.keep, far, codes, pose, bg, False, lookup)
+        out = self._composite(rays_o, rays_d, samples.t, samples.keep, far, codes, pose, bg, False, lookup,
+                              semantics)
         if coarse:
             out["rgb_coarse"] = coarse["rgb"]
             if "sem" in coarse:
@@ -255,33 +257,35 @@ class Pipeline(nn.Module):
         return out
 
     def _composite(self, rays_o: Tensor, rays_d: Tensor, t: Tensor, keep: Tensor | None, far: Tensor,
-                   codes: Tensor, pose: Tensor, bg: Tensor | None, coarse: bool, lookup) -> dict:
+                   codes: Tensor, pose: Tensor, bg: Tensor | None, coarse: bool, lookup, semantics: bool) -> dict:
         """Query the (coarse) field at depths t [N,S] (only where keep [N,S]) and composite (nerf/marching.py)."""
         if self.marching is None:
-            return composite_reference(self.model, rays_o, rays_d, t, keep, far, codes, pose, bg, coarse, lookup)
+            return composite_reference(self.model, rays_o, rays_d, t, keep, far, codes, pose, bg, coarse, lookup,
+                                       semantics)
         return composite_marching(self.model, rays_o, rays_d, t, keep, far, codes, pose, bg, coarse, lookup,
-                                  **self.marching)
+                                  semantics, **self.marching)
 
     @torch.no_grad()
     def render_image(self, rays_o: Tensor, rays_d: Tensor, near: Tensor, far: Tensor, code: Tensor, pose: Tensor,
-                     bg: Tensor | None, chunk: int | None = None) -> dict:
+                     bg: Tensor | None, chunk: int | None = None, semantics: bool = True) -> dict:
         """All rays of an image ([H*W, ...] each) in chunks; one code [A] and pose [6] for the frame."""
         chunk = chunk or self.chunk
         parts: dict[str, list[Tensor]] = {}
         for i in range(0, rays_o.shape[0], chunk):
             sl = slice(i, i + chunk)
             out = self.render_rays(rays_o[sl], rays_d[sl], near[sl], far[sl], code.view(1, -1),
-                                   pose.view(1, -1), None if bg is None else bg[sl], perturb=False)
+                                   pose.view(1, -1), None if bg is None else bg[sl], perturb=False,
+                                   semantics=semantics)
             for k in ("rgb", "acc", "sem"):
                 if k in out:
                     parts.setdefault(k, []).append(out[k])
         return {k: torch.cat(v) for k, v in parts.items()}
 
     @torch.no_grad()
-    def render_frame(self, cam: Any, c2w: Tensor, code: Tensor) -> dict[str, Tensor]:
+    def render_frame(self, cam: Any, c2w: Tensor, code: Tensor, semantics: bool = True) -> dict[str, Tensor]:
         """One frame of a camera `cam` (a TalkingDataset: h, w, focal, cx, cy, near, far, bg [H,W,3]) at pose
         c2w [4,4] with audio code [A] -> rgb float [H,W,3] in [0,1] over the background (CPU) and, with the
-        semantic head, labels long [H,W]."""
+        semantic head (and `semantics`: False skips them, a little faster), labels long [H,W]."""
         dev = self.model.aabb.device
         was_training = self.training
         self.eval()
@@ -290,7 +294,7 @@ class Pipeline(nn.Module):
         m = rays_o.shape[0]
         out = self.render_image(rays_o, rays_d, torch.full((m,), cam.near, device=dev),
                                 torch.full((m,), cam.far, device=dev), code.to(dev), pose6(c2w),
-                                cam.bg.reshape(-1, 3).to(dev))
+                                cam.bg.reshape(-1, 3).to(dev), semantics=semantics)
         self.train(was_training)
         res = {"rgb": out["rgb"].reshape(cam.h, cam.w, 3).clamp(0, 1).cpu()}
         if "sem" in out:

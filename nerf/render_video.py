@@ -35,9 +35,10 @@ def iter_frames(run: LoadedRun, codes: Tensor, poses: Tensor, desc: str = "rende
 
 
 def iter_speech_frames(run: LoadedRun, speech: SpeechFeatures, poses: Tensor, eye: Tensor | None = None,
-                       chunk: int = CHUNK_FRAMES):
+                       chunk: int = CHUNK_FRAMES, semantics: bool = True):
     """Frames for new speech (eye [n]: each frame's eye openness, None: open), its features and codes computed
-    `chunk` frames at a time (memory stays that of a short file); a progress bar shows frames/s and the ETA."""
+    `chunk` frames at a time (memory stays that of a short file); a progress bar shows frames/s and the ETA.
+    semantics=False: rgb only (no "labels"), a little faster."""
     from tqdm import tqdm
 
     with tqdm(total=speech.n, desc="render", unit="frame", dynamic_ncols=True) as bar:
@@ -49,7 +50,7 @@ def iter_speech_frames(run: LoadedRun, speech: SpeechFeatures, poses: Tensor, ey
             codes = run.pipeline.frame_codes(torch.from_numpy(feats), torch.arange(a - a0, b - a0),
                                              eye=None if eye is None else eye[a:b])  # [b-a, A(+1)]
             for i in range(a, b):
-                yield run.pipeline.render_frame(run.ds, poses[i], codes[i - a])
+                yield run.pipeline.render_frame(run.ds, poses[i], codes[i - a], semantics)
                 bar.update(1)
 
 
@@ -82,7 +83,7 @@ def render_video(run: LoadedRun, aud: str | Path, out: str | Path, pose: str = "
         Path(save_frames).mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:
-        for i, res in enumerate(iter_speech_frames(run, speech, poses, eye)):
+        for i, res in enumerate(iter_speech_frames(run, speech, poses, eye, semantics=sem_out is not None)):
             frame = to_uint8(res["rgb"])
             if paste is not None:
                 frame = paste.paste(frame)

@@ -53,7 +53,7 @@ def test_chunked_codes_equal_the_whole_file(tmp_path):
         def frame_codes(self, *a, **kw):
             return pipe.frame_codes(*a, **kw)
 
-        def render_frame(self, cam, c2w, code):
+        def render_frame(self, cam, c2w, code, semantics=True):
             seen.append(code)
             return {}
 
