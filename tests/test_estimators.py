@@ -49,6 +49,24 @@ def test_grid_marks_the_sphere_and_samples_only_inside():
     assert samples.keep[inside].all()  # nothing inside the sphere is skipped
 
 
+def test_grid_lookup_matches_the_cell_of_each_point_and_nothing_outside():
+    """occupied() (a mask with an empty border, no inside test) against the plain cell arithmetic, on points inside
+    and outside the box."""
+    torch.manual_seed(1)
+    grid = OccupancyGrid(AABB, resolution=8)
+    grid.mask.copy_(torch.rand(8, 8, 8) < 0.5)
+    grid.is_ready.fill_(True)
+    pts = (torch.rand(20000, 3) - 0.5) * 1.2  # the box is [-0.4, 0.4]^3: about 40% of the points are outside
+    u = (pts - AABB[:3]) / (AABB[3:] - AABB[:3])
+    inside = ((u >= 0) & (u < 1)).all(-1)
+    ijk = (u * 8).floor().long().clamp(0, 7)
+    expected = grid.mask[ijk[:, 0], ijk[:, 1], ijk[:, 2]] & inside
+    got = grid.occupied(pts)
+    assert 0.2 < float((~inside).float().mean()) < 0.8 and bool(expected.any())
+    assert torch.equal(got, expected)
+    assert torch.equal(grid.occupied(pts.view(100, 200, 3)), expected.view(100, 200))  # any leading shape
+
+
 def test_grid_warp_keeps_points_that_move_into_the_sphere():
     grid = OccupancyGrid(AABB, resolution=16, n_samples=64, every=1)
     grid.update_every_n_steps(1, sphere_density)

@@ -197,6 +197,30 @@ def test_rigid_torso_motion_is_the_identity_at_the_reference_pose():
     assert away.norm(dim=-1).mean() > 1e-3
 
 
+def test_a_frames_torso_motion_is_computed_once_and_follows_the_weights():
+    """Rendering (one pose row, no gradients) reuses the frame's rotations: the same offsets as the per-point
+    computation, and new ones after the weights change (an optimiser step) or for another pose."""
+    torch.manual_seed(0)
+    deform = TorsoDeformation(AABB, anchor="camera", rigid=True, anchor_t=torch.tensor([0.0, 0.0, -0.6]))
+    for p in deform.rigid.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    x, gate = torch.rand(64, 3) * 0.3 - 0.15, torch.ones(64)
+    pose = torch.tensor([[0.05, -0.1, 0.02, 0.01, -0.02, 0.6]])
+    per_point = deform(x, pose.expand(64, 6), gate)[0]  # 64 rows: never cached
+    with torch.no_grad():
+        assert torch.allclose(deform(x, pose, gate)[0], per_point, atol=1e-6)
+        calls = []
+        deform.rigid.register_forward_hook(lambda *a: calls.append(1))
+        deform(x, pose, gate)
+        assert not calls  # the cached rotations: the rigid MLP did not run again
+        with torch.no_grad():
+            deform.rigid[0].weight.add_(0.3)  # what an optimiser step does (in place)
+        changed = deform(x, pose, gate)[0]
+        assert calls and not torch.allclose(changed, per_point, atol=1e-4)
+        other = deform(x, pose + 0.1, gate)[0]
+        assert torch.allclose(other, deform(x, (pose + 0.1).expand(64, 6), gate)[0], atol=1e-6)
+
+
 @pytest.mark.parametrize("backbone", ["mlp", "hash"])
 def test_eye_region_keeps_the_eye_input_at_the_eyes(backbone):
     """With the eye-region gate the eye openness changes the output near an eye centre and not a head-width away;

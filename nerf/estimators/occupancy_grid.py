@@ -40,19 +40,17 @@ class OccupancyGrid(Estimator):
         return bool(self.is_ready)
 
     # ---- queries ------------------------------------------------------------------------------------------
-    def cell_index(self, pts: Tensor) -> tuple[Tensor, Tensor]:
-        """pts [..., 3] -> flat cell index [...] (clamped) and inside-the-aabb mask [...]."""
+    def occupied(self, pts: Tensor) -> Tensor:
+        """pts [..., 3] -> bool [...]: inside the aabb and in an occupied (dilated) cell. The mask is looked up with
+        a border of empty cells around it, so that points outside the aabb need no test of their own."""
         r = self.resolution
         lo, hi = self.aabb[:3], self.aabb[3:]
-        u = (pts - lo) / (hi - lo)
-        inside = ((u >= 0) & (u <= 1)).all(-1)
-        ijk = (u * r).long().clamp(0, r - 1)
-        return (ijk[..., 0] * r + ijk[..., 1]) * r + ijk[..., 2], inside
-
-    def occupied(self, pts: Tensor) -> Tensor:
-        """pts [..., 3] -> bool [...]: inside the aabb and in an occupied (dilated) cell."""
-        idx, inside = self.cell_index(pts)
-        return self.mask.reshape(-1)[idx] & inside
+        cell = ((pts - lo) * (r / (hi - lo))).floor_().clamp_(-1, r).to(torch.int32) + 1  # [..., 3] in 0 .. r+1
+        cell[..., 0].mul_((r + 2) * (r + 2))
+        cell[..., 1].mul_(r + 2)
+        padded = self.mask.new_zeros(r + 2, r + 2, r + 2)
+        padded[1:-1, 1:-1, 1:-1] = self.mask
+        return padded.view(-1)[cell.sum(-1)]
 
     def aux_lookup(self, x: Tensor) -> Tensor:
         """x [M, 3] -> [M]: the auxiliary grid, trilinear (clamped at the border)."""
@@ -78,7 +76,8 @@ class OccupancyGrid(Estimator):
         if warp_fn is not None:
             with torch.no_grad():
                 moved, movable = warp_fn(pts, ~keep)  # only the samples not kept already
-            keep |= movable & self.occupied(moved)
+            idx = movable.view(-1).nonzero()[:, 0]
+            keep.view(-1)[idx] = self.occupied(moved.view(-1, 3)[idx])
         return RaySamples(t, keep)
 
     @torch.no_grad()
