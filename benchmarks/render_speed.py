@@ -9,7 +9,8 @@ A trained run is timed with both render paths at each size, in turn (`render_pat
 as the reference, and `fast`, the default; nerf/marching.py): fps of each, their ratio (`fast_over_reference`),
 the PSNR of the fast path's timed frame against the reference's (`parity_psnr`), and the validation PSNR of each
 path on `--val_frames` held-out frames at the training size (`val_psnr`). With --compile, also `fast+compile`
-(compile_field: torch.compile of the field; its first frame, which compiles, is timed apart as `warmup_s`).
+(compile_field: torch.compile of the field). Every path renders one warm-up frame first, timed apart as `warmup_s`
+(allocator, kernels, the compilation), and its frames are rendered RGB only, as render.py renders a video.
 Sizes above the subject's own frames use its camera with scaled intrinsics (the field renders any resolution).
 
 Without --expnames an untrained model of each backbone is timed on a synthetic camera (the tiny fixture's: head at
@@ -86,7 +87,7 @@ def _measure(job: dict) -> dict:
         cfg = parse([*job["config_args"], "--backbone", job["backbone"]])
         run, c2w = synthetic_run(cfg, size, pick_device(job["device"]))
     dev = run.device
-    code = torch.zeros(run.model.mc.aud_code_dim, device=dev)
+    code = run.model.condition(torch.zeros(1, run.model.mc.aud_code_dim, device=dev), None)[0]  # eyes open
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     # one warm-up frame, timed apart, on every path and device (kernels, allocator, compilation): a video renders
