@@ -100,22 +100,16 @@ class TorsoDeformation(nn.Module):
                 pose_ref, dtype=torch.float32).reshape(pose_dim).clone())
         self._motion_cache: tuple | None = None  # (pose values, frame_motion's result) of the last rendered pose
 
-    def anchor_offset(self, x: Tensor, pose: Tensor) -> Tensor:
-        """Offset [N,3] that keeps points x [N,3] still relative to the camera of pose [N,6] (pose6: axis-angle
-        of R_head^T, camera centre c in the head frame): R_head (x - c) - t_ref - x. Zeros for anchor="head"."""
-        if self.anchor != "camera":
-            return torch.zeros_like(x)
-        r_head = self.frame_motion(pose)[0]
-        return rotate(r_head, x - pose[:, 3:6]) - self.anchor_t - x
-
     def frame_motion(self, pose: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-        """pose [P,6] -> (R_head [P,3,3] (camera anchor) | None, the rigid rotation [P,3,3] | None, its translation
-        [P,3] | None). A rendered frame's one pose row is computed once and reused by every query of the frame
-        (without gradients; ~50 tiny-op calls per frame otherwise, ~10 ms on the CPU)."""
+        """pose [P,6] (pose6: axis-angle of R_head^T, camera centre c in the head frame) -> (R_head [P,3,3] (camera
+        anchor) | None, the rigid rotation [P,3,3] | None, its translation [P,3] | None). A rendered frame's one
+        pose row is computed once and reused by every query of the frame (without gradients; ~50 calls of tiny ops
+        per frame otherwise)."""
         cacheable = pose.shape[0] == 1 and not torch.is_grad_enabled()
-        # keyed on the pose and on the versions of the weights (an optimiser step or a load changes them)
-        key = (tuple(pose[0].tolist()), tuple(t._version for t in (*self.parameters(), *self.buffers()))
-               ) if cacheable else None
+        # keyed on the pose (values, device, dtype) and on the versions of the weights (an optimiser step or a load
+        # changes them)
+        key = (tuple(pose[0].tolist()), pose.device, pose.dtype,
+               tuple(t._version for t in (*self.parameters(), *self.buffers()))) if cacheable else None
         if key is not None and self._motion_cache is not None and self._motion_cache[0] == key:
             return self._motion_cache[1]
         r_head = rotvec_to_matrix(pose[:, :3]).transpose(1, 2) if self.anchor == "camera" else None
