@@ -135,7 +135,8 @@ def draw(path: Path, results: dict, truth: dict) -> None:
         mean = [results["variants"][n].get(key, {}).get("mean", np.nan) for n in names]
         spread = [results["variants"][n].get(key, {}).get("spread", 0) for n in names]
         ax.bar(np.arange(len(names)) + (j - 1) * 0.27, mean, 0.27, yerr=spread, capsize=3, label=key)
-    ax.set_xticks(np.arange(len(names)), names)
+    seeds = [len(results["variants"][n].get("seeds", [])) for n in names]
+    ax.set_xticks(np.arange(len(names)), [f"{n}\n({k} seed{'s' if k != 1 else ''})" for n, k in zip(names, seeds)])
     ax.set_ylabel("held-out PSNR, dB (mean, bar: spread over seeds)")
     ax.set_ylim(10, 32)
     ax.legend(fontsize=8, ncol=3)
