@@ -28,7 +28,7 @@ from nerf.presets import CHOICES as PRESET_CHOICES
 from nerf.dataset import TalkingDataset
 from nerf.distributed import DistInfo, all_gather_cat, all_mean, broadcast_buffers, pick_device
 from nerf.model import pose6
-from nerf.pipeline import ModelMeta, build_pipeline, fingerprint, saved_fingerprint, upgrade_state_dict
+from nerf.pipeline import ModelMeta, build_pipeline, fingerprint, saved_fingerprint
 from nerf.sampler import make_sampler
 
 
@@ -220,7 +220,7 @@ class Trainer:
         state = load_checkpoint(self.ckpt_path, map_location=self.device)
         # a checkpoint from before a key existed was made with BEFORE_KEY's value (resume with that flag)
         check_fingerprint(self.ckpt_path, saved_fingerprint(state["fingerprint"], self.fingerprint), self.fingerprint)
-        self.pipeline.load_state_dict(upgrade_state_dict(state["model"]))
+        self.pipeline.load_state_dict(state["model"])  # Pipeline.load_state_dict upgrades pre-split checkpoints
         self.optimizer.load_state_dict(state["optimizer"])
         sampler_state = state["sampler"]
         if self.dist.rank > 0:  # other ranks keep their own random stream, moved on by the iteration
