@@ -35,6 +35,7 @@ class ModelConfig:
     deform: bool = True  # torso deformation field (ablation: false)
     aud_code_dim: int = 64  # audio code size (AudioNet output)
     eyes: bool = True  # eye openness (per frame, from the landmarks) as an input of the field: blinks at render time (render.py --blink); off when the dataset has none
+    eye_code: str = dc_field(default="closure", metadata={"choices": ("closure", "openness")})  # the eye input as the field sees it: closure (0 open, 1 at the training clip's blinks, nerf/blinks.closed_level, kept with the model) | openness (1 open, ~0.3 shut; checkpoints before 2026-12-03)
     eye_region: bool = True  # the eye input acts only around the eyes of the tracked face (a Gaussian of 0.6 eye widths about each eye centre, head frame); false: the field may use it anywhere
     audio_at_eyes: bool = False  # with eye_region: false (default) fades the audio code out at the eyes (1 - a Gaussian of half the eye radius), so only the eye input opens and closes them
     region_attention: bool = False  # per-point gates on the condition (ER-NeRF's region attention): the audio code in region_groups groups, the eye input its own; false: every point sees the same code (AD-NeRF)
@@ -88,9 +89,11 @@ def mean_head_translation(c2w: Tensor) -> Tensor:
 
 class SSPNeRF(nn.Module):
     def __init__(self, model_cfg: ModelConfig, aud_dim: int, n_classes: int, aabb: Tensor, torso_classes: list[int],
-                 anchor_t: Tensor | None = None, pose_ref: Tensor | None = None, eye_region: Tensor | None = None):
+                 anchor_t: Tensor | None = None, pose_ref: Tensor | None = None, eye_region: Tensor | None = None,
+                 eye_closed: float | None = None):
         """anchor_t [3]: the mean head translation (camera space) of the training frames (deform_anchor=camera);
-        pose_ref [6]: their mean pose6 (deform_rigid); eye_region [2,4]: eye centres and radii (eye_region).
+        pose_ref [6]: their mean pose6 (deform_rigid); eye_region [2,4]: eye centres and radii (eye_region);
+        eye_closed: the training clip's openness at its blinks (eye_code closure; None: 0.3).
         All are buffers, restored from a checkpoint."""
         super().__init__()
         mc = model_cfg
@@ -102,6 +105,10 @@ class SSPNeRF(nn.Module):
         self.n_classes = n_classes if mc.semantic else 0
         self.eye_dim = 1 if mc.eyes else 0  # the per-frame condition is [audio code, eye openness]
         self.cond_dim = mc.aud_code_dim + self.eye_dim
+        if mc.eye_code not in ("closure", "openness"):
+            raise ValueError(f"eye_code must be closure or openness, got {mc.eye_code!r}")
+        if self.eye_dim and mc.eye_code == "closure":  # the openness that the closure code maps to 1
+            self.register_buffer("eye_closed", torch.tensor(0.3 if eye_closed is None else float(eye_closed)))
         gated_eyes = bool(self.eye_dim and mc.eye_region)
         groups = None
         if mc.region_attention or gated_eyes:  # audio channel i -> group i * G // A (G = 1: ungated); eye: group G
@@ -135,10 +142,15 @@ class SSPNeRF(nn.Module):
 
     # ---- audio and eyes -----------------------------------------------------------------------------------
     def condition(self, codes: Tensor, eye: Tensor | None) -> Tensor:
-        """Audio codes [F,A] and eye openness [F] (None: open, 1) -> the field's per-frame condition [F,cond_dim]."""
+        """Audio codes [F,A] and eye openness [F] (None: open, 1) -> the field's per-frame condition [F,cond_dim].
+
+        eye_code closure feeds (1 - openness) / (1 - eye_closed), clamped to [-0.5, 1.5]: 0 on the usual open eye
+        (most frames, so the input is no bias there) and 1 at the clip's blinks."""
         if not self.eye_dim:
             return codes
         eye = codes.new_ones(codes.shape[0]) if eye is None else eye.to(codes)
+        if self.mc.eye_code == "closure":
+            eye = ((1 - eye) / (1 - self.eye_closed).clamp_min(0.1)).clamp(-0.5, 1.5)
         return torch.cat([codes, eye.view(-1, 1)], -1)
 
     def audio_codes(self, aud: Tensor, use_attention: bool) -> Tensor:

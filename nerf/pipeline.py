@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from common.constants import TORSO_CLASSES
 from nerf.audio import audio_windows
+from nerf.blinks import closed_level
 from nerf.dataset import get_rays
 from nerf.encodings import HashGridEncoding
 from nerf.estimators import CoarseToFine, Estimator, OccupancyGrid
@@ -61,11 +62,13 @@ class ModelMeta:
     anchor_t: Tensor | None = None  # [3] mean head translation (restored from a checkpoint when None)
     pose_ref: Tensor | None = None  # [6] mean pose6 of the training frames
     eye_region: Tensor | None = None  # [2,4] eye centres and radii in the head frame (nerf/blinks.eye_region)
+    eye_closed: float | None = None  # the training frames' openness at their blinks (nerf/blinks.closed_level)
 
     @classmethod
     def from_dataset(cls, ds) -> "ModelMeta":
+        closed = None if ds.eye is None else closed_level(ds.eye.numpy())
         return cls(ds.aud_dim, list(ds.class_names or []), ds.aabb(), mean_head_translation(ds.c2w),
-                   pose6(ds.c2w).mean(0), ds.eye_region)
+                   pose6(ds.c2w).mean(0), ds.eye_region, closed)
 
     @property
     def torso_classes(self) -> list[int]:
@@ -83,7 +86,8 @@ def make_estimator(backbone: str, rc: RenderConfig, aabb: Tensor) -> Estimator:
 def build_pipeline(cfg, meta: ModelMeta) -> "Pipeline":
     """The model (cfg.model) and its estimator (cfg.render) for a dataset's metadata."""
     model = SSPNeRF(cfg.model, meta.aud_dim, len(meta.class_names), meta.aabb, meta.torso_classes,
-                    anchor_t=meta.anchor_t, pose_ref=meta.pose_ref, eye_region=meta.eye_region)
+                    anchor_t=meta.anchor_t, pose_ref=meta.pose_ref, eye_region=meta.eye_region,
+                    eye_closed=meta.eye_closed)
     pipe = Pipeline(model, make_estimator(cfg.model.backbone, cfg.render, model.aabb), int(cfg.render.chunk),
                     int(cfg.model.smooth), marching_settings(cfg.render))
     if cfg.render.compile_field:
@@ -100,16 +104,21 @@ def marching_settings(rc: RenderConfig) -> dict | None:
 
 
 # model keys added after checkpoints were already made: the value that rebuilds a checkpoint without the key
-BEFORE_KEY = {"eyes": False, "eye_region": False, "audio_at_eyes": True, "region_attention": False,
+BEFORE_KEY = {"eyes": False, "eye_code": "openness", "eye_region": False, "audio_at_eyes": True, "region_attention": False,
               "region_groups": ModelConfig.region_groups}
 
 
+# keys that act only when the named keys are on: a checkpoint predating one takes the current value where they are off
+INERT_WITHOUT = {"audio_at_eyes": ("eyes", "eye_region"), "eye_code": ("eyes",)}
+
+
 def saved_fingerprint(saved: dict, current: dict) -> dict:
-    """A checkpoint's fingerprint completed with BEFORE_KEY's values for the keys it predates; audio_at_eyes, which
-    only acts with the eye input and its region, takes the current value where those are off."""
+    """A checkpoint's fingerprint completed with BEFORE_KEY's values for the keys it predates (INERT_WITHOUT's keys
+    take the current value where they have no effect)."""
     out = {**{k: v for k, v in BEFORE_KEY.items() if k not in saved}, **saved}
-    if "audio_at_eyes" not in saved and not (out.get("eyes") and out.get("eye_region")):
-        out["audio_at_eyes"] = current.get("audio_at_eyes")
+    for key, needs in INERT_WITHOUT.items():
+        if key not in saved and not all(out.get(n) for n in needs):
+            out[key] = current.get(key)
     return out
 
 

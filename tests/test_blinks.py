@@ -224,3 +224,44 @@ def test_eye_pixels_project_onto_the_eyes(tmp_path):
 def torch_depth(ds) -> float:
     """The camera's mean distance to the head frame's origin (the eyes are about that far)."""
     return -float(ds.c2w[:, :3, 3].norm(dim=1).mean())
+
+
+def test_closure_code_is_zero_when_open_and_one_at_the_clips_blinks():
+    """eye_code closure: (1 - openness) / (1 - eye_closed), clamped to [-0.5, 1.5], with eye_closed a buffer of the
+    model; eye_code openness (checkpoints before it) feeds the openness itself and has no such buffer."""
+    import torch
+
+    from nerf.model import ModelConfig, SSPNeRF
+
+    small = dict(hash_levels=4, hash_log2_table=10, hash_max_res=64, aud_code_dim=4, eye_region=False)
+    codes, eye = torch.zeros(5, 4), torch.tensor([1.0, 0.4, 0.7, 1.3, -2.0])
+    closure = SSPNeRF(ModelConfig(**small), 8, 3, torch.tensor([-1.0, -1, -1, 1, 1, 1]), [], eye_closed=0.4)
+    assert closure.condition(codes, eye)[:, -1].tolist() == pytest.approx([0.0, 1.0, 0.5, -0.5, 1.5])
+    assert closure.condition(codes, None)[:, -1].tolist() == [0.0] * 5  # no openness given: open
+    assert float(closure.state_dict()["eye_closed"]) == pytest.approx(0.4)
+    old = SSPNeRF(ModelConfig(**small, eye_code="openness"), 8, 3, torch.tensor([-1.0, -1, -1, 1, 1, 1]), [])
+    assert old.condition(codes, eye)[:, -1].tolist() == pytest.approx(eye.tolist())
+    assert "eye_closed" not in old.state_dict()
+
+
+def test_a_checkpoint_from_before_the_closure_code_loads_with_openness(tmp_path):
+    """A run keeps the training clip's closed level with its weights; a checkpoint whose fingerprint predates
+    eye_code (pipeline.BEFORE_KEY) loads as openness and renders as it did."""
+    import torch
+
+    from nerf.runs import load_run
+    from tests.render_fixtures import FAST
+
+    data = NF.make_tiny_dataset(tmp_path / "data", n_frames=12, size=16, eyes=True)
+    logs = ["--datadir", str(data), "--basedir", str(tmp_path / "logs")]
+    for name, extra in (("new", []), ("old", ["--eye_code", "openness"])):
+        assert train.main([*logs, "--expname", name, *FAST, "--iters", "2", *extra]) == 0
+    new = load_run([*logs, "--expname", "new"])
+    train_eye = np.array([f["eye"] for f in json.loads((data / "transforms_train.json").read_text())["frames"]])
+    assert float(new.model.eye_closed) == pytest.approx(closed_level(train_eye), abs=1e-6)
+    ckpt = tmp_path / "logs" / "old" / "ckpt" / "latest.pt"
+    state = torch.load(ckpt, weights_only=True)
+    del state["fingerprint"]["eye_code"]
+    torch.save(state, ckpt)
+    old = load_run([*logs, "--expname", "old"])
+    assert old.cfg.model.eye_code == "openness" and not hasattr(old.model, "eye_closed")
