@@ -22,6 +22,7 @@ RATE_PER_MIN = (15.0, 20.0)  # natural blinks: a rate drawn in this range
 DURATION_S = (0.1, 0.3)  # each blink lasts this long (closing about a third of it, opening the rest)
 MIN_GAP_S = 1.0  # at least this long between two blinks
 FPS = 25
+BLINK_BELOW = 0.75  # closed_level: a run of training frames below this openness is one blink
 
 
 def eye_region(root: Path) -> Tensor | None:
@@ -77,10 +78,16 @@ def read_eye_openness(root: Path, frames: list[dict], img_ids: np.ndarray) -> tu
 
 
 def closed_level(train_eye: np.ndarray | None) -> float:
-    """How far a natural blink closes: the training clip's 2nd-percentile openness (its blinks), at most 0.5."""
+    """How far a natural blink closes, at most 0.5: the median over the training clip's blinks (runs of frames
+    below BLINK_BELOW) of each one's deepest openness; a clip without any: its 2nd-percentile openness; 0.3 when
+    there is no openness at all."""
     if train_eye is None or len(train_eye) == 0:
         return 0.3
-    return float(min(np.percentile(train_eye, 2), 0.5))
+    eye = np.asarray(train_eye, np.float64)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], (eye < BLINK_BELOW).astype(np.int8), [0]])))
+    deepest = [eye[a:b].min() for a, b in zip(edges[::2], edges[1::2])]  # one per run below BLINK_BELOW
+    level = np.median(deepest) if deepest else np.percentile(eye, 2)
+    return float(min(level, 0.5))
 
 
 def natural_blinks(n: int, closed: float, seed: int = 0, open_level: float = 1.0) -> np.ndarray:
@@ -130,10 +137,11 @@ def read_blink_file(path: Path, n: int) -> np.ndarray:
     return values
 
 
-def blink_schedule(mode: str, n: int, train_eye: np.ndarray | None, seed: int = 0) -> np.ndarray:
-    """The openness of each of n rendered frames [n]: `natural`, `none` or a file (see the module doc)."""
+def blink_schedule(mode: str, n: int, closed: float, seed: int = 0) -> np.ndarray:
+    """The openness of each of n rendered frames [n]: `natural` (blinks down to `closed`), `none` or a file (see
+    the module doc)."""
     if mode == "none":
         return np.ones(n, np.float32)
     if mode == "natural":
-        return natural_blinks(n, closed_level(train_eye), seed)
+        return natural_blinks(n, closed, seed)
     return read_blink_file(Path(mode), n)

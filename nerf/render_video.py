@@ -16,7 +16,7 @@ from torch import Tensor
 
 from common.constants import class_palette
 from common.fileio import save_image
-from nerf.blinks import blink_schedule
+from nerf.blinks import blink_schedule, closed_level
 from nerf.features import SpeechFeatures
 from nerf.full_frame import FullFrame
 from nerf.mp4 import Mp4Writer, to_uint8
@@ -54,6 +54,15 @@ def iter_speech_frames(run: LoadedRun, speech: SpeechFeatures, poses: Tensor, ey
                 bar.update(1)
 
 
+def blink_depth(run: LoadedRun) -> float:
+    """How far `--blink natural` closes the eyes: the openness the model's closure code was trained to call shut
+    (kept with the model), else the training clip's (nerf/blinks.closed_level)."""
+    closed = getattr(run.model, "eye_closed", None)
+    if closed is not None:
+        return float(closed)
+    return closed_level(None if run.ds.eye is None else run.ds.eye.numpy())
+
+
 def render_video(run: LoadedRun, aud: str | Path, out: str | Path, pose: str = "train", pose_index: int = 0,
                  save_frames: str | Path | None = None, semantic_video: bool = False, full_frame: bool = False,
                  blink: str = "natural", blink_seed: int = 0) -> dict:
@@ -67,7 +76,7 @@ def render_video(run: LoadedRun, aud: str | Path, out: str | Path, pose: str = "
     speech = SpeechFeatures(aud, run.ds.root, run.ds.aud_dim)
     n = speech.n  # = ceil(T / 640) = ceil(duration * 25) for a wav
     poses = torch.from_numpy(pose_schedule(pose, run.ds.c2w.numpy(), n, pose_index))
-    eye = torch.from_numpy(blink_schedule(blink, n, None if run.ds.eye is None else run.ds.eye.numpy(), blink_seed))
+    eye = torch.from_numpy(blink_schedule(blink, n, blink_depth(run), blink_seed))
     if not run.model.eye_dim and blink != "none":
         print(f"note: {run.run_dir} was trained without the eye input; --blink {blink} has no effect")
     audio_file = None if speech.wav is None else Path(aud)

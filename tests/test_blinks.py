@@ -67,12 +67,15 @@ def test_natural_blinks_at_a_human_rate_and_length():
 
 
 def test_blink_modes_and_files(tmp_path):
-    assert np.array_equal(blink_schedule("none", 5, None), np.ones(5))
+    assert np.array_equal(blink_schedule("none", 5, 0.3), np.ones(5))
     assert closed_level(np.array([1.0] * 95 + [0.3] * 5)) == pytest.approx(0.3)
     assert closed_level(np.ones(100)) == 0.5  # a clip without blinks: half closed at most
+    blinks = np.ones(200)
+    blinks[[10, 11, 12, 50, 51, 90, 140, 141]] = [0.6, 0.2, 0.5, 0.4, 0.7, 0.35, 0.3, 0.45]  # 4 blinks
+    assert closed_level(blinks) == pytest.approx(0.325)  # the median of each blink's deepest frame
     assert closed_level(None) == 0.3
     (tmp_path / "ok.txt").write_text("1\n0.5\n0.3\n")
-    assert np.allclose(blink_schedule(str(tmp_path / "ok.txt"), 3, None), [1, 0.5, 0.3])
+    assert np.allclose(blink_schedule(str(tmp_path / "ok.txt"), 3, 0.3), [1, 0.5, 0.3])
     np.save(tmp_path / "ok.npy", np.array([1.0, 0.2]))
     assert np.allclose(read_blink_file(tmp_path / "ok.npy", 2), [1, 0.2])
     with pytest.raises(ValueError, match=r"ok\.txt: 3 openness values, but the audio gives 4 frames"):
@@ -249,6 +252,7 @@ def test_a_checkpoint_from_before_the_closure_code_loads_with_openness(tmp_path)
     eye_code (pipeline.BEFORE_KEY) loads as openness and renders as it did."""
     import torch
 
+    from nerf.render_video import blink_depth
     from nerf.runs import load_run
     from tests.render_fixtures import FAST
 
@@ -259,9 +263,12 @@ def test_a_checkpoint_from_before_the_closure_code_loads_with_openness(tmp_path)
     new = load_run([*logs, "--expname", "new"])
     train_eye = np.array([f["eye"] for f in json.loads((data / "transforms_train.json").read_text())["frames"]])
     assert float(new.model.eye_closed) == pytest.approx(closed_level(train_eye), abs=1e-6)
+    new.model.eye_closed.fill_(0.123)  # --blink natural closes to what the model was trained to call shut
+    assert blink_depth(new) == pytest.approx(0.123)
     ckpt = tmp_path / "logs" / "old" / "ckpt" / "latest.pt"
     state = torch.load(ckpt, weights_only=True)
     del state["fingerprint"]["eye_code"]
     torch.save(state, ckpt)
     old = load_run([*logs, "--expname", "old"])
     assert old.cfg.model.eye_code == "openness" and not hasattr(old.model, "eye_closed")
+    assert blink_depth(old) == pytest.approx(closed_level(train_eye))
