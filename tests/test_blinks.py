@@ -248,8 +248,9 @@ def test_closure_code_is_zero_when_open_and_one_at_the_clips_blinks():
 
 
 def test_a_checkpoint_from_before_the_closure_code_loads_with_openness(tmp_path):
-    """A run keeps the training clip's closed level with its weights; a checkpoint whose fingerprint predates
-    eye_code (pipeline.BEFORE_KEY) loads as openness and renders as it did."""
+    """A run keeps the training clip's closed level with its weights and natural blinks close that far; a
+    checkpoint whose fingerprint predates eye_code (pipeline.BEFORE_KEY) loads as openness, without the buffer, and
+    its natural blinks close to the training clip's level."""
     import torch
 
     from nerf.render_video import blink_depth
