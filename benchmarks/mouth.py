@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The mouth on the sample: per-region quality, lip shape on new speech, and the ablations, over seeds.
 
-    python benchmarks/mouth.py [--variants full,global,uniform,nosem,nodeform] [--seeds 0,1] [--seconds 6]
+    python benchmarks/mouth.py [--variants full,global,uniform,nosem,nodeform,nodirs,eyedirs] [--seeds 0,1] [--seconds 6]
 
 1. the sample clip (its lips spread, round and shut with what is said, with ground truth) -> dataset/mouth/,
 2. per variant and seed, a run with the CPU preset (`mouth_<variant>_s<seed>`; a run already finished by this script
@@ -10,7 +10,11 @@
 4. render.py of new speech in another voice (voice 1) at the training poses at --render_size; the landmark back-end
    measures the mouth on the rendered frames (corner-to-corner width and inner-lip gap over the eye-corner distance,
    3D) and correlates them with the ground-truth visemes of that speech (sample_data.speech.visemes) and with its
-   loudness.
+   loudness: over all frames (`r_*`) and over the frames rendered at the poses of talking frames (`r_*_talking`:
+   not in an expression span of the clip nor in the HOLD_RAMP frames round it, where the head holds or nears the
+   span's pose: a model whose colour sees the view direction replays the span's jaw drop at those poses whatever
+   the audio; benchmarks/NOTES.md, 2026-12-03 fifth session). `full` pins every model key it depends on
+   (`view_dirs = all`, as the runs on record); `eyedirs` is the default model of today.
 Writes benchmarks/results/mouth.json (every run, and per variant the mean and the spread over seeds) and mouth.png.
 """
 from __future__ import annotations
@@ -31,7 +35,7 @@ from benchmarks.results_io import run_stage, sample_subject, save_figure, write_
 
 NAME = "mouth"
 FULL = {"region_attention": "true", "eye_region": "true", "audio_at_eyes": "true", "sampling": "semantic",
-        "semantic": "true", "deform": "true"}  # explicit, so that a later change of a default does not change what
+        "semantic": "true", "deform": "true", "view_dirs": "all"}  # explicit, so that a later change of a default does not change what
 # a variant is (audio_at_eyes: the full and global runs on record predate its default false of 2026-12-03)
 ABLATIONS = {
     "full": {},
@@ -39,11 +43,14 @@ ABLATIONS = {
     "uniform": {"sampling": "uniform"},
     "nosem": {"semantic": "false", "sampling": "uniform"},  # no parsing head: nothing to sample by
     "nodeform": {"deform": "false"},
+    "nodirs": {"view_dirs": "none"},  # colour without the view direction: nothing tied to a head pose
+    "eyedirs": {"view_dirs": "eyes"},  # the view direction seen round the eyes only (gaze), not at the mouth
 }
 VARIANTS = {name: [arg for k, v in {**FULL, **diff}.items() for arg in (f"--{k}", v)]
             for name, diff in ABLATIONS.items()}
 SPEECH = {"seed": 7, "voice": 1}
-KEYS = ("psnr", "lips", "inner_mouth", "face", "eyes", "lmd", "sync", "r_width", "r_opening", "r_loudness")
+KEYS = ("psnr", "lips", "inner_mouth", "face", "eyes", "lmd", "sync", "r_width", "r_opening", "r_loudness",
+        "r_width_talking", "r_opening_talking", "r_loudness_talking")
 
 
 def run(cmd: list[str], log: Path) -> float:
@@ -57,6 +64,21 @@ def mouth_shape(frames_dir: Path) -> dict[str, np.ndarray]:
     from data_util.landmarks import detect_landmarks, mouth_shape
 
     return mouth_shape(detect_landmarks([iio.imread(p) for p in sorted(frames_dir.glob("*.png"))]))
+
+
+def talking_frames(n: int) -> np.ndarray:
+    """bool [n]: the frames of render.py --pose train (the training poses ping-ponged) whose pose is that of a
+    training frame outside the clip's expression spans and the HOLD_RAMP frames round them."""
+    from nerf.poses import pingpong_indices
+    from sample_data.motion import HOLD_RAMP
+
+    spans = json.loads((ROOT / "dataset" / "vids" / f"{NAME}_gt.json").read_text())["expression_spans"]
+    frames = json.loads((ROOT / "dataset" / NAME / "transforms_train.json").read_text())["frames"]
+    ids = np.array([f["img_id"] for f in frames])[pingpong_indices(len(frames), n)]
+    near_span = np.zeros(n, bool)
+    for first, last in spans:
+        near_span |= (ids >= first - HOLD_RAMP) & (ids <= last + HOLD_RAMP)
+    return ~near_span
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -88,6 +110,7 @@ def one_run(exp: str, extra: list[str], seed: int, args, config: Path, speech: P
     run([py, "render.py", "--config", str(config), "--expname", exp, "--aud", str(speech), "--blink", "none",
          "--img_size", str(args.render_size), "--save_frames", str(frames), "--out", str(out_dir / f"{exp}.mp4")], log)
     shape = mouth_shape(frames)
+    n = len(shape["opening"])
     ev = json.loads((ROOT / "logs" / exp / "eval" / "metrics.json").read_text())
     rows = [json.loads(ln) for ln in (ROOT / "logs" / exp / "metrics.jsonl").read_text().splitlines() if ln.strip()]
     region = ev.get("region_psnr") or {}
@@ -97,10 +120,17 @@ def one_run(exp: str, extra: list[str], seed: int, args, config: Path, speech: P
             "ssim": ev.get("ssim"), "miou": ev.get("miou"), "lmd": num(ev.get("lmd")), "sync": num(ev.get("sync")),
             "lips": region.get("lips"), "inner_mouth": region.get("inner_mouth"), "face": region.get("face"),
             "eyes": region.get("eyes"),
-            "r_width": pearson(truth["width"], shape["width"]),
-            "r_opening": pearson(truth["opening"], shape["opening"]),
-            "r_loudness": pearson(truth["loudness"], shape["opening"]),
+            **correlations(truth, shape, np.ones(n, bool)),
+            **{f"{k}_talking": v for k, v in correlations(truth, shape, talking_frames(n)).items()},
             "curves": {k: np.round(v, 4).tolist() for k, v in shape.items()}}
+
+
+def correlations(truth: dict, shape: dict, frames: np.ndarray) -> dict[str, float | None]:
+    """r of the rendered width / opening with the truth's width / opening / loudness over the chosen frames [n]."""
+    pick = lambda v: np.asarray(v, float)[:len(frames)][frames]  # noqa: E731
+    return {"r_width": pearson(pick(truth["width"]), pick(shape["width"])),
+            "r_opening": pearson(pick(truth["opening"]), pick(shape["opening"])),
+            "r_loudness": pearson(pick(truth["loudness"]), pick(shape["opening"]))}
 
 
 def summaries(runs: dict[str, dict]) -> dict[str, dict]:
@@ -141,16 +171,22 @@ def draw(path: Path, results: dict, truth: dict) -> None:
     ax.set_ylim(10, 32)
     ax.legend(fontsize=8, ncol=3)
     ax.grid(alpha=0.3, axis="y")
-    first = results["runs"][0]
+    shown_runs = ([r for r in results["runs"] if r["expname"] == f"{NAME}_full_s0"] or results["runs"][:1]) + \
+        [r for r in results["runs"] if r["expname"] == f"{NAME}_eyedirs_s0"]  # AD-NeRF's view directions, default
     t = np.arange(len(truth["width"])) / 25
+    near_span = ~talking_frames(len(t))
     for k, key in enumerate(("width", "opening")):
         a = fig.add_subplot(4, 1, 3 + k)
-        meas = np.array(first["curves"][key])
+        a.fill_between(t, 0, 1, where=near_span, color="0.85", transform=a.get_xaxis_transform(),
+                       label="posed at or near an expression span")
         a.plot(t, truth[key], "k-", lw=1.5, label=f"ground truth {key} (visemes of the new speech)")
         a2 = a.twinx()
-        a2.plot(t[:len(meas)], meas, ".-", color="tab:blue", label=f"{first['expname']}: measured on the render")
-        a.set_title(f"{first['expname']}: rendered mouth {key} vs the speech's visemes, "
-                    f"r = {first['r_' + key]}", fontsize=9)
+        for run_, colour in zip(shown_runs, ("tab:red", "tab:blue")):
+            meas = np.array(run_["curves"][key])
+            a2.plot(t[:len(meas)], meas, ".-", color=colour, ms=3,
+                    label=f"{run_['expname']}: r = {run_['r_' + key]} (talking poses {run_.get('r_' + key + '_talking')})")
+        a.set_title(f"rendered mouth {key} vs the new speech's visemes (measured on the render, right axis)",
+                    fontsize=9)
         a.legend(fontsize=7, loc="upper left")
         a2.legend(fontsize=7, loc="upper right")
     a.set_xlabel("seconds of new speech (another voice)")

@@ -105,15 +105,23 @@ class ConditionGates(nn.Module):
         g = torch.sigmoid(self.net(enc)) if self.net is not None else enc.new_ones(enc.shape[0], self.n_groups)
         if not self.has_eye_region:
             return g
+        d2 = self.eye_distance2(x)
+        audio = g[:, :-1] * (1 - torch.exp(-0.5 * d2 / self.QUIET_SHARE ** 2)) if self.quiet_eyes else g[:, :-1]
+        return torch.cat([audio, g[:, -1:] * torch.exp(-0.5 * d2)], 1)
+
+    def eye_distance2(self, x: Tensor) -> Tensor:
+        """Squared distance of each point [M,3] to the nearer eye centre, in eye radii -> [M,1]."""
         centre, radius = self.eye_region[:, :3], self.eye_region[:, 3]
         if not self._region_checked:
             if not bool((radius > 0).all()):
                 raise RuntimeError("eye_region: the eye centres were never set (build the model from a dataset's "
                                    "ModelMeta or load a checkpoint)")
             self._region_checked = True
-        d2 = (((x[:, None, :] - centre) ** 2).sum(-1) / radius ** 2).min(1).values[:, None]  # [M,1]
-        audio = g[:, :-1] * (1 - torch.exp(-0.5 * d2 / self.QUIET_SHARE ** 2)) if self.quiet_eyes else g[:, :-1]
-        return torch.cat([audio, g[:, -1:] * torch.exp(-0.5 * d2)], 1)
+        return (((x[:, None, :] - centre) ** 2).sum(-1) / radius ** 2).min(1).values[:, None]
+
+    def eye_weight(self, x: Tensor) -> Tensor:
+        """exp(-d^2 / 2 r^2) of each point [M,3]: 1 at the eye centres, ~0 a few radii away -> [M,1]."""
+        return torch.exp(-0.5 * self.eye_distance2(x))
 
     def gate(self, cond: Tensor, gates: Tensor) -> Tensor:
         """cond [M,C] or [1,C], gates [M,G] -> the gated condition [M,C]."""
@@ -125,6 +133,29 @@ class ConditionGates(nn.Module):
         if cond.shape[0] == 1:
             return gates @ ((weight * cond) @ self.onehot).T
         return F.linear(self.gate(cond, gates), weight)
+
+
+VIEW_DIRS = ("all", "eyes", "none")
+
+
+def check_view_dirs(view_dirs: str, eye_region: bool) -> None:
+    if view_dirs not in VIEW_DIRS:
+        raise ValueError(f"view_dirs = {view_dirs}: choose from {' | '.join(VIEW_DIRS)}")
+    if view_dirs == "eyes" and not eye_region:
+        raise ValueError("view_dirs = eyes needs the eye region (eyes = true, eye_region = true)")
+
+
+def direction_dim(enc_d: FrequencyEncoding | None) -> int:
+    """Width of the colour net's direction input (0 without view directions)."""
+    return 0 if enc_d is None else enc_d.out_dim
+
+
+def directions(enc_d: FrequencyEncoding | None, d: Tensor, weight: Tensor | None = None) -> list[Tensor]:
+    """The colour net's direction part: [encoded d [N,E]] (times weight [N,1] when given), or [] without view
+    directions."""
+    if enc_d is None:
+        return []
+    return [enc_d(d) if weight is None else enc_d(d) * weight]
 
 
 def mlp(n_in: int, width: int, n_out: int, n_hidden: int) -> nn.Sequential:
@@ -143,9 +174,12 @@ class MLPField(nn.Module):
     def __init__(self, aud_dim: int, n_classes: int, width: int = 256, depth: int = 8, pe_pts: int = 10,
                  pe_dirs: int = 4, density_act: str = "relu", skip: int | None = None,
                  cond_groups: list[int] | None = None, learned_gates: bool = True, eye_region: bool = False,
-                 quiet_eyes: bool = False):
+                 quiet_eyes: bool = False, view_dirs: str = "all"):
         super().__init__()
-        self.enc_x, self.enc_d = FrequencyEncoding(pe_pts), FrequencyEncoding(pe_dirs)
+        check_view_dirs(view_dirs, eye_region)
+        self.enc_x = FrequencyEncoding(pe_pts)
+        self.dirs_at_eyes = view_dirs == "eyes"
+        self.enc_d = FrequencyEncoding(pe_dirs) if view_dirs != "none" else None
         self.gates = (ConditionGates(self.enc_x.out_dim, cond_groups, learned_gates, eye_region, quiet_eyes)
                       if cond_groups else None)
         n_in = self.enc_x.out_dim + aud_dim
@@ -158,7 +192,7 @@ class MLPField(nn.Module):
             ch = width + n_in if i == self.skip - 1 else width  # the input re-enters after layer `skip`
         self.sigma = nn.Linear(width, 1)
         self.feature = nn.Linear(width, width)
-        self.view = nn.Linear(width + self.enc_d.out_dim, width // 2)
+        self.view = nn.Linear(width + direction_dim(self.enc_d), width // 2)
         self.rgb = nn.Linear(width // 2, 3)
         self.sem = nn.Linear(width, n_classes) if n_classes > 0 else None
 
@@ -177,13 +211,20 @@ class MLPField(nn.Module):
         return None if self.sem is None else self.sem(self.feature(self._trunk(x, aud)))
 
     def density(self, x: Tensor, aud: Tensor) -> tuple[Tensor, Tensor]:
-        """x [N,3], aud [N,A] -> sigma [N], feature [N,width] (what `colour` needs)."""
+        """x [N,3], aud [N,A] -> sigma [N], feature [N,width] (+ the eye weight [N,1] with view_dirs = eyes: what
+        `colour` needs)."""
         h = self._trunk(x, aud)
-        return density_activation(self.sigma(h)[:, 0], self.density_act), self.feature(h)
+        feat = self.feature(h)
+        if self.dirs_at_eyes:
+            feat = torch.cat([feat, self.gates.eye_weight(x)], -1)
+        return density_activation(self.sigma(h)[:, 0], self.density_act), feat
 
     def colour(self, feat: Tensor, d: Tensor, aud: Tensor) -> tuple[Tensor, Tensor | None]:
-        """feature [N,width], unit directions d [N,3] -> rgb [N,3], logits [N,C] | None."""
-        rgb = torch.sigmoid(self.rgb(F.relu(self.view(torch.cat([feat, self.enc_d(d)], -1)))))
+        """feature from `density`, unit directions d [N,3] -> rgb [N,3], logits [N,C] | None."""
+        weight = None
+        if self.dirs_at_eyes:
+            feat, weight = feat[:, :-1], feat[:, -1:]
+        rgb = torch.sigmoid(self.rgb(F.relu(self.view(torch.cat([feat, *directions(self.enc_d, d, weight)], -1)))))
         return rgb, (self.sem(feat) if self.sem is not None else None)
 
     def forward(self, x: Tensor, d: Tensor, aud: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -198,16 +239,18 @@ class HashField(nn.Module):
                  log2_table: int = 17, base_res: int = 16, max_res: int = 1024, width: int = 64,
                  geo_dim: int = 15, pe_dirs: int = 4, density_act: str = "trunc_exp", density_bias: float = -1.0,
                  cond_groups: list[int] | None = None, learned_gates: bool = True, eye_region: bool = False,
-                 quiet_eyes: bool = False):
+                 quiet_eyes: bool = False, view_dirs: str = "all"):
         super().__init__()
+        check_view_dirs(view_dirs, eye_region)
         self.enc_x = HashGridEncoding(aabb, n_levels, n_features, log2_table, base_res, max_res)
         self.geo_dim = geo_dim
         self.gates = (ConditionGates(self.enc_x.out_dim, cond_groups, learned_gates, eye_region, quiet_eyes)
                       if cond_groups else None)
-        self.enc_d = FrequencyEncoding(pe_dirs)
+        self.dirs_at_eyes = view_dirs == "eyes"
+        self.enc_d = FrequencyEncoding(pe_dirs) if view_dirs != "none" else None
         self.density_act = density_act
         self.density_net = mlp(self.enc_x.out_dim + aud_dim, width, 1 + geo_dim, 1)
-        self.color_net = mlp(geo_dim + self.enc_d.out_dim + aud_dim, width, 3, 2)
+        self.color_net = mlp(geo_dim + direction_dim(self.enc_d) + aud_dim, width, 3, 2)
         self.sem = nn.Linear(geo_dim, n_classes) if n_classes > 0 else None
         with torch.no_grad():
             self.density_net[-1].bias[0] = density_bias  # start nearly empty: exp(-1) per unit length
@@ -221,11 +264,13 @@ class HashField(nn.Module):
                 + self.gates.gated_linear(layer.weight[:, n:], aud, gates))
 
     def _geometry(self, x: Tensor, aud: Tensor) -> tuple[Tensor, Tensor]:
-        """raw density [N], feature [N,F]: the geometric feature [N,geo_dim], then the region gates when on."""
+        """raw density [N], feature [N,F]: the geometric feature [N,geo_dim], then the region gates when on, then
+        the eye weight [N,1] when view directions act at the eyes only."""
         enc = self.enc_x(x)
         gates = None if self.gates is None else self.gates(enc, x)
         h = self.density_net[1:](self._conditioned(self.density_net[0], [enc], aud, gates))
-        return h[:, 0], (h[:, 1:] if gates is None else torch.cat([h[:, 1:], gates], -1))
+        extra = ([] if gates is None else [gates]) + ([self.gates.eye_weight(x)] if self.dirs_at_eyes else [])
+        return h[:, 0], (torch.cat([h[:, 1:], *extra], -1) if extra else h[:, 1:])
 
     def _semantics_of(self, feat: Tensor) -> Tensor | None:  # [N, C] logits from the feature's geometric part
         return None if self.sem is None else self.sem(feat[:, :self.geo_dim])
@@ -244,8 +289,10 @@ class HashField(nn.Module):
 
     def colour(self, feat: Tensor, d: Tensor, aud: Tensor) -> tuple[Tensor, Tensor | None]:
         """feature [N,F] from `density`, unit directions d [N,3], aud [N,A] -> rgb [N,3], logits [N,C] | None."""
-        geo, gates = feat[:, :self.geo_dim], (None if self.gates is None else feat[:, self.geo_dim:])
-        h = self._conditioned(self.color_net[0], [geo, self.enc_d(d)], aud, gates)
+        geo, rest = feat[:, :self.geo_dim], feat[:, self.geo_dim:]
+        gates = None if self.gates is None else rest[:, :self.gates.n_groups]
+        weight = rest[:, -1:] if self.dirs_at_eyes else None  # view directions seen at the eyes only
+        h = self._conditioned(self.color_net[0], [geo, *directions(self.enc_d, d, weight)], aud, gates)
         return torch.sigmoid(self.color_net[1:](h)), self._semantics_of(feat)
 
     def forward(self, x: Tensor, d: Tensor, aud: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:

@@ -70,6 +70,44 @@ def test_field_outputs(make):
     assert all(p.grad is not None for p in fld.parameters() if p.requires_grad)
 
 
+@pytest.mark.parametrize("backbone", ["mlp", "hash"])
+def test_colour_without_view_directions_is_the_same_from_every_side(backbone):
+    """view_dirs = none: a point's colour does not change with the direction it is seen from (so nothing can be
+    tied to a head pose); with view directions (all) it does. Density and semantics never depend on it."""
+    torch.manual_seed(0)
+    x, d = torch.rand(40, 3) * 0.4 - 0.2, torch.nn.functional.normalize(torch.randn(40, 3), dim=-1)
+    code = torch.randn(1, 64)
+    for view_dirs in ("all", "none"):
+        fld = (MLPField(64, 11, width=32, depth=4, skip=2, view_dirs=view_dirs) if backbone == "mlp" else
+               HashField(AABB, 64, 11, n_levels=4, log2_table=10, max_res=64, view_dirs=view_dirs))
+        (s1, rgb1, sem1), (s2, rgb2, sem2) = fld(x, d, code), fld(x, -d, code)
+        assert torch.equal(s1, s2) and torch.equal(sem1, sem2)
+        changed = (rgb1 - rgb2).abs().max().item()
+        assert (changed > 1e-4) if view_dirs == "all" else (changed == 0.0)
+
+
+@pytest.mark.parametrize("backbone", ["mlp", "hash"])
+def test_view_directions_at_the_eyes_only(backbone):
+    """view_dirs = eyes: colour changes with the view direction at an eye centre, not at a mouth 3 eye widths
+    below (weight exp(-d^2 / 2 r^2): ~1e-18 there), and it needs the eye region."""
+    torch.manual_seed(0)
+    fld = (MLPField(64, 11, width=32, depth=4, skip=2, cond_groups=GROUPS, eye_region=True, view_dirs="eyes")
+           if backbone == "mlp" else
+           HashField(AABB, 64, 11, n_levels=4, log2_table=10, max_res=64, cond_groups=GROUPS, eye_region=True,
+                     view_dirs="eyes"))
+    with torch.no_grad():
+        fld.gates.eye_region.copy_(torch.tensor([[-0.05, -0.05, 0.0, 0.02], [0.05, -0.05, 0.0, 0.02]]))
+    x = torch.tensor([[-0.05, -0.05, 0.0], [0.0, 0.13, 0.0]])  # an eye centre, the mouth
+    d = torch.nn.functional.normalize(torch.randn(2, 3), dim=-1)
+    code = torch.randn(1, 64)
+    changed = (fld(x, d, code)[1] - fld(x, -d, code)[1]).abs().max(-1).values
+    assert changed[0] > 1e-4 and changed[1] < 1e-7
+    with pytest.raises(ValueError, match="eye region"):
+        HashField(AABB, 64, 11, n_levels=4, log2_table=10, view_dirs="eyes")
+    with pytest.raises(ValueError, match="eye region"):
+        MLPField(64, 11, width=32, depth=4, view_dirs="eyes")
+
+
 def test_field_without_semantic_head():
     _, _, sem = HashField(AABB, 8, 0, n_levels=2, log2_table=8, max_res=16)(torch.zeros(3, 3), torch.ones(3, 3),
                                                                             torch.zeros(3, 8))
