@@ -46,7 +46,7 @@ class ModelConfig:
     mlp_depth: int = 8  # mlp backbone: layers (AD-NeRF 8, skip after 4)
     pe_pts: int = 10  # mlp backbone: frequencies of the point encoding (AD-NeRF 10)
     pe_dirs: int = 4  # frequencies of the direction encoding (AD-NeRF 4)
-    view_dirs: str = dc_field(default="eyes", metadata={"choices": ("all", "eyes", "none")})  # where colour sees the view direction: eyes (default: only round the eyes, where gaze makes it real; none when the model has no eye region) | all (AD-NeRF) | none. Seen at the mouth, it lets the field tie the mouth to a head pose: an expression the clip shows at one pose comes back at that pose whatever the new audio says
+    view_dirs: str = dc_field(default="eyes", metadata={"choices": ("all", "eyes", "none")})  # where colour sees the view direction: eyes (default: only round the eyes, where gaze makes it real; all, as AD-NeRF, when the model has no eye region) | all (AD-NeRF) | none. Seen at the mouth, it lets the field tie the mouth to a head pose: an expression the clip shows at one pose comes back at that pose whatever the new audio says
     hash_levels: int = 16  # hash grid levels
     hash_features: int = 2  # features per level
     hash_log2_table: int = 17  # log2 of each level's table size
@@ -117,7 +117,7 @@ class SSPNeRF(nn.Module):
             groups = [i * g // mc.aud_code_dim for i in range(mc.aud_code_dim)] + [g] * self.eye_dim
         gating = {"cond_groups": groups, "learned_gates": mc.region_attention, "eye_region": gated_eyes,
                   "quiet_eyes": gated_eyes and not mc.audio_at_eyes,
-                  "view_dirs": "none" if mc.view_dirs == "eyes" and not gated_eyes else mc.view_dirs}  # no eyes: none
+                  "view_dirs": "all" if mc.view_dirs == "eyes" and not gated_eyes else mc.view_dirs}  # no eyes: all
         self.audio_net = AudioNet(aud_dim, mc.aud_code_dim)
         self.audio_att = AudioAttNet(mc.aud_code_dim, 2 * mc.smooth + 1)
         self.deformation = TorsoDeformation(aabb, mc.deform_freqs, mc.deform_width, anchor=mc.deform_anchor,

@@ -246,8 +246,7 @@ def test_checkpoint_from_before_the_estimator_split_renders_the_same(run, tmp_pa
     state["model"] = _old_layout(state["model"])
     del state["audio_attention"]
     assert not state["fingerprint"]["eyes"] and not state["fingerprint"]["region_attention"]
-    for key in ("eyes", "eye_code", "eye_region", "audio_at_eyes", "region_attention", "region_groups",
-                "view_dirs"):  # predating them
+    for key in ("eyes", "eye_code", "eye_region", "audio_at_eyes", "region_attention", "region_groups"):  # predating them
         del state["fingerprint"][key]
     torch.save(state, ckpt)
     tone = make_tone(tmp_path / "tone.wav", seconds=0.2)
