@@ -100,12 +100,12 @@ class ConditionGates(nn.Module):
         onehot = F.one_hot(torch.tensor(cond_groups), self.n_groups).float()
         self.register_buffer("onehot", onehot, persistent=False)  # [C,G] channel -> its group
 
-    def forward(self, enc: Tensor, x: Tensor) -> Tensor:
-        """Spatial encoding [M,E] and position [M,3] -> gates [M,G]."""
+    def forward(self, enc: Tensor, x: Tensor, d2: Tensor | None = None) -> Tensor:
+        """Spatial encoding [M,E] and position [M,3] (and its eye_distance2 [M,1] when already known) -> gates [M,G]."""
         g = torch.sigmoid(self.net(enc)) if self.net is not None else enc.new_ones(enc.shape[0], self.n_groups)
         if not self.has_eye_region:
             return g
-        d2 = self.eye_distance2(x)
+        d2 = self.eye_distance2(x) if d2 is None else d2
         audio = g[:, :-1] * (1 - torch.exp(-0.5 * d2 / self.QUIET_SHARE ** 2)) if self.quiet_eyes else g[:, :-1]
         return torch.cat([audio, g[:, -1:] * torch.exp(-0.5 * d2)], 1)
 
@@ -267,9 +267,10 @@ class HashField(nn.Module):
         """raw density [N], feature [N,F]: the geometric feature [N,geo_dim], then the region gates when on, then
         the eye weight [N,1] when view directions act at the eyes only."""
         enc = self.enc_x(x)
-        gates = None if self.gates is None else self.gates(enc, x)
+        d2 = self.gates.eye_distance2(x) if self.dirs_at_eyes else None  # [M,1], shared with the gates
+        gates = None if self.gates is None else self.gates(enc, x, d2)
         h = self.density_net[1:](self._conditioned(self.density_net[0], [enc], aud, gates))
-        extra = ([] if gates is None else [gates]) + ([self.gates.eye_weight(x)] if self.dirs_at_eyes else [])
+        extra = ([] if gates is None else [gates]) + ([torch.exp(-0.5 * d2)] if self.dirs_at_eyes else [])
         return h[:, 0], (torch.cat([h[:, 1:], *extra], -1) if extra else h[:, 1:])
 
     def _semantics_of(self, feat: Tensor) -> Tensor | None:  # [N, C] logits from the feature's geometric part
