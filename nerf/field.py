@@ -119,10 +119,6 @@ class ConditionGates(nn.Module):
             self._region_checked = True
         return (((x[:, None, :] - centre) ** 2).sum(-1) / radius ** 2).min(1).values[:, None]
 
-    def eye_weight(self, x: Tensor) -> Tensor:
-        """exp(-d^2 / 2 r^2) of each point [M,3]: 1 at the eye centres, ~0 a few radii away -> [M,1]."""
-        return torch.exp(-0.5 * self.eye_distance2(x))
-
     def gate(self, cond: Tensor, gates: Tensor) -> Tensor:
         """cond [M,C] or [1,C], gates [M,G] -> the gated condition [M,C]."""
         return (gates @ self.onehot.T) * cond
@@ -138,11 +134,13 @@ class ConditionGates(nn.Module):
 VIEW_DIRS = ("all", "eyes", "none")
 
 
-def check_view_dirs(view_dirs: str, eye_region: bool) -> None:
+def direction_encoding(view_dirs: str, pe_dirs: int, eye_region: bool) -> FrequencyEncoding | None:
+    """The colour net's direction encoding for `view_dirs` (None: no view directions)."""
     if view_dirs not in VIEW_DIRS:
         raise ValueError(f"view_dirs = {view_dirs}: choose from {' | '.join(VIEW_DIRS)}")
     if view_dirs == "eyes" and not eye_region:
         raise ValueError("view_dirs = eyes needs the eye region (eyes = true, eye_region = true)")
+    return None if view_dirs == "none" else FrequencyEncoding(pe_dirs)
 
 
 def direction_dim(enc_d: FrequencyEncoding | None) -> int:
@@ -176,10 +174,9 @@ class MLPField(nn.Module):
                  cond_groups: list[int] | None = None, learned_gates: bool = True, eye_region: bool = False,
                  quiet_eyes: bool = False, view_dirs: str = "all"):
         super().__init__()
-        check_view_dirs(view_dirs, eye_region)
         self.enc_x = FrequencyEncoding(pe_pts)
+        self.enc_d = direction_encoding(view_dirs, pe_dirs, eye_region)
         self.dirs_at_eyes = view_dirs == "eyes"
-        self.enc_d = FrequencyEncoding(pe_dirs) if view_dirs != "none" else None
         self.gates = (ConditionGates(self.enc_x.out_dim, cond_groups, learned_gates, eye_region, quiet_eyes)
                       if cond_groups else None)
         n_in = self.enc_x.out_dim + aud_dim
@@ -196,9 +193,10 @@ class MLPField(nn.Module):
         self.rgb = nn.Linear(width // 2, 3)
         self.sem = nn.Linear(width, n_classes) if n_classes > 0 else None
 
-    def _trunk(self, x: Tensor, aud: Tensor) -> Tensor:  # [N,3],[N,A] or [1,A] -> [N,width]
+    def _trunk(self, x: Tensor, aud: Tensor, d2: Tensor | None = None) -> Tensor:  # [N,3],[N,A] or [1,A] -> [N,width]
+        """d2: the points' eye_distance2 [N,1] when already known."""
         enc = self.enc_x(x)
-        cond = aud.expand(x.shape[0], -1) if self.gates is None else self.gates.gate(aud, self.gates(enc, x))
+        cond = aud.expand(x.shape[0], -1) if self.gates is None else self.gates.gate(aud, self.gates(enc, x, d2))
         inp = torch.cat([enc, cond], -1)
         h = inp
         for i, layer in enumerate(self.layers):
@@ -213,10 +211,11 @@ class MLPField(nn.Module):
     def density(self, x: Tensor, aud: Tensor) -> tuple[Tensor, Tensor]:
         """x [N,3], aud [N,A] -> sigma [N], feature [N,width] (+ the eye weight [N,1] with view_dirs = eyes: what
         `colour` needs)."""
-        h = self._trunk(x, aud)
+        d2 = self.gates.eye_distance2(x) if self.dirs_at_eyes else None  # [N,1], shared with the gates
+        h = self._trunk(x, aud, d2)
         feat = self.feature(h)
         if self.dirs_at_eyes:
-            feat = torch.cat([feat, self.gates.eye_weight(x)], -1)
+            feat = torch.cat([feat, torch.exp(-0.5 * d2)], -1)
         return density_activation(self.sigma(h)[:, 0], self.density_act), feat
 
     def colour(self, feat: Tensor, d: Tensor, aud: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -241,13 +240,12 @@ class HashField(nn.Module):
                  cond_groups: list[int] | None = None, learned_gates: bool = True, eye_region: bool = False,
                  quiet_eyes: bool = False, view_dirs: str = "all"):
         super().__init__()
-        check_view_dirs(view_dirs, eye_region)
         self.enc_x = HashGridEncoding(aabb, n_levels, n_features, log2_table, base_res, max_res)
         self.geo_dim = geo_dim
         self.gates = (ConditionGates(self.enc_x.out_dim, cond_groups, learned_gates, eye_region, quiet_eyes)
                       if cond_groups else None)
+        self.enc_d = direction_encoding(view_dirs, pe_dirs, eye_region)
         self.dirs_at_eyes = view_dirs == "eyes"
-        self.enc_d = FrequencyEncoding(pe_dirs) if view_dirs != "none" else None
         self.density_act = density_act
         self.density_net = mlp(self.enc_x.out_dim + aud_dim, width, 1 + geo_dim, 1)
         self.color_net = mlp(geo_dim + direction_dim(self.enc_d) + aud_dim, width, 3, 2)
