@@ -29,6 +29,7 @@ from nerf.encodings import HashGridEncoding
 from nerf.estimators import CoarseToFine, Estimator, OccupancyGrid
 from nerf.marching import composite_marching, composite_reference
 from nerf.model import ModelConfig, SSPNeRF, mean_head_translation, pose6
+from nerf.speed import Speed, by_device
 
 OLD_GRID_KEYS = {"occ_density": "density", "occ_mask": "mask", "occ_ready": "is_ready", "occ_torso": "aux"}
 
@@ -39,17 +40,17 @@ class RenderConfig:
     n_samples: int = field(default=64, metadata={"key": "coarse_samples", "aliases": ("n_samples",)})  # mlp: coarse samples per ray (AD-NeRF 64)
     n_importance: int = field(default=128, metadata={"key": "importance_samples", "aliases": ("n_importance",)})  # mlp: fine samples per ray drawn from the coarse weights (AD-NeRF 128)
     hash_samples: int = 128  # hash: stratified samples per ray before empty-space skipping
-    chunk: int = field(default=4096, metadata={"key": "render_chunk", "aliases": ("chunk",)})  # rays per forward pass when rendering images
+    chunk: int = field(default=0, metadata={"key": "render_chunk", "aliases": ("chunk",)})  # rays per forward pass when rendering images (0: by device, nerf/speed.py: 4096 on the CPU, up to 65536 on CUDA by free memory)
     occ_res: int = 64  # hash: occupancy grid resolution (cells per axis)
     occ_every: int = 16  # hash: update the occupancy grid every this many iterations
     occ_frac: float = 0.5  # hash: share of cells re-evaluated per update (all at the first)
     occ_decay: float = 0.6  # hash: per-update decay of the stored cell density (max with the new value)
     occ_thresh: float = 0.01  # hash: a cell is occupied if a cell-long step through it has this opacity
     render_path: str = field(default="fast", metadata={"choices": ("fast", "reference")})  # fast: density first with early ray termination, colour only where the weight matters | reference: every kept sample fully (nerf/marching.py)
-    march_segment: int = 16  # fast: samples per ray marched between early-termination checks (16: fewer, larger batches; 15% faster training than 8 on the CPU, same render speed)
+    march_segment: int = 0  # fast: samples per ray marched between early-termination checks (0: by device: 16 on the CPU, 15% faster training than 8; all samples in one segment on CUDA)
     stop_eps: float = 1e-4  # fast: a ray stops once its transmittance is below this
     weight_eps: float = 1e-4  # fast: colour and semantics only for samples of larger weight
-    max_points: int = 32768  # fast: points per field query (smaller batches stay in the CPU's caches)
+    max_points: int = 0  # fast: points per field query (0: by device: 32768 on the CPU, where smaller batches stay in the caches; the whole chunk on CUDA)
     compile_field: bool = False  # torch.compile the field's density and colour (CPU: needs a C++ compiler; the first frames wait for it)
 
 
@@ -88,15 +89,18 @@ def build_pipeline(cfg, meta: ModelMeta) -> "Pipeline":
     model = SSPNeRF(cfg.model, meta.aud_dim, len(meta.class_names), meta.aabb, meta.torso_classes,
                     anchor_t=meta.anchor_t, pose_ref=meta.pose_ref, eye_region=meta.eye_region,
                     eye_closed=meta.eye_closed)
-    pipe = Pipeline(model, make_estimator(cfg.model.backbone, cfg.render, model.aabb), int(cfg.render.chunk),
-                    int(cfg.model.smooth), marching_settings(cfg.render))
+    rc = cfg.render
+    samples = rc.n_samples + rc.n_importance if cfg.model.backbone == "mlp" else rc.hash_samples
+    pipe = Pipeline(model, make_estimator(cfg.model.backbone, rc, model.aabb), int(rc.chunk), int(cfg.model.smooth),
+                    marching_settings(rc), samples_per_ray=samples)
     if cfg.render.compile_field:
         pipe.compile_field()
     return pipe
 
 
 def marching_settings(rc: RenderConfig) -> dict | None:
-    """composite_marching's keyword settings of the fast path, None for the reference path."""
+    """composite_marching's keyword settings of the fast path (segment, max_points 0: by device), None for the
+    reference path."""
     if rc.render_path == "reference":
         return None
     return {"segment": rc.march_segment, "stop_eps": rc.stop_eps, "weight_eps": rc.weight_eps,
@@ -161,12 +165,14 @@ class Pipeline(nn.Module):
     stores it ("audio_attention"), and rendering reads it from there.
     """
 
-    def __init__(self, model: SSPNeRF, estimator: Estimator, chunk: int = 4096, smooth: int = 4,
-                 marching: dict | None = None, n_recent_codes: int = 16):
+    def __init__(self, model: SSPNeRF, estimator: Estimator, chunk: int = 0, smooth: int = 4,
+                 marching: dict | None = None, n_recent_codes: int = 16, samples_per_ray: int = 128):
         super().__init__()
         self.model, self.estimator = model, estimator
-        self.chunk, self.smooth = chunk, smooth
+        self.chunk, self.smooth = chunk, smooth  # chunk 0: by device (nerf/speed.py)
         self.marching = marching  # composite_marching's settings; None: composite_reference
+        self.samples_per_ray = samples_per_ray
+        self._auto_speed: dict[str, Speed] = {}  # by device, resolved on first use there
         for m in model.modules():  # the reference path also keeps the original hash-grid arithmetic
             if isinstance(m, HashGridEncoding):
                 m.fast = marching is not None
@@ -268,17 +274,27 @@ class Pipeline(nn.Module):
     def _composite(self, rays_o: Tensor, rays_d: Tensor, t: Tensor, keep: Tensor | None, far: Tensor,
                    codes: Tensor, pose: Tensor, bg: Tensor | None, coarse: bool, lookup, semantics: bool) -> dict:
         """Query the (coarse) field at depths t [N,S] (only where keep [N,S]) and composite (nerf/marching.py)."""
-        if self.marching is None:
+        m = self.marching
+        if m is None:
             return composite_reference(self.model, rays_o, rays_d, t, keep, far, codes, pose, bg, coarse, lookup,
                                        semantics)
+        auto = self.auto_speed(t.device)
         return composite_marching(self.model, rays_o, rays_d, t, keep, far, codes, pose, bg, coarse, lookup,
-                                  semantics, **self.marching)
+                                  semantics, segment=m["segment"] or auto.segment, stop_eps=m["stop_eps"],
+                                  weight_eps=m["weight_eps"], max_points=m["max_points"] or auto.max_points)
+
+    def auto_speed(self, device: torch.device) -> Speed:
+        """The settings left at 0 take these on `device` (nerf/speed.py), fixed at the first call there."""
+        key = str(device)
+        if key not in self._auto_speed:
+            self._auto_speed[key] = by_device(device, self.samples_per_ray)
+        return self._auto_speed[key]
 
     @torch.no_grad()
     def render_image(self, rays_o: Tensor, rays_d: Tensor, near: Tensor, far: Tensor, code: Tensor, pose: Tensor,
                      bg: Tensor | None, chunk: int | None = None, semantics: bool = True) -> dict:
         """All rays of an image ([H*W, ...] each) in chunks; one code [A] and pose [6] for the frame."""
-        chunk = chunk or self.chunk
+        chunk = chunk or self.chunk or self.auto_speed(rays_o.device).chunk
         parts: dict[str, list[Tensor]] = {}
         for i in range(0, rays_o.shape[0], chunk):
             sl = slice(i, i + chunk)

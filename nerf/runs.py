@@ -1,8 +1,10 @@
 """A trained run, loaded for rendering or evaluation: logs/<expname>/config.txt + ckpt/latest.pt -> a Pipeline.
 
 The run's resolved config is the base; command-line keys override it (e.g. --img_size, --chunk, --device); the
---config file only names the subject and the run. A checkpoint whose settings differ is refused in one line;
-one written before the estimator split loads (nerf.pipeline.upgrade_state_dict).
+--config file only names the subject and the run. The speed keys (render_chunk, march_segment, max_points:
+nerf/speed.py) are the machine's: the run's saved values are dropped, so they are the user's or by device. A
+checkpoint whose settings differ is refused in one line; one written before the estimator split loads
+(nerf.pipeline.upgrade_state_dict).
 """
 from __future__ import annotations
 
@@ -71,6 +73,9 @@ def load_run(argv: list[str], split: str = "train") -> LoadedRun:
                          f"(trained on {trained.data.datadir}); pass the matching --config or --expname")
     cfg = parse(["--config", str(run_cfg_path), *_strip_config(argv), "--datadir", trained.data.datadir,
                  "--preload", "false"])
+    # speed settings belong to the machine that renders (nerf/speed.py): only the user's, never the run's
+    ur = user.render
+    cfg = cfg.replace("render", chunk=ur.chunk, march_segment=ur.march_segment, max_points=ur.max_points)
     device = pick_device(cfg.train.device)
     ds = TalkingDataset(cfg.data, split)
     state = load_checkpoint(ckpt, map_location=device)

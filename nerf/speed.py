@@ -1,0 +1,46 @@
+"""Speed settings that belong to the machine that runs, not to the trained run: rays per image chunk, samples per
+marching segment, points per field query. 0 in the config (the default) picks them by device when the pipeline
+first runs there; a value the user gives always wins, and a run's saved values are not inherited by render.py or
+evaluate.py (nerf/runs.py), since another machine may render it. What is rendered does not change (the fast path
+is within 78 dB of the reference on a GPU, benchmarks/NOTES.md).
+
+- CPU: 4096 rays, segments of 16 samples, 32768 points (small batches stay in the caches).
+- CUDA: each early-termination check and each small query costs kernel launches and a host sync, so one segment per
+  ray (no check) and the whole chunk in one query; as many rays per chunk as a quarter of the GPU's free memory
+  holds at BYTES_PER_SAMPLE, a power of two in [4096, 65536]. Measured on an H200 (gpu preset, 256 px): the CPU
+  values 1.47 frames/s with ~28k kernel launches a frame; 65536 rays in one segment 6.5 frames/s.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+BYTES_PER_SAMPLE = 2048  # peak memory per ray sample of a chunk (measured: 1.2 KB cpu preset, ~1.7 KB gpu preset)
+CUDA_CHUNK_RANGE = (4096, 65536)
+
+
+@dataclass(frozen=True)
+class Speed:
+    chunk: int  # rays per forward pass of an image
+    segment: int  # samples per ray between early-termination checks
+    max_points: int  # points per field query
+
+
+CPU = Speed(chunk=4096, segment=16, max_points=32768)
+
+
+def cuda_chunk(samples_per_ray: int, free_bytes: int) -> int:
+    """Rays per chunk that a quarter of `free_bytes` holds, as a power of two within CUDA_CHUNK_RANGE."""
+    fit = free_bytes // 4 // (BYTES_PER_SAMPLE * max(samples_per_ray, 1))
+    lo, hi = CUDA_CHUNK_RANGE
+    return int(min(hi, max(lo, 2 ** int(math.log2(max(fit, 1))))))
+
+
+def by_device(device: torch.device, samples_per_ray: int) -> Speed:
+    """The automatic settings on `device` for a model of `samples_per_ray` samples (CUDA: from its free memory now)."""
+    if device.type != "cuda":
+        return CPU
+    chunk = cuda_chunk(samples_per_ray, torch.cuda.mem_get_info(device)[0])
+    return Speed(chunk=chunk, segment=samples_per_ray, max_points=chunk * samples_per_ray)
