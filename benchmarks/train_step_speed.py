@@ -5,7 +5,7 @@ and against its own reference render path, side by side -> benchmarks/results/tr
     python -m benchmarks.train_step_speed [--baseline 84aa09c] [--config configs/example.txt] [--iters 40]
                                           [--rounds 3] [--threads 2]
 
-Each contender is a worker process that builds a Trainer from the same config (the device preset applies: the cpu
+`--variant NAME KEYS` adds a contender: this checkout with more config keys. Each contender is a worker process that builds a Trainer from the same config (the device preset applies: the cpu
 preset on a CPU), trains `warmup` iterations (the occupancy grid exists after 16), then waits. The main process
 gives the workers turns of `iters` iterations, `rounds` times, so that a noisy shared machine slows all of them
 alike; a worker times only its iterations. The baseline runs from a `git worktree` of the commit (removed after).
@@ -63,7 +63,8 @@ def start(root: Path, argv: list[str], warmup: int) -> subprocess.Popen:
 
 def plot(path: Path, its: dict[str, float]) -> None:
     fig, ax = new_figure()
-    ax.bar(list(its), list(its.values()), color=["tab:gray", "tab:orange", "tab:blue"][: len(its)])
+    colours = ["tab:gray", "tab:orange", "tab:blue", "tab:green", "tab:red", "tab:purple"]
+    ax.bar(list(its), list(its.values()), color=colours[: len(its)])
     ax.set_ylabel("training iterations per second")
     ax.set_title("training speed, one run, turns interleaved")
     save_figure(fig, path)
@@ -77,13 +78,18 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--warmup", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--variant", nargs=2, action="append", default=[], metavar=("NAME", "KEYS"),
+                   help="another contender: this checkout with these config keys (e.g. 'one segment' "
+                   "'--march_segment 48')")
     p.add_argument("--out", default=str(RESULTS / "train_step_speed.json"))
     args = p.parse_args(argv)
     config = str(Path(args.config).resolve())
     common = ["--config", config, "--threads", str(args.threads), "--device", "cpu", "--basedir",
               tempfile.mkdtemp(prefix="train_step_speed_")]
     contenders = {"reference path": (ROOT, [*common, "--expname", "reference", "--render_path", "reference"]),
-                  "fast path (default)": (ROOT, [*common, "--expname", "fast", "--render_path", "fast"])}
+                  "fast path (default)": (ROOT, [*common, "--expname", "fast", "--render_path", "fast"]),
+                  **{name: (ROOT, [*common, "--expname", f"variant{k}", *keys.split()])
+                     for k, (name, keys) in enumerate(args.variant)}}
     tree = None
     if args.baseline:
         tree = Path(tempfile.mkdtemp(prefix="baseline_")) / "tree"
