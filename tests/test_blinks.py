@@ -8,6 +8,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
+import evaluate
 import render
 import train
 from common.eyes import IBUG68_EYES, MEDIAPIPE_EYES, eye_aspect_ratio, openness
@@ -147,7 +148,7 @@ def _eye_darkness(run, data, tmp_path, name) -> np.ndarray:
 
 def test_rendered_eyes_follow_the_requested_openness(subject, tmp_path):
     """100 iterations: the eye area's darkness follows the requested openness (r >= 0.8); a model trained with
-    `--eyes false` renders the same eyes whatever is asked."""
+    `--eyes false` renders the same eyes whatever is asked, and its held-out eye region is not better."""
     root, data = subject
     run = _train(root, data, "eyes")
     assert "eyes = true" in (run / "config.txt").read_text() and "eye_region = true" in (run / "config.txt").read_text()
@@ -158,6 +159,15 @@ def test_rendered_eyes_follow_the_requested_openness(subject, tmp_path):
     control = _train(root, data, "no_eyes", "--eyes", "false")
     flat = _eye_darkness(control, data, tmp_path, "no_eyes")
     assert np.ptp(flat) < 0.1 * np.ptp(dark)
+    # the 3 held-out frames (openness 0.30, 0.95, 0.21): the eye region is not worse with the input than without
+    eye_psnr = {}
+    for model in (run, control):
+        out = tmp_path / f"eval_{model.name}"
+        assert evaluate.main(["--datadir", str(data), "--basedir", str(model.parent), "--expname", model.name,
+                              "--no_video", "--out_dir", str(out)]) == 0
+        eye_psnr[model.name] = json.loads((out / "metrics.json").read_text())["region_psnr"]["eyes"]
+    print(f"held-out eye-region PSNR: {eye_psnr}")
+    assert eye_psnr["eyes"] >= eye_psnr["no_eyes"]
 
 
 def test_old_folder_without_eye_trains_without_the_input(tmp_path, capsys):
