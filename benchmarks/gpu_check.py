@@ -11,14 +11,13 @@ as it ends (a stage that fails or runs out of time is recorded as such; the next
    iterations per second (iterations / training seconds, validation excluded) and the validation PSNR;
 3. benchmarks/render_speed.py on the amp-off run: reference and fast path at 256 and 512 px, their validation PSNR;
 4. render.py of new speech on cuda (the user's frames per second, mp4 muxed);
-5. evaluate.py of the CPU-trained run (--cpu_expname) on cpu and on cuda: the same PSNR within 0.05 dB;
+5. evaluate.py of the CPU-trained run (--cpu_expname) on cpu and on cuda: both PSNRs recorded, side by side;
 6. render_speed.py with --compile at 512 px (torch.compile of the field; the slowest stage, so last).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time

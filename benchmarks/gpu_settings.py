@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     p.add_argument("--out_dir", default=str(ROOT / "benchmarks" / "results" / "gpu_settings"))
     args = p.parse_args(argv)
-    import torch
+    from nerf import metrics
 
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -145,9 +145,8 @@ def main(argv=None) -> int:
             try:
                 r, img = time_frames([*base, "--expname", args.expname], keys, size, args.frames, prof)
                 ref = img if name == "reference" else ref
-                if ref is not None:
-                    mse = float(((img - ref) ** 2).mean())
-                    res["parity_psnr"][f"{name}_{size}"] = round(-10 * torch.log10(torch.tensor(max(mse, 1e-20))).item(), 2)
+                if ref is not None and name != "reference":
+                    res["parity_psnr"][f"{name}_{size}"] = round(metrics.psnr(img, ref), 2)
             except Exception as e:  # noqa: BLE001
                 r = {"error": repr(e)[:300]}
             res["render"].setdefault(name, {})[str(size)] = r

@@ -5,10 +5,11 @@ and against its own reference render path, side by side -> benchmarks/results/tr
     python -m benchmarks.train_step_speed [--baseline 84aa09c] [--config configs/example.txt] [--iters 40]
                                           [--rounds 3] [--threads 2]
 
-`--variant NAME KEYS` adds a contender: this checkout with more config keys. Each contender is a worker process that builds a Trainer from the same config (the device preset applies: the cpu
-preset on a CPU), trains `warmup` iterations (the occupancy grid exists after 16), then waits. The main process
-gives the workers turns of `iters` iterations, `rounds` times, so that a noisy shared machine slows all of them
-alike; a worker times only its iterations. The baseline runs from a `git worktree` of the commit (removed after).
+`--variant NAME KEYS` adds a contender: this checkout with more config keys. Each contender is a worker process
+that builds a Trainer from the same config (the device preset applies: the cpu preset on a CPU), trains `warmup`
+iterations (the occupancy grid exists after 16), then waits. The main process gives the workers turns of `iters`
+iterations, `rounds` times, so that a noisy shared machine slows all of them alike; a worker times only its
+iterations. The baseline runs from a `git worktree` of the commit (removed after).
 """
 from __future__ import annotations
 
