@@ -1,11 +1,13 @@
 #!/usr/bin/env python
 """The mouth on the sample: per-region quality, lip shape on new speech, and the ablations, over seeds.
 
-    python benchmarks/mouth.py [--variants full,global,uniform,nosem,nodeform,nodirs,eyedirs] [--seeds 0,1] [--seconds 6]
+    python benchmarks/mouth.py [--variants full,global,uniform,nosem,nodeform,nodirs,eyedirs,eyeuniform] [--seeds 0,1]
+                               [--seconds 6] [--clip_seconds 12]
 
-1. the sample clip (its lips spread, round and shut with what is said, with ground truth) -> dataset/mouth/,
-2. per variant and seed, a run with the CPU preset (`mouth_<variant>_s<seed>`; a run already finished by this script
-   is reused: output/mouth/<run>.done),
+1. the sample clip of --clip_seconds (its lips spread, round and shut with what is said, with ground truth) ->
+   dataset/<subject>/ (subject `mouth` for the 12 s clip the earlier results were made on, `mouth<N>` for N s),
+2. per variant and seed, a run with the CPU preset (`<subject>_<variant>_s<seed>`; a run already finished by this
+   script is reused: output/<subject>/<run>.done),
 3. evaluate.py on every held-out frame (PSNR overall and per region, LMD, sync),
 4. render.py of new speech in another voice (voice 1) at the training poses at --render_size; the landmark back-end
    measures the mouth on the rendered frames (corner-to-corner width and inner-lip gap over the eye-corner distance,
@@ -14,8 +16,9 @@
    not in an expression span of the clip nor in the HOLD_RAMP frames round it, where the head holds or nears the
    span's pose: a model whose colour sees the view direction replays the span's jaw drop at those poses whatever
    the audio; benchmarks/NOTES.md, 2026-12-03 fifth session). `full` pins every model key it depends on
-   (`view_dirs = all`, as the runs on record); `eyedirs` is the default model of today.
-Writes benchmarks/results/mouth.json (every run, and per variant the mean and the spread over seeds) and mouth.png.
+   (`view_dirs = all`, as the runs on record); `eyedirs` is it with today's view directions, `eyeuniform` that with
+   uniform sampling.
+Writes benchmarks/results/<subject>.json (every run, and per variant the mean and the spread over seeds) and .png.
 """
 from __future__ import annotations
 
@@ -33,7 +36,6 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 from benchmarks.results_io import run_stage, sample_subject, save_figure, write_results  # noqa: E402
 
-NAME = "mouth"
 FULL = {"region_attention": "true", "eye_region": "true", "audio_at_eyes": "true", "sampling": "semantic",
         "semantic": "true", "deform": "true", "view_dirs": "all"}  # explicit, so that a later change of a default does not change what
 # a variant is (audio_at_eyes: the full and global runs on record predate its default false of 2026-12-03)
@@ -45,6 +47,7 @@ ABLATIONS = {
     "nodeform": {"deform": "false"},
     "nodirs": {"view_dirs": "none"},  # colour without the view direction: nothing tied to a head pose
     "eyedirs": {"view_dirs": "eyes"},  # the view direction seen round the eyes only (gaze), not at the mouth
+    "eyeuniform": {"view_dirs": "eyes", "sampling": "uniform"},  # eyedirs' ablation of the semantic sampling
 }
 VARIANTS = {name: [arg for k, v in {**FULL, **diff}.items() for arg in (f"--{k}", v)]
             for name, diff in ABLATIONS.items()}
@@ -66,14 +69,19 @@ def mouth_shape(frames_dir: Path) -> dict[str, np.ndarray]:
     return mouth_shape(detect_landmarks([iio.imread(p) for p in sorted(frames_dir.glob("*.png"))]))
 
 
-def talking_frames(n: int) -> np.ndarray:
+def subject(clip_seconds: float) -> str:
+    """The sample subject's name for a clip length: `mouth` (12 s, the clip of the earlier results), `mouth<N>`."""
+    return "mouth" if clip_seconds == 12 else f"mouth{clip_seconds:g}"
+
+
+def talking_frames(n: int, name: str) -> np.ndarray:
     """bool [n]: the frames of render.py --pose train (the training poses ping-ponged) whose pose is that of a
     training frame outside the clip's expression spans and the HOLD_RAMP frames round them."""
     from nerf.poses import pingpong_indices
     from sample_data.motion import HOLD_RAMP
 
-    spans = json.loads((ROOT / "dataset" / "vids" / f"{NAME}_gt.json").read_text())["expression_spans"]
-    frames = json.loads((ROOT / "dataset" / NAME / "transforms_train.json").read_text())["frames"]
+    spans = json.loads((ROOT / "dataset" / "vids" / f"{name}_gt.json").read_text())["expression_spans"]
+    frames = json.loads((ROOT / "dataset" / name / "transforms_train.json").read_text())["frames"]
     ids = np.array([f["img_id"] for f in frames])[pingpong_indices(len(frames), n)]
     near_span = np.zeros(n, bool)
     for first, last in spans:
@@ -98,8 +106,9 @@ def speech_truth(seconds: float) -> dict[str, np.ndarray]:
     return {"width": width, "opening": mouth_opening(wav)[:n] * (1 - shut), "loudness": loudness_envelope(wav)[:n]}
 
 
-def one_run(exp: str, extra: list[str], seed: int, args, config: Path, speech: Path, truth: dict, log: Path) -> dict:
-    py, out_dir = sys.executable, ROOT / "output" / NAME
+def one_run(exp: str, extra: list[str], seed: int, args, config: Path, speech: Path, truth: dict, log: Path,
+            name: str) -> dict:
+    py, out_dir = sys.executable, ROOT / "output" / name
     done = out_dir / f"{exp}.done"
     if not done.is_file():
         run([py, "train.py", "--config", str(config), "--expname", exp, "--seed", str(seed), *extra], log)
@@ -121,7 +130,7 @@ def one_run(exp: str, extra: list[str], seed: int, args, config: Path, speech: P
             "lips": region.get("lips"), "inner_mouth": region.get("inner_mouth"), "face": region.get("face"),
             "eyes": region.get("eyes"),
             **correlations(truth, shape, np.ones(n, bool)),
-            **{f"{k}_talking": v for k, v in correlations(truth, shape, talking_frames(n)).items()},
+            **{f"{k}_talking": v for k, v in correlations(truth, shape, talking_frames(n, name)).items()},
             "curves": {k: np.round(v, 4).tolist() for k, v in shape.items()}}
 
 
@@ -151,7 +160,7 @@ def summary(runs: list[dict]) -> dict:
     return out
 
 
-def draw(path: Path, results: dict, truth: dict) -> None:
+def draw(path: Path, results: dict, truth: dict, name: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -171,10 +180,10 @@ def draw(path: Path, results: dict, truth: dict) -> None:
     ax.set_ylim(10, 32)
     ax.legend(fontsize=8, ncol=3)
     ax.grid(alpha=0.3, axis="y")
-    shown_runs = ([r for r in results["runs"] if r["expname"] == f"{NAME}_full_s0"] or results["runs"][:1]) + \
-        [r for r in results["runs"] if r["expname"] == f"{NAME}_eyedirs_s0"]  # AD-NeRF's view directions, default
+    shown_runs = ([r for r in results["runs"] if r["expname"] == f"{name}_full_s0"] or results["runs"][:1]) + \
+        [r for r in results["runs"] if r["expname"] == f"{name}_eyedirs_s0"]  # AD-NeRF's view directions, default
     t = np.arange(len(truth["width"])) / 25
-    near_span = ~talking_frames(len(t))
+    near_span = ~talking_frames(len(t), name)
     for k, key in enumerate(("width", "opening")):
         a = fig.add_subplot(4, 1, 3 + k)
         a.fill_between(t, 0, 1, where=near_span, color="0.85", transform=a.get_xaxis_transform(),
@@ -199,14 +208,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--seconds", type=float, default=6.0, help="length of the new speech rendered")
     p.add_argument("--render_size", type=int, default=256, help="rendered size for the landmark measurement")
-    p.add_argument("--out", type=Path, default=RESULTS / "mouth.json")
+    p.add_argument("--clip_seconds", type=float, default=12.0, help="length of the sample clip trained on")
+    p.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/<subject>.json")
     args = p.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v]
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         p.error(f"unknown variant(s) {unknown}: choose from {list(VARIANTS)}")
-    _, log, speech = sample_subject(NAME, ROOT, args.seconds, **SPEECH)
-    config = ROOT / "configs" / f"{NAME}.txt"
+    name = subject(args.clip_seconds)
+    args.out = args.out or RESULTS / f"{name}.json"
+    _, log, speech = sample_subject(name, ROOT, args.seconds, **SPEECH, clip_seconds=args.clip_seconds)
+    config = ROOT / "configs" / f"{name}.txt"
     truth = speech_truth(args.seconds)
     results: dict = {"command": "python benchmarks/mouth.py " + " ".join(argv or sys.argv[1:]), "runs": [],
                      "variants": {}, "flags": VARIANTS}
@@ -215,13 +227,13 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     for seed in seeds:  # seed-major: a partial result already compares the variants
         for variant in variants:
-            exp = f"{NAME}_{variant}_s{seed}"
-            kept[exp] = one_run(exp, VARIANTS[variant], seed, args, config, speech, truth, log)
+            exp = f"{name}_{variant}_s{seed}"
+            kept[exp] = one_run(exp, VARIANTS[variant], seed, args, config, speech, truth, log, name)
             results["runs"] = list(kept.values())
             results["variants"] = summaries(kept)
-            write_results(args.out, results, lambda png: draw(png, results, truth))
+            write_results(args.out, results, lambda png: draw(png, results, truth, name))
     results["runs"] = list(kept.values())
-    return write_results(args.out, results, lambda png: draw(png, results, truth))
+    return write_results(args.out, results, lambda png: draw(png, results, truth, name))
 
 
 if __name__ == "__main__":

@@ -39,8 +39,10 @@ def write_results(out: str | Path, results: dict, draw: Callable[[Path], None]) 
     return 0
 
 
-def sample_subject(name: str, root: Path, seconds: float, voice: int, seed: int) -> tuple[Path, Path, Path]:
-    """The stages every sample benchmark starts with: the sample clip -> dataset/vids/<name>.mp4 (kept when there),
+def sample_subject(name: str, root: Path, seconds: float, voice: int, seed: int,
+                   clip_seconds: float = 12.0) -> tuple[Path, Path, Path]:
+    """The stages every sample benchmark starts with: the sample clip of clip_seconds -> dataset/vids/<name>.mp4
+    (kept when there),
     new speech of `seconds` in `voice` -> output/<name>/new_speech.wav, process_data.sh <name>. Returns
     (output folder, its log, the speech file)."""
     import sys
@@ -50,7 +52,8 @@ def sample_subject(name: str, root: Path, seconds: float, voice: int, seed: int)
     log = out_dir / "log.txt"
     video, speech = root / "dataset" / "vids" / f"{name}.mp4", out_dir / "new_speech.wav"
     if not video.is_file():
-        run_stage([py, "-m", "sample_data.clip", "--out", str(video)], log, root, name)
+        run_stage([py, "-m", "sample_data.clip", "--out", str(video), "--seconds", str(clip_seconds)], log, root,
+                  name)
     run_stage([py, "-m", "sample_data.speech", "--out", str(speech), "--seconds", str(seconds), "--voice",
                str(voice), "--seed", str(seed)], log, root, name)
     run_stage(["bash", "process_data.sh", name, "--video", str(video)], log, root, name)

@@ -53,8 +53,9 @@ def render_clip(size: int = 256, seconds: float = 12.0, seed: int = 0, voice: in
         raise ValueError(f"sample clip: need size >= 32 and seconds > 0, got size={size} seconds={seconds}")
     rng = np.random.default_rng(seed)
     n_frames = int(round(seconds * FPS))
-    audio, sylls = synth_speech_syllables(n_frames / FPS, seed=seed, sr=SR, voice=voice)
     spans = expression_spans(n_frames)  # the head holds still, the jaw drops and the brows rise (sample_motion.py)
+    held = tuple((a / FPS, (b + 1) / FPS) for a, b in spans)  # ... with a sustained "aah": the audio explains the jaw
+    audio, sylls = synth_speech_syllables(n_frames / FPS, seed=seed, sr=SR, voice=voice, held=held)
     brow = expression_bump(n_frames, spans)
     width, shut, viseme = visemes(sylls, n_frames)
     mouth = np.maximum(mouth_opening(audio, SR, FPS)[:n_frames] * (1 - shut), brow)
@@ -146,7 +147,8 @@ def render_clip(size: int = 256, seconds: float = 12.0, seed: int = 0, voice: in
                        "lid gap and the lower lids rise the rest; blinks last 5-8 frames, ~17 a minute"),
         "expression_spans": [list(sp) for sp in spans],
         "expression_note": ("in each span [first, last] the head pose is constant (R, t) while the jaw drops "
-                            "fully and the brows rise (brow: 0 -> 1 -> 0); brow_offset and cheek_offset are the "
+                            "fully and the brows rise (brow: 0 -> 1 -> 0), and the voice holds one open 'a' (the "
+                            "audio explains the open jaw, as everywhere else); brow_offset and cheek_offset are the "
                             "head-frame displacements at brow = 1 and mouth = 1"),
         "brow_offset": np.round(brow_off[:n_pts], 7).tolist(),
         "cheek_offset": np.round(cheek_off[:n_pts], 7).tolist(),

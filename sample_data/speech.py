@@ -98,9 +98,13 @@ def synth_speech(seconds: float, seed: int = 0, sr: int = SAMPLE_RATE, voice: in
     return synth_speech_syllables(seconds, seed, sr, voice)[0]
 
 
-def synth_speech_syllables(seconds: float, seed: int = 0, sr: int = SAMPLE_RATE,
-                           voice: int = 0) -> tuple[np.ndarray, list[Syllable]]:
-    """`synth_speech` and the syllables it says (their timing, vowel and bilabial onset)."""
+def synth_speech_syllables(seconds: float, seed: int = 0, sr: int = SAMPLE_RATE, voice: int = 0,
+                           held: tuple[tuple[float, float], ...] = ()) -> tuple[np.ndarray, list[Syllable]]:
+    """`synth_speech` and the syllables it says (their timing, vowel and bilabial onset).
+
+    held: (start s, end s) spans said as one sustained open "a" (the sample clip's expression spans, where the jaw
+    drops fully: "aah" with the brows up), in place of the syllables that overlap them. The other syllables keep
+    their timing, vowels and onsets (their random draws are made as without `held`)."""
     if seconds <= 0:
         raise ValueError(f"synth_speech: seconds must be > 0, got {seconds}")
     v = VOICES[voice % len(VOICES)]
@@ -113,36 +117,49 @@ def synth_speech_syllables(seconds: float, seed: int = 0, sr: int = SAMPLE_RATE,
                  + 0.06 * np.sin(2 * np.pi * 1.1 * t + rng.uniform(0, 6.3)))
     f0 *= 1 + 0.01 * signal.lfilter([0.05], [1, -0.95], rng.standard_normal(n))
     source = _glottal_source(n, sr, f0)
-    breath = 0.02 * rng.standard_normal(n)
+    voiced = source + 0.02 * rng.standard_normal(n)  # vowels: the voice and a little breath
 
     out = np.zeros(n)
     onset_rng = np.random.default_rng([seed, voice, 1])  # its own stream: the syllable timing and pitch draws stay
     sylls = []
     for start, dur, vowel in _schedule(seconds, rng, v):
         closed = onset_rng.uniform(*BILABIAL_SECONDS) if onset_rng.random() < BILABIAL_SHARE else 0.0
+        jitter, gain = rng.uniform(0.93, 1.07, 3), rng.uniform(0.75, 1.0)  # drawn for every syllable, said or not
+        if any(start < b and start + dur > a for a, b in held):
+            continue
         sylls.append(Syllable(start, dur, vowel, closed))
         if closed:  # the murmur: the voice through one low nasal resonance, quiet
             j0, j1 = int(start * sr), min(n, int((start + closed) * sr))
-            b, a = _resonator(250.0, 80.0, sr)
-            hum = signal.lfilter(b, a, source[j0:j1])
+            b_, a_ = _resonator(250.0, 80.0, sr)
+            hum = signal.lfilter(b_, a_, source[j0:j1])
             out[j0:j1] += hum / (np.abs(hum).max() + 1e-9) * MURMUR_GAIN * VOWELS[vowel][1]
             start, dur = start + closed, dur - closed
-        i0, i1 = int(start * sr), min(n, int((start + dur) * sr))
-        formants, gain = VOWELS[vowel]
-        seg = source[i0:i1] + breath[i0:i1]
-        for k, f in enumerate(formants):                   # cascade of formant resonators
-            b, a = _resonator(f * rng.uniform(0.93, 1.07), 60 + 40 * k, sr)
-            seg = signal.lfilter(b, a, seg)
-        m = i1 - i0
-        # Syllable envelope: quick attack, vowel body, decay (raised-cosine edges).
-        ramp = max(1, int(0.3 * m))
-        e = np.ones(m)
-        e[:ramp] = 0.5 * (1 - np.cos(np.pi * np.arange(ramp) / ramp))
-        e[m - ramp:] = e[:ramp][::-1]
-        seg = seg / (np.abs(seg).max() + 1e-9) * e * gain * rng.uniform(0.75, 1.0)
-        out[i0:i1] += seg
+        _add_vowel(out, voiced, vowel, int(start * sr), min(n, int((start + dur) * sr)), jitter, gain, sr)
+    for a, b in held:
+        i0, i1 = max(0, int(a * sr)), min(n, int(b * sr))
+        if i1 > i0:
+            sylls.append(Syllable(i0 / sr, (i1 - i0) / sr, "a", 0.0))
+            _add_vowel(out, voiced, "a", i0, i1, np.ones(3), 1.0, sr)
+    sylls.sort(key=lambda s_: s_.start)
     out = out / (np.abs(out).max() + 1e-9) * 0.8
     return out.astype(np.float32), sylls
+
+
+def _add_vowel(out: np.ndarray, source: np.ndarray, vowel: str, i0: int, i1: int, jitter: np.ndarray, gain: float,
+               sr: int) -> None:
+    """Add source[i0:i1] through the vowel's formant cascade (frequencies times jitter [3]) under the syllable
+    envelope (raised-cosine attack and decay over 30% each) to out[i0:i1], scaled to peak gain x the vowel's own."""
+    formants, vowel_gain = VOWELS[vowel]
+    seg = source[i0:i1]
+    for k, f in enumerate(formants):  # cascade of formant resonators
+        b, a = _resonator(f * jitter[k], 60 + 40 * k, sr)
+        seg = signal.lfilter(b, a, seg)
+    m = i1 - i0
+    ramp = max(1, int(0.3 * m))
+    e = np.ones(m)
+    e[:ramp] = 0.5 * (1 - np.cos(np.pi * np.arange(ramp) / ramp))
+    e[m - ramp:] = e[:ramp][::-1]
+    out[i0:i1] += seg / (np.abs(seg).max() + 1e-9) * e * vowel_gain * gain
 
 
 def visemes(sylls: list[Syllable], n_frames: int, fps: int = FPS) -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -103,6 +103,7 @@ def test_expression_span_holds_the_head_still(span_clip):
         np.testing.assert_allclose(fr["t"], frames[0]["t"], atol=1e-9)
     mid = frames[len(frames) // 2]
     assert mid["brow"] >= 0.9 and mid["mouth"] >= 0.9 and frames[0]["brow"] < 0.1
+    assert mid["viseme"] == "a"  # said aloud: the audio explains the open jaw (an audio-driven model can learn it)
     assert not gt["frames"][a - 1]["still"] and gt["frames"][a - 1]["brow"] == 0
     brow = np.array(gt["brow_offset"])
     assert brow[[105, 334], 1].max() < -0.009  # the brows rise ~0.012 head units (eye corners 0.1 apart)
@@ -156,6 +157,23 @@ def test_visemes_follow_the_syllables():
     rms = speech_synth.loudness_envelope(wav)[:200]
     vowels = np.isin(names, list("aeiou"))
     assert np.median(rms[names == "m"]) < 0.3 * np.median(rms[vowels])
+
+
+def test_held_vowel_says_the_expression_span_aloud():
+    """A held span is one sustained open "a" (the mouth opening from the sound ~1 in its middle) in place of the
+    syllables overlapping it; every other syllable stays as it was, with its sound."""
+    wav0, sylls0 = speech_synth.synth_speech_syllables(6.0, seed=2)
+    wav1, sylls1 = speech_synth.synth_speech_syllables(6.0, seed=2, held=((2.0, 3.6),))
+    kept = [s for s in sylls0 if s.start + s.dur <= 2.0 or s.start >= 3.6]
+    assert len(kept) < len(sylls0)  # the span did cover syllables
+    held = [s for s in sylls1 if s not in kept]
+    assert len(held) == 1 and held[0].vowel == "a" and held[0].closed == 0.0
+    assert abs(held[0].start - 2.0) < 1e-3 and abs(held[0].dur - 1.6) < 1e-3
+    assert set(kept) <= set(sylls1)
+    opening = speech_synth.mouth_opening(wav1)
+    assert opening[int(2.6 * 25):int(3.0 * 25)].min() > 0.8  # the jaw's full drop is heard
+    _, _, names = speech_synth.visemes(sylls1, 150)
+    assert set(names[int(2.2 * 25):int(3.4 * 25)]) == {"a"}
 
 
 def test_mouth_width_on_the_frames_follows_the_visemes(clip_files):
