@@ -32,11 +32,13 @@ import numpy as np
 
 from scipy.spatial.transform import Rotation
 
-from .context import StepContext
+from .context import FPS, StepContext
 from common.errors import PreprocessError
 from common.eyes import openness
 from common.fileio import save_json, save_text
 from .tracking import EYE_DIST, load_params
+
+MIN_TRAIN_SECONDS = 60.0  # under this much training video, process_data says the mouth will be learnt from little
 
 LIPS = [0, 13, 14, 17, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 95, 146, 178, 181, 185, 191, 267, 269, 270,
         291, 308, 310, 311, 312, 314, 317, 318, 321, 324, 375, 402, 405, 409, 415]  # mediapipe FACEMESH_LIPS
@@ -150,6 +152,17 @@ def hand_covered_frames(ctx: StepContext, n: int) -> set[int]:
     return set(hidden.tolist())
 
 
+def short_clip_note(n_train: int, fps: float = FPS) -> str | None:
+    """One line when the training part is under MIN_TRAIN_SECONDS (None otherwise): the mouth is learnt from what
+    is said in it (benchmarks/NOTES.md, 2026-12-04: the sample's held-out lips ~16 dB from 11 s, ~23 dB from 22 s)."""
+    seconds = n_train / fps
+    if seconds >= MIN_TRAIN_SECONDS:
+        return None
+    return (f"transforms: note: {n_train} training frames ({seconds:.0f} s of video); the mouth learns what the "
+            f"voice does from what is said in them and follows new speech poorly from under {MIN_TRAIN_SECONDS:.0f} "
+            "s (AD-NeRF-style footage is 3-5 minutes of talking)")
+
+
 def run(ctx: StepContext) -> None:
     tp, lms_path = ctx.out_dir / "track_params.pt", ctx.out_dir / "landmarks.npy"
     for p in (tp, lms_path):
@@ -174,6 +187,9 @@ def run(ctx: StepContext) -> None:
         save_json(ctx.out_dir / f"transforms_{split}.json",
                   {"focal_len": focal, "cx": w / 2.0, "cy": h / 2.0, "h": h, "w": w, "frames": kept,
                    "left_out": {"hand_over_face": sorted(f["img_id"] for f in part if f["img_id"] in hidden)}})
+    note = short_clip_note(n_train)
+    if note:
+        print(note)
     near, far = ray_bounds(params["trans"].astype(np.float64))
     mean_z = float(np.linalg.norm(params["trans"], axis=1).mean())
     path = write_config(ctx, config_text(ctx, near, far, mean_z, n_train, n - n_train))

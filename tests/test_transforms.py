@@ -99,6 +99,13 @@ def test_split_sizes():
         transforms.split_index(1)
 
 
+def test_short_training_part_is_named():
+    """Under a minute of training video, one line says how long it is and that the mouth learns from it."""
+    note = transforms.short_clip_note(272)
+    assert note is not None and "272 training frames (11 s of video)" in note and "\n" not in note
+    assert transforms.short_clip_note(1500) is None  # 60 s at 25 fps
+
+
 def test_config_parses_and_bounds_hold_the_head(tmp_path):
     clip = synth_clip(n=22, noise=0.0, expression=False, seed=6)
     ctx = make_subject(tmp_path, clip, true_params(clip))
