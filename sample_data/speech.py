@@ -125,22 +125,22 @@ def synth_speech_syllables(seconds: float, seed: int = 0, sr: int = SAMPLE_RATE,
     for start, dur, vowel in _schedule(seconds, rng, v):
         closed = onset_rng.uniform(*BILABIAL_SECONDS) if onset_rng.random() < BILABIAL_SHARE else 0.0
         jitter, gain = rng.uniform(0.93, 1.07, 3), rng.uniform(0.75, 1.0)  # drawn for every syllable, said or not
-        if any(start < b and start + dur > a for a, b in held):
+        if any(start < h1 and start + dur > h0 for h0, h1 in held):
             continue
         sylls.append(Syllable(start, dur, vowel, closed))
         if closed:  # the murmur: the voice through one low nasal resonance, quiet
             j0, j1 = int(start * sr), min(n, int((start + closed) * sr))
-            b_, a_ = _resonator(250.0, 80.0, sr)
-            hum = signal.lfilter(b_, a_, source[j0:j1])
+            b, a = _resonator(250.0, 80.0, sr)
+            hum = signal.lfilter(b, a, source[j0:j1])
             out[j0:j1] += hum / (np.abs(hum).max() + 1e-9) * MURMUR_GAIN * VOWELS[vowel][1]
             start, dur = start + closed, dur - closed
         _add_vowel(out, voiced, vowel, int(start * sr), min(n, int((start + dur) * sr)), jitter, gain, sr)
-    for a, b in held:
-        i0, i1 = max(0, int(a * sr)), min(n, int(b * sr))
+    for h0, h1 in held:
+        i0, i1 = max(0, int(h0 * sr)), min(n, int(h1 * sr))
         if i1 > i0:
             sylls.append(Syllable(i0 / sr, (i1 - i0) / sr, "a", 0.0))
             _add_vowel(out, voiced, "a", i0, i1, np.ones(3), 1.0, sr)
-    sylls.sort(key=lambda s_: s_.start)
+    sylls.sort(key=lambda syl: syl.start)
     out = out / (np.abs(out).max() + 1e-9) * 0.8
     return out.astype(np.float32), sylls
 
