@@ -158,9 +158,9 @@ def short_clip_note(n_train: int, fps: float = FPS) -> str | None:
     seconds = n_train / fps
     if seconds >= MIN_TRAIN_SECONDS:
         return None
-    return (f"transforms: note: {n_train} training frames ({seconds:.0f} s of video); the mouth learns what the "
-            f"voice does from what is said in them and follows new speech poorly from under {MIN_TRAIN_SECONDS:.0f} "
-            "s (AD-NeRF-style footage is 3-5 minutes of talking)")
+    return (f"transforms: note: {n_train} training frames ({seconds:.0f} s of video); the mouth learns from what "
+            f"is said in them, and from under {MIN_TRAIN_SECONDS:.0f} s it follows new speech poorly (AD-NeRF-style "
+            "footage is 3-5 minutes of talking)")
 
 
 def run(ctx: StepContext) -> None:
