@@ -42,9 +42,8 @@ def write_results(out: str | Path, results: dict, draw: Callable[[Path], None]) 
 def sample_subject(name: str, root: Path, seconds: float, voice: int, seed: int,
                    clip_seconds: float = 12.0) -> tuple[Path, Path, Path]:
     """The stages every sample benchmark starts with: the sample clip of clip_seconds -> dataset/vids/<name>.mp4
-    (kept when there),
-    new speech of `seconds` in `voice` -> output/<name>/new_speech.wav, process_data.sh <name>. Returns
-    (output folder, its log, the speech file)."""
+    (kept when there), new speech of `seconds` in `voice` -> output/<name>/new_speech.wav, process_data.sh <name>.
+    Returns (output folder, its log, the speech file)."""
     import sys
 
     py, out_dir = sys.executable, root / "output" / name
