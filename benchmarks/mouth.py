@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """The mouth on the sample: per-region quality, lip shape on new speech, and the ablations, over seeds.
 
-    python benchmarks/mouth.py [--variants full,global,uniform,nosem,nodeform,nodirs,eyedirs,eyeuniform] [--seeds 0,1]
-                               [--seconds 6] [--clip_seconds 12]
+    python benchmarks/mouth.py [--variants full,global,uniform,nosem,nodeform,nodirs,eyedirs,eyeuniform,...]
+                               [--seeds 0,1] [--seconds 6] [--clip_seconds 12]
 
 1. the sample clip of --clip_seconds (its lips spread, round and shut with what is said, with ground truth) ->
    dataset/<subject>/ (subject `mouth` for the 12 s clip the earlier results were made on, `mouth<N>` for N s),
@@ -48,6 +48,13 @@ ABLATIONS = {
     "nodirs": {"view_dirs": "none"},  # colour without the view direction: nothing tied to a head pose
     "eyedirs": {"view_dirs": "eyes"},  # the view direction seen round the eyes only (gaze), not at the mouth
     "eyeuniform": {"view_dirs": "eyes", "sampling": "uniform"},  # eyedirs' ablation of the semantic sampling
+    # the paper's ablations with eyedirs as the full model (the 24 s protocol; README's table)
+    "eyenosem": {"view_dirs": "eyes", "semantic": "false", "sampling": "uniform"},
+    "eyenodeform": {"view_dirs": "eyes", "deform": "false"},
+    "eyeglobal": {"view_dirs": "eyes", "region_attention": "false"},
+    "eyelong": {"view_dirs": "eyes", "iters": "9000", "att_start": "6000"},  # the 20 minutes on a CPU that does 4500 in 10
+    "eyenoatt": {"view_dirs": "eyes", "att_start": "1000000"},  # no audio attention: each frame's own code, unsmoothed
+    "eyenoise": {"view_dirs": "eyes", "aud_noise": "0.3"},  # noise on the training batches' audio features
 }
 VARIANTS = {name: [arg for k, v in {**FULL, **diff}.items() for arg in (f"--{k}", v)]
             for name, diff in ABLATIONS.items()}
