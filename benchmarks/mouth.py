@@ -9,7 +9,7 @@
 2. per variant and seed, a run with the CPU preset (`<subject>_<variant>_s<seed>`; a run already finished by this
    script is reused: output/<subject>/<run>.done),
 3. evaluate.py on every held-out frame (PSNR overall and per region, LMD, sync),
-4. render.py of new speech in another voice (voice 1) at the training poses at --render_size; the landmark back-end
+4. (unless --no_render) render.py of new speech in another voice (voice 1) at the training poses at --render_size; the landmark back-end
    measures the mouth on the rendered frames (corner-to-corner width and inner-lip gap over the eye-corner distance,
    3D) and correlates them with the ground-truth visemes of that speech (sample_data.speech.visemes) and with its
    loudness: over all frames (`r_*`) and over the frames rendered at the poses of talking frames (`r_*_talking`:
@@ -54,7 +54,6 @@ ABLATIONS = {
     "eyeglobal": {"view_dirs": "eyes", "region_attention": "false"},
     "eyelong": {"view_dirs": "eyes", "iters": "9000", "att_start": "6000"},  # the 20 minutes on a CPU that does 4500 in 10
     "eyenoatt": {"view_dirs": "eyes", "att_start": "1000000"},  # no audio attention: each frame's own code, unsmoothed
-    "eyenoise": {"view_dirs": "eyes", "aud_noise": "0.3"},  # noise on the training batches' audio features
 }
 VARIANTS = {name: [arg for k, v in {**FULL, **diff}.items() for arg in (f"--{k}", v)]
             for name, diff in ABLATIONS.items()}
@@ -121,11 +120,7 @@ def one_run(exp: str, extra: list[str], seed: int, args, config: Path, speech: P
         run([py, "train.py", "--config", str(config), "--expname", exp, "--seed", str(seed), *extra], log)
         done.write_text("trained\n")
     run([py, "evaluate.py", "--config", str(config), "--expname", exp, "--no_video"], log)
-    frames = out_dir / f"frames_{exp}"
-    shutil.rmtree(frames, ignore_errors=True)  # render.py does not clear it: frames of a longer render would stay
-    run([py, "render.py", "--config", str(config), "--expname", exp, "--aud", str(speech), "--blink", "none",
-         "--img_size", str(args.render_size), "--save_frames", str(frames), "--out", str(out_dir / f"{exp}.mp4")], log)
-    shape = mouth_shape(frames)
+    shape = render_shape(exp, args, config, speech, log, out_dir) if args.render else {"width": [], "opening": []}
     n = len(shape["opening"])
     ev = json.loads((ROOT / "logs" / exp / "eval" / "metrics.json").read_text())
     rows = [json.loads(ln) for ln in (ROOT / "logs" / exp / "metrics.jsonl").read_text().splitlines() if ln.strip()]
@@ -139,6 +134,16 @@ def one_run(exp: str, extra: list[str], seed: int, args, config: Path, speech: P
             **correlations(truth, shape, np.ones(n, bool)),
             **{f"{k}_talking": v for k, v in correlations(truth, shape, talking_frames(n, name)).items()},
             "curves": {k: np.round(v, 4).tolist() for k, v in shape.items()}}
+
+
+def render_shape(exp: str, args, config: Path, speech: Path, log: Path, out_dir: Path) -> dict[str, np.ndarray]:
+    """render.py of the new speech at --render_size -> the rendered mouth's width and opening per frame."""
+    frames = out_dir / f"frames_{exp}"
+    shutil.rmtree(frames, ignore_errors=True)  # render.py does not clear it: frames of a longer render would stay
+    run([sys.executable, "render.py", "--config", str(config), "--expname", exp, "--aud", str(speech), "--blink",
+         "none", "--img_size", str(args.render_size), "--save_frames", str(frames),
+         "--out", str(out_dir / f"{exp}.mp4")], log)
+    return mouth_shape(frames)
 
 
 def correlations(truth: dict, shape: dict, frames: np.ndarray) -> dict[str, float | None]:
@@ -189,6 +194,7 @@ def draw(path: Path, results: dict, truth: dict, name: str) -> None:
     ax.grid(alpha=0.3, axis="y")
     shown_runs = ([r for r in results["runs"] if r["expname"] == f"{name}_full_s0"] or results["runs"][:1]) + \
         [r for r in results["runs"] if r["expname"] == f"{name}_eyedirs_s0"]  # AD-NeRF's view directions, default
+    shown_runs = list({r["expname"]: r for r in shown_runs}.values())  # once each (the first run may be eyedirs)
     t = np.arange(len(truth["width"])) / 25
     near_span = ~talking_frames(len(t), name)
     for k, key in enumerate(("width", "opening")):
@@ -215,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--seconds", type=float, default=6.0, help="length of the new speech rendered")
     p.add_argument("--render_size", type=int, default=256, help="rendered size for the landmark measurement")
+    p.add_argument("--no_render", dest="render", action="store_false",
+                   help="skip step 4 (no lip-shape r values; a 256 px render of 6 s takes 3-9 min on 2 cores)")
     p.add_argument("--clip_seconds", type=float, default=12.0, help="length of the sample clip trained on")
     p.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/<subject>.json")
     args = p.parse_args(argv)

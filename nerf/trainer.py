@@ -53,8 +53,6 @@ class TrainConfig:
     # a hash field can blow its density up in the first ~15 steps and get stuck with a wall at the near plane)
     att_lr_mult: float = 5.0  # the audio attention net learns at lr * this (AD-NeRF: 5)
     att_start: int = 3000  # iteration at which the audio attention (smoothing) net starts
-    aud_noise: float = 0.0  # std of Gaussian noise added to each training batch's audio features (they are
-    # normalised to unit std): a regulariser against the audio net learning each frame's features by heart
     lambda_sem: float = 0.05  # weight of the semantic cross-entropy (0.2: -0.6 dB on the sample, NOTES.md)
     lambda_deform: float = 0.01  # weight of the torso deformation's mean ||dx||^2
     val_every: int = 500  # validate (and log metrics.jsonl) every this many iterations and at the end
@@ -154,8 +152,6 @@ class Trainer:
         gt = ds.pixels(frame, y, x).to(dev)
         uniq, inv = frame.unique(return_inverse=True)
         aud = ds.audio_windows(uniq, self.pipeline.smooth).to(dev)  # [U,W,16,D]
-        if tc.aud_noise > 0:
-            aud = aud + tc.aud_noise * torch.randn_like(aud)
         eye = None if ds.eye is None else ds.eye[uniq].to(dev)  # [U]
         near = torch.full((n,), ds.near, device=dev)
         far = torch.full((n,), ds.far, device=dev)

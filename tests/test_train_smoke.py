@@ -129,19 +129,3 @@ def test_resume_of_a_checkpoint_from_before_a_key(tmp_path, capsys):
     rc, _ = _train(tmp_path, eyes, "--eyes", "false", "--resume", "true", name="no_eyes", iters=4)
     assert rc == 0 and [r["iter"] for r in _records(run)] == [2, 4]
 
-
-@pytest.mark.parametrize("std", [0.0, 0.3])
-def test_audio_noise_reaches_the_training_batch(tmp_path, tiny, monkeypatch, std):
-    """--aud_noise: the windows the forward sees are the dataset's plus noise of that std (0: exactly them)."""
-    from nerf.dataset import TalkingDataset
-    from nerf.pipeline import Pipeline
-
-    clean, seen = [], []
-    windows, forward = TalkingDataset.audio_windows, Pipeline.forward
-    monkeypatch.setattr(TalkingDataset, "audio_windows",
-                        lambda self, *a: clean.append(windows(self, *a)) or clean[-1])
-    monkeypatch.setattr(Pipeline, "forward", lambda self, aud, *a: seen.append(aud) or forward(self, aud, *a))
-    rc, _ = _train(tmp_path, tiny, "--aud_noise", str(std))
-    assert rc == 0 and len(seen) == 2
-    diff = torch.cat([(s.cpu() - c).flatten() for s, c in zip(seen, clean[:2])])
-    assert abs(float(diff.std()) - std) < 0.05 * max(std, 1e-3) + 1e-6
