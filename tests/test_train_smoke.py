@@ -128,4 +128,3 @@ def test_resume_of_a_checkpoint_from_before_a_key(tmp_path, capsys):
     _drop_key(run, "audio_at_eyes")
     rc, _ = _train(tmp_path, eyes, "--eyes", "false", "--resume", "true", name="no_eyes", iters=4)
     assert rc == 0 and [r["iter"] for r in _records(run)] == [2, 4]
-
