@@ -13,8 +13,8 @@
    the landmark back-end measures the mouth on the rendered frames (corner-to-corner width and inner-lip gap over
    the eye-corner distance, 3D) and correlates them with the ground-truth visemes of that speech
    (sample_data.speech.visemes) and with its loudness: over all frames (`r_*`) and over the frames rendered at the
-   poses of talking frames (`r_*_talking`: not in an expression span of the clip nor in the HOLD_RAMP frames round it, where the head holds or nears the
-   span's pose: a model whose colour sees the view direction replays the span's jaw drop at those poses whatever
+   poses of talking frames (`r_*_talking`: not in an expression span of the clip nor in the HOLD_RAMP frames round
+   it, where the head holds or nears the span's pose: a model whose colour sees the view direction replays the span's jaw drop at those poses whatever
    the audio; benchmarks/NOTES.md, 2026-12-03 fifth session). `full` pins every model key it depends on
    (`view_dirs = all`, as the runs on record); `eyedirs` is it with today's view directions, `eyeuniform` that with
    uniform sampling; `eyenosem`, `eyenodeform`, `eyeglobal` are the paper's ablations of `eyedirs` (README's table),
@@ -53,7 +53,8 @@ ABLATIONS = {
     "eyenosem": {"view_dirs": "eyes", "semantic": "false", "sampling": "uniform"},
     "eyenodeform": {"view_dirs": "eyes", "deform": "false"},
     "eyeglobal": {"view_dirs": "eyes", "region_attention": "false"},
-    "eyelong": {"view_dirs": "eyes", "iters": "9000", "att_start": "6000"},  # the 20 minutes on a CPU that does 4500 in 10
+    # twice the iterations: the 20 minutes of #16's protocol on a CPU that runs 4500 in 10
+    "eyelong": {"view_dirs": "eyes", "iters": "9000", "att_start": "6000"},
     "eyenoatt": {"view_dirs": "eyes", "att_start": "1000000"},  # no audio attention: each frame's own code, unsmoothed
 }
 VARIANTS = {name: [arg for k, v in {**FULL, **diff}.items() for arg in (f"--{k}", v)]
