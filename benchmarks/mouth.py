@@ -10,15 +10,15 @@
    script is reused: output/<subject>/<run>.done),
 3. evaluate.py on every held-out frame (PSNR overall and per region, LMD, sync),
 4. (unless --no_render) render.py of new speech in another voice (voice 1) at the training poses at --render_size;
-   the landmark back-end measures the mouth on the rendered frames (corner-to-corner width and inner-lip gap over
-   the eye-corner distance, 3D) and correlates them with the ground-truth visemes of that speech
+   the landmark back-end measures the mouth on the rendered frames (corner-to-corner width and inner-lip gap over the
+   eye-corner distance, 3D) and correlates them with the ground-truth visemes of that speech
    (sample_data.speech.visemes) and with its loudness: over all frames (`r_*`) and over the frames rendered at the
    poses of talking frames (`r_*_talking`: not in an expression span of the clip nor in the HOLD_RAMP frames round
-   it, where the head holds or nears the span's pose: a model whose colour sees the view direction replays the span's jaw drop at those poses whatever
-   the audio; benchmarks/NOTES.md, 2026-12-03 fifth session). `full` pins every model key it depends on
-   (`view_dirs = all`, as the runs on record); `eyedirs` is it with today's view directions, `eyeuniform` that with
-   uniform sampling; `eyenosem`, `eyenodeform`, `eyeglobal` are the paper's ablations of `eyedirs` (README's table),
-   `eyelong` is `eyedirs` trained twice as long, `eyenoatt` without the audio attention.
+   it, where the head holds or nears the span's pose: a model whose colour sees the view direction replays the span's
+   jaw drop at those poses whatever the audio; benchmarks/NOTES.md, 2026-12-03 fifth session). `full` pins every
+   model key it depends on (`view_dirs = all`, as the runs on record); `eyedirs` is it with today's view directions,
+   `eyeuniform` that with uniform sampling; `eyenosem`, `eyenodeform`, `eyeglobal` are the paper's ablations of
+   `eyedirs` (README's table), `eyelong` is `eyedirs` trained twice as long, `eyenoatt` without the audio attention.
 Writes benchmarks/results/<subject>.json (every run, and per variant the mean and the spread over seeds) and .png.
 """
 from __future__ import annotations
