@@ -18,7 +18,9 @@
    jaw drop at those poses whatever the audio; benchmarks/NOTES.md, 2026-12-03 fifth session). `full` pins every
    model key it depends on (`view_dirs = all`, as the runs on record); `eyedirs` is it with today's view directions,
    `eyeuniform` that with uniform sampling; `eyenosem`, `eyenodeform`, `eyeglobal` are the paper's ablations of
-   `eyedirs` (README's table), `eyelong` is `eyedirs` trained twice as long, `eyenoatt` without the audio attention.
+   `eyedirs` (README's table), `eyelong` is `eyedirs` trained twice as long, `eyenoatt` without the audio attention; `mouth` is `eyedirs` with the
+   mouth-shape input (`mouth = true`, the default since 2026-12-04; every other variant pins it off), `mouthuniform`,
+   `mouthnosem`, `mouthnodeform`, `mouthglobal` its ablations.
 Writes benchmarks/results/<subject>.json (every run, and per variant the mean and the spread over seeds) and .png.
 """
 from __future__ import annotations
@@ -38,7 +40,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 from benchmarks.results_io import run_stage, sample_subject, save_figure, write_results  # noqa: E402
 
 FULL = {"region_attention": "true", "eye_region": "true", "audio_at_eyes": "true", "sampling": "semantic",
-        "semantic": "true", "deform": "true", "view_dirs": "all"}  # explicit, so that a later change of a default does not change what
+        "semantic": "true", "deform": "true", "view_dirs": "all", "mouth": "false"}  # explicit, so that a later change of a default does not change what
 # a variant is (audio_at_eyes: the full and global runs on record predate its default false of 2026-12-03)
 ABLATIONS = {
     "full": {},
@@ -56,6 +58,12 @@ ABLATIONS = {
     # twice the iterations: the 20 minutes of #16's protocol on a CPU that runs 4500 in 10
     "eyelong": {"view_dirs": "eyes", "iters": "9000", "att_start": "6000"},
     "eyenoatt": {"view_dirs": "eyes", "att_start": "1000000"},  # no audio attention: each frame's own code, unsmoothed
+    # the mouth-shape input (nerf/mouth_shape.py, default since 2026-12-04): eyedirs with it, and its ablations
+    "mouth": {"view_dirs": "eyes", "mouth": "true"},
+    "mouthuniform": {"view_dirs": "eyes", "mouth": "true", "sampling": "uniform"},
+    "mouthnosem": {"view_dirs": "eyes", "mouth": "true", "semantic": "false", "sampling": "uniform"},
+    "mouthnodeform": {"view_dirs": "eyes", "mouth": "true", "deform": "false"},
+    "mouthglobal": {"view_dirs": "eyes", "mouth": "true", "region_attention": "false"},
 }
 VARIANTS = {name: [arg for k, v in {**FULL, **diff}.items() for arg in (f"--{k}", v)]
             for name, diff in ABLATIONS.items()}

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from nerf.audio import audio_windows
 from nerf.blinks import eye_region, read_eye_openness
+from nerf.mouth_shape import read_mouth_shape
 
 
 @dataclass
@@ -119,6 +120,8 @@ class TalkingDataset:
         eye, self.eye_source = read_eye_openness(root, frames, self.img_ids)
         self.eye = None if eye is None else torch.from_numpy(eye)  # [F] eye openness (nerf/blinks.py) or None
         self.eye_region = eye_region(root)  # [2,4] eye centres and radii in the head frame, or None
+        mouth, self.mouth_source = read_mouth_shape(root, self.img_ids)
+        self.mouth = None if mouth is None else torch.from_numpy(mouth)  # [F,2] opening, width (mouth_shape.py)
 
         first = _read_image(root / "ori_imgs" / f"{self.img_ids[0]}.jpg")
         h0 = int(meta.get("h", first.shape[0]))

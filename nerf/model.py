@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from nerf.audio import AudioAttNet, AudioNet
 from nerf.deformation import TorsoDeformation, height_gate
 from nerf.field import HashField, MLPField
+from nerf.mouth_shape import MouthPredictor
 
 
 @dataclass
@@ -37,6 +38,7 @@ class ModelConfig:
     eyes: bool = True  # eye openness (per frame, from the landmarks) as an input of the field: blinks at render time (render.py --blink); off when the dataset has none
     eye_code: str = dc_field(default="closure", metadata={"choices": ("closure", "openness")})  # the eye input as the field sees it: closure (0 open, 1 at the training clip's blinks, nerf/blinks.closed_level, kept with the model) | openness (1 open, ~0.3 shut; checkpoints before 2026-12-03)
     eye_region: bool = True  # the eye input acts only around the eyes of the tracked face (a Gaussian of 0.6 eye widths about each eye centre, head frame); false: the field may use it anywhere
+    mouth: bool = True  # the mouth shape (lip opening and width) as an input of the field: measured on the landmarks of each training frame, predicted from the audio by a ridge regression when rendering (nerf/mouth_shape.py); off when the dataset has no landmarks.npy
     audio_at_eyes: bool = False  # with eye_region: false (default) fades the audio code out at the eyes (1 - a Gaussian of half the eye radius), so only the eye input opens and closes them
     region_attention: bool = False  # per-point gates on the condition (ER-NeRF's region attention): the audio code in region_groups groups, the eye input its own; false: every point sees the same code (AD-NeRF)
     region_groups: int = 8  # region attention: groups of audio-code channels, one gate each
@@ -104,17 +106,22 @@ class SSPNeRF(nn.Module):
         aabb = torch.as_tensor(aabb, dtype=torch.float32).reshape(6)
         self.register_buffer("aabb", aabb)
         self.n_classes = n_classes if mc.semantic else 0
-        self.eye_dim = 1 if mc.eyes else 0  # the per-frame condition is [audio code, eye openness]
-        self.cond_dim = mc.aud_code_dim + self.eye_dim
+        self.eye_dim = 1 if mc.eyes else 0  # the per-frame condition is [audio code, mouth shape, eye openness]
+        self.mouth_dim = 2 if mc.mouth else 0
+        self.cond_dim = mc.aud_code_dim + self.mouth_dim + self.eye_dim
+        self.mouth = MouthPredictor(aud_dim) if mc.mouth else None  # audio -> mouth shape (fitted by the pipeline)
         if mc.eye_code not in ("closure", "openness"):
             raise ValueError(f"eye_code must be closure or openness, got {mc.eye_code!r}")
         if self.eye_dim and mc.eye_code == "closure":  # the openness that the closure code maps to 1
             self.register_buffer("eye_closed", torch.tensor(0.3 if eye_closed is None else float(eye_closed)))
         gated_eyes = bool(self.eye_dim and mc.eye_region)
         groups = None
-        if mc.region_attention or gated_eyes:  # audio channel i -> group i * G // A (G = 1: ungated); eye: group G
-            g = max(1, min(mc.region_groups, mc.aud_code_dim)) if mc.region_attention else 1
-            groups = [i * g // mc.aud_code_dim for i in range(mc.aud_code_dim)] + [g] * self.eye_dim
+        if mc.region_attention or gated_eyes:  # audio channel i -> group i * G // A (G = 1: ungated); the mouth
+            g = max(1, min(mc.region_groups, mc.aud_code_dim)) if mc.region_attention else 1  # its own group when
+            own = mc.region_attention and self.mouth_dim  # the gates are learned (else the audio's), the eye last
+            mouth, eye = (g, g + 1) if own else (g - 1, g)
+            groups = ([i * g // mc.aud_code_dim for i in range(mc.aud_code_dim)] + [mouth] * self.mouth_dim
+                      + [eye] * self.eye_dim)
         gating = {"cond_groups": groups, "learned_gates": mc.region_attention, "eye_region": gated_eyes,
                   "quiet_eyes": gated_eyes and not mc.audio_at_eyes,
                   "view_dirs": "all" if mc.view_dirs == "eyes" and not gated_eyes else mc.view_dirs}  # no eyes: all
@@ -143,11 +150,15 @@ class SSPNeRF(nn.Module):
                     fld.gates.eye_region.copy_(torch.as_tensor(eye_region, dtype=torch.float32).view(2, 4))
 
     # ---- audio and eyes -----------------------------------------------------------------------------------
-    def condition(self, codes: Tensor, eye: Tensor | None) -> Tensor:
-        """Audio codes [F,A] and eye openness [F] (None: open, 1) -> the field's per-frame condition [F,cond_dim].
+    def condition(self, codes: Tensor, eye: Tensor | None, mouth: Tensor | None = None) -> Tensor:
+        """Audio codes [F,A], eye openness [F] (None: open, 1) and mouth shape [F,2] (opening, width; None: the
+        training frames' mean) -> the field's per-frame condition [F,cond_dim] = [codes, mouth z-scores, eye].
 
         eye_code closure feeds (1 - openness) / (1 - eye_closed), clamped to [-0.5, 1.5]: 0 on the usual open eye
         (most frames, so the input is no bias there) and 1 at the clip's blinks."""
+        if self.mouth is not None:
+            z = codes.new_zeros(codes.shape[0], 2) if mouth is None else self.mouth.normalise(mouth.to(codes))
+            codes = torch.cat([codes, z], -1)
         if not self.eye_dim:
             return codes
         eye = codes.new_ones(codes.shape[0]) if eye is None else eye.to(codes)

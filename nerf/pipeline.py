@@ -64,12 +64,14 @@ class ModelMeta:
     pose_ref: Tensor | None = None  # [6] mean pose6 of the training frames
     eye_region: Tensor | None = None  # [2,4] eye centres and radii in the head frame (nerf/blinks.eye_region)
     eye_closed: float | None = None  # the training frames' openness at their blinks (nerf/blinks.closed_level)
+    mouth_train: tuple[Tensor, Tensor] | None = None  # the training frames' features [F,16,D] and mouth shapes [F,2]
 
     @classmethod
     def from_dataset(cls, ds) -> "ModelMeta":
         closed = None if ds.eye is None else closed_level(ds.eye.numpy())
+        mouth = None if ds.mouth is None else (ds.aud[ds.aud_ids], ds.mouth)
         return cls(ds.aud_dim, list(ds.class_names or []), ds.aabb(), mean_head_translation(ds.c2w),
-                   pose6(ds.c2w).mean(0), ds.eye_region, closed)
+                   pose6(ds.c2w).mean(0), ds.eye_region, closed, mouth)
 
     @property
     def torso_classes(self) -> list[int]:
@@ -89,6 +91,8 @@ def build_pipeline(cfg, meta: ModelMeta) -> "Pipeline":
     model = SSPNeRF(cfg.model, meta.aud_dim, len(meta.class_names), meta.aabb, meta.torso_classes,
                     anchor_t=meta.anchor_t, pose_ref=meta.pose_ref, eye_region=meta.eye_region,
                     eye_closed=meta.eye_closed)
+    if model.mouth is not None and meta.mouth_train is not None:  # a checkpoint restores it otherwise
+        model.mouth.fit(*meta.mouth_train)
     rc = cfg.render
     samples = rc.n_samples + rc.n_importance if cfg.model.backbone == "mlp" else rc.hash_samples
     pipe = Pipeline(model, make_estimator(cfg.model.backbone, rc, model.aabb), int(rc.chunk), int(cfg.model.smooth),
@@ -109,7 +113,8 @@ def marching_settings(rc: RenderConfig) -> dict | None:
 
 # model keys added after checkpoints were already made: the value that rebuilds a checkpoint without the key
 BEFORE_KEY = {"eyes": False, "eye_code": "openness", "eye_region": False, "audio_at_eyes": True,
-              "region_attention": False, "region_groups": ModelConfig.region_groups, "view_dirs": "all"}
+              "region_attention": False, "region_groups": ModelConfig.region_groups, "view_dirs": "all",
+              "mouth": False}
 
 
 # keys that act only when the named keys are on: a checkpoint predating one takes the current value where they are off
@@ -193,15 +198,19 @@ class Pipeline(nn.Module):
     @torch.no_grad()
     def frame_codes(self, feats: Tensor, ids: Tensor | None = None, use_attention: bool | None = None,
                     batch: int = 256, eye: Tensor | None = None) -> Tensor:
-        """Audio features feats [N,16,D] -> codes [F,A(+1)] of frames ids [F] (rows of feats; default all), with the
-        attention smoothing over 2*smooth+1 neighbours when on (default: self.use_attention), and the eye openness
-        eye [F] appended when the model takes it (None: open eyes)."""
+        """Audio features feats [N,16,D] -> conditions [F,cond_dim] of frames ids [F] (rows of feats; default all):
+        the audio codes, with the attention smoothing over 2*smooth+1 neighbours when on (default:
+        self.use_attention), the mouth shape predicted from the features when the model takes it, and the eye
+        openness eye [F] when the model takes it (None: open eyes)."""
         att = self.use_attention if use_attention is None else use_attention
         ids = torch.arange(len(feats)) if ids is None else ids
         dev = self.model.aabb.device
-        out = [self.model.audio_codes(audio_windows(feats, part, self.smooth if att else 0).to(dev), att)
-               for part in ids.split(batch)]
-        return self.model.condition(torch.cat(out), eye)
+        codes, mouth = [], []
+        for part in ids.split(batch):
+            codes.append(self.model.audio_codes(audio_windows(feats, part, self.smooth if att else 0).to(dev), att))
+            if self.model.mouth is not None:
+                mouth.append(self.model.mouth(feats[part].to(dev)))
+        return self.model.condition(torch.cat(codes), eye, torch.cat(mouth) if mouth else None)
 
     def remember_code(self, code: Tensor) -> None:
         """code [A] of a training batch, for the estimator's next update (a ring buffer)."""
@@ -212,11 +221,11 @@ class Pipeline(nn.Module):
 
     # ---- training ------------------------------------------------------------------------------------------
     def forward(self, aud: Tensor, inv: Tensor, rays_o: Tensor, rays_d: Tensor, near: Tensor, far: Tensor,
-                pose: Tensor, bg: Tensor, eye: Tensor | None = None) -> dict:
+                pose: Tensor, bg: Tensor, eye: Tensor | None = None, mouth: Tensor | None = None) -> dict:
         """The training forward (what DDP wraps): aud [U,W,16,D] windows of the batch's U distinct frames (eye [U]
-        their eye openness), inv [N] each ray's frame among them -> codes once per frame -> remember one for the
-        estimator -> render rays."""
-        codes = self.model.condition(self.model.audio_codes(aud, self.use_attention), eye)  # [U,A(+1)]
+        their eye openness, mouth [U,2] their measured mouth shape), inv [N] each ray's frame among them -> codes
+        once per frame -> remember one for the estimator -> render rays."""
+        codes = self.model.condition(self.model.audio_codes(aud, self.use_attention), eye, mouth)  # [U,cond_dim]
         self.remember_code(codes[inv[0]])
         return self.render_rays(rays_o, rays_d, near, far, codes[inv], pose, bg, perturb=True)
 

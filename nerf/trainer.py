@@ -96,6 +96,10 @@ class Trainer:
             if self.dist.is_main:
                 print(f"{self.train_ds.root}: no face shape in track_params.pt -> the eye input acts everywhere "
                       "(eye_region off)")
+        if cfg.model.mouth and self.train_ds.mouth is None:  # no landmarks: the audio code alone drives the mouth
+            cfg = cfg.replace("model", mouth=False)
+            if self.dist.is_main:
+                print(f"{self.train_ds.root}: {self.train_ds.mouth_source} -> training without the mouth input")
         self.cfg, self.tc = cfg, cfg.train
         if self.tc.threads > 0:
             torch.set_num_threads(self.tc.threads)
@@ -153,12 +157,13 @@ class Trainer:
         uniq, inv = frame.unique(return_inverse=True)
         aud = ds.audio_windows(uniq, self.pipeline.smooth).to(dev)  # [U,W,16,D]
         eye = None if ds.eye is None else ds.eye[uniq].to(dev)  # [U]
+        mouth = None if ds.mouth is None else ds.mouth[uniq].to(dev)  # [U,2] measured (teacher forcing)
         near = torch.full((n,), ds.near, device=dev)
         far = torch.full((n,), ds.far, device=dev)
         self.pipeline.use_attention = it >= tc.att_start
         with torch.autocast(dev.type, enabled=self.amp):
             out = self.forward(aud, inv.to(dev), rays_o.to(dev), rays_d.to(dev), near, far,
-                               self.poses[frame].to(dev), ds.bg[y, x].to(dev), eye)
+                               self.poses[frame].to(dev), ds.bg[y, x].to(dev), eye, mouth)
         loss, per_ray, logs = losses.training_loss(out, gt, cls.to(dev) if self.class_names else None,
                                                    tc.lambda_sem, tc.lambda_deform)
         self.optimizer.zero_grad(set_to_none=True)

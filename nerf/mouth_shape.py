@@ -1,0 +1,100 @@
+"""The mouth-shape input: lip opening and width per frame, from the landmarks when training, from the audio when
+rendering (docs/DESIGN.md section 6, "The mouth input").
+
+A field that sees only a learned audio code must learn from a few hundred frames how speech moves the lips, and on
+unheard speech it under-opens the mouth (benchmarks/NOTES.md, 2026-12-04). Two numbers say most of what a viseme
+is, and the landmarks measure them on every training frame (data_util.landmarks.mouth_shape: inner-lip gap and
+corner-to-corner width over the eye-corner distance). So the field is conditioned on them as well (teacher forcing:
+the measured shape of each training frame), and a ridge regression from the frame's audio features to the shape,
+fitted once on the training frames (the regularisation chosen by blocked cross-validation), gives the shape of any
+new speech. The regression is a few thousand numbers kept in the checkpoint (`MouthPredictor`'s buffers).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+LAMBDAS = (1.0, 10.0, 100.0, 1000.0, 10000.0)  # ridge penalties tried (features standardised)
+FOLDS = 5  # contiguous blocks of frames: neighbouring frames are near copies, so random folds would overfit
+
+
+def read_mouth_shape(root: Path, img_ids: np.ndarray) -> tuple[np.ndarray | None, str]:
+    """(shape float32 [F,2] = (opening, width) of the split's frames, where it came from) or (None, why not)."""
+    from data_util.landmarks import mouth_shape
+
+    path = root / "landmarks.npy"
+    if not path.is_file():
+        return None, f"no {path.name} (process_data.sh writes it)"
+    lms = np.load(path)
+    if lms.ndim != 3 or lms.shape[1] < 468 or len(lms) <= int(img_ids.max()):
+        return None, f"{path.name} has shape {list(lms.shape)}, not [frames, 478, 3] covering the split"
+    shape = mouth_shape(lms[img_ids])
+    return np.stack([shape["opening"], shape["width"]], 1).astype(np.float32), f"measured on {path.name}"
+
+
+def ridge(x: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
+    """Ridge regression of y [N,k] on standardised x [N,K] with an unpenalised intercept -> W [K+1,k] (last row:
+    the intercept). Solved in the dual when K > N (audio features of a large extractor)."""
+    xm, ym = x.mean(0), y.mean(0)
+    xc, yc = x - xm, y - ym
+    if x.shape[1] > x.shape[0]:
+        w = xc.T @ np.linalg.solve(xc @ xc.T + lam * np.eye(len(x)), yc)
+    else:
+        w = np.linalg.solve(xc.T @ xc + lam * np.eye(x.shape[1]), xc.T @ yc)
+    return np.vstack([w, ym - xm @ w])
+
+
+def choose_lambda(x: np.ndarray, y: np.ndarray) -> tuple[float, dict[float, float]]:
+    """The penalty of LAMBDAS with the lowest mean squared error over FOLDS contiguous held-out blocks (y
+    standardised so both outputs count alike) -> (lambda, {lambda: error})."""
+    ys = (y - y.mean(0)) / y.std(0).clip(1e-6)
+    blocks = np.array_split(np.arange(len(x)), FOLDS)
+    err = {}
+    for lam in LAMBDAS:
+        total = 0.0
+        for b in blocks:
+            fit = np.setdiff1d(np.arange(len(x)), b)
+            w = ridge(x[fit], ys[fit], lam)
+            total += float(((x[b] @ w[:-1] + w[-1] - ys[b]) ** 2).sum())
+        err[lam] = total / len(x)
+    return min(err, key=err.get), err
+
+
+class MouthPredictor(nn.Module):
+    """Audio features of a frame [F,16,D] -> its mouth shape [F,2] (opening, width); `normalise` turns a shape into
+    the field's input (z-scores over the training frames). All state is buffers: `fit` sets them, a checkpoint
+    restores them."""
+
+    def __init__(self, aud_dim: int):
+        super().__init__()
+        k = 16 * aud_dim
+        self.register_buffer("feat_mean", torch.zeros(k))
+        self.register_buffer("feat_std", torch.ones(k))
+        self.register_buffer("weight", torch.zeros(k, 2))
+        self.register_buffer("bias", torch.zeros(2))
+        self.register_buffer("shape_mean", torch.zeros(2))
+        self.register_buffer("shape_std", torch.ones(2))
+
+    def fit(self, feats: Tensor, shape: Tensor) -> dict:
+        """feats [F,16,D] of the training frames, their measured shape [F,2] -> {"lambda", "cv_error"} (the
+        buffers are set)."""
+        x = feats.reshape(len(feats), -1).double().cpu().numpy()
+        y = shape.double().cpu().numpy()
+        mean, std = x.mean(0), x.std(0).clip(1e-6)
+        xs = (x - mean) / std
+        lam, err = choose_lambda(xs, y)
+        w = ridge(xs, y, lam)
+        for name, v in (("feat_mean", mean), ("feat_std", std), ("weight", w[:-1]), ("bias", w[-1]),
+                        ("shape_mean", y.mean(0)), ("shape_std", y.std(0).clip(1e-6))):
+            getattr(self, name).copy_(torch.from_numpy(np.asarray(v)).float())
+        return {"lambda": lam, "cv_error": err}
+
+    def forward(self, feats: Tensor) -> Tensor:  # [F,16,D] -> [F,2]
+        x = (feats.reshape(len(feats), -1) - self.feat_mean) / self.feat_std
+        return x @ self.weight + self.bias
+
+    def normalise(self, shape: Tensor) -> Tensor:  # [F,2] -> [F,2] z-scores of the training frames
+        return (shape - self.shape_mean) / self.shape_std

@@ -1,0 +1,117 @@
+"""The mouth-shape input (nerf/mouth_shape.py): the ridge regression from audio to lip opening and width, where
+the field finds the shape in its condition, the measured shape of a dataset, and a checkpoint keeping the fit."""
+import numpy as np
+import pytest
+import torch
+
+from data_util.landmarks import MOUTH_LEFT, MOUTH_RIGHT, UPPER_INNER_LIP, LOWER_INNER_LIP
+from nerf.mouth_shape import LAMBDAS, MouthPredictor, choose_lambda, read_mouth_shape, ridge
+from tests.test_model import AABB, CLASSES, make, _Cfg
+from nerf.pipeline import ModelMeta, build_pipeline
+
+
+def _speech(n=400, d=6, seed=0):
+    """Features [n,16,d] whose shape [n,2] is a fixed linear read-out plus noise (a slowly varying 'speech')."""
+    rng = np.random.default_rng(seed)
+    latent = np.cumsum(rng.normal(size=(n, 2)), 0) * 0.1
+    latent -= latent.mean(0)
+    mix = rng.normal(size=(2, 16 * d))
+    feats = latent @ mix + 0.3 * rng.normal(size=(n, 16 * d))
+    shape = np.stack([0.2 + 0.1 * latent[:, 0], 0.8 + 0.05 * latent[:, 1]], 1) + 0.005 * rng.normal(size=(n, 2))
+    return torch.tensor(feats.reshape(n, 16, d), dtype=torch.float32), torch.tensor(shape, dtype=torch.float32)
+
+
+def test_predictor_recovers_the_shape_of_unheard_frames():
+    feats, shape = _speech()
+    pred = MouthPredictor(aud_dim=6)
+    info = pred.fit(feats[:300], shape[:300])
+    assert info["lambda"] in LAMBDAS
+    got = pred(feats[300:]).numpy()
+    for j in range(2):  # both outputs follow the truth on frames the fit never saw
+        assert np.corrcoef(got[:, j], shape[300:, j].numpy())[0, 1] > 0.9
+    z = pred.normalise(shape[:300])
+    assert torch.allclose(z.mean(0), torch.zeros(2), atol=1e-4) and torch.allclose(z.std(0, unbiased=False),
+                                                                                   torch.ones(2), atol=1e-3)
+
+
+def test_cross_validation_prefers_a_penalty_when_features_are_noise():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 150))  # 150 noise features, 200 frames: no penalty overfits
+    y = rng.normal(size=(200, 2))
+    lam, err = choose_lambda(x, y)
+    assert lam >= 100 and err[lam] < err[min(LAMBDAS)]
+
+
+def test_dual_solution_equals_the_primal_one():
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(30, 80)), rng.normal(size=(30, 2))  # more features than frames: the dual
+    w = ridge(x, y, 10.0)
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    primal = np.linalg.solve(xc.T @ xc + 10.0 * np.eye(80), xc.T @ yc)
+    assert np.allclose(w[:-1], primal, atol=1e-8)
+    assert np.allclose(x.mean(0) @ w[:-1] + w[-1], y.mean(0))  # the intercept: the mean frame gives the mean
+
+
+def test_condition_carries_the_mouth_between_codes_and_eye():
+    pipe = make("hash", mouth=True, eyes=True, eye_region=False)
+    model = pipe.model
+    assert model.cond_dim == 64 + 2 + 1
+    model.mouth.shape_mean.copy_(torch.tensor([0.2, 0.8]))
+    model.mouth.shape_std.copy_(torch.tensor([0.1, 0.05]))
+    codes = torch.randn(3, 64)
+    cond = model.condition(codes, torch.ones(3), torch.tensor([[0.2, 0.8], [0.3, 0.8], [0.2, 0.7]]))
+    assert torch.equal(cond[:, :64], codes)
+    assert torch.allclose(cond[:, 64:66], torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, -2.0]]), atol=1e-5)
+    assert torch.allclose(model.condition(codes, None)[:, 64:66], torch.zeros(3, 2))  # None: the mean shape
+
+
+def test_frame_codes_use_the_predicted_shape_and_a_checkpoint_keeps_the_fit():
+    from nerf.model import ModelConfig
+    from nerf.pipeline import RenderConfig
+    from tests.test_model import FAST, SMALL
+
+    feats, shape = _speech(d=13)
+    cfg = _Cfg(ModelConfig(**{**SMALL, "mouth": True}), RenderConfig(**FAST))
+    pipe = build_pipeline(cfg, ModelMeta(13, CLASSES, AABB, mouth_train=(feats[:300], shape[:300])))
+    cond = pipe.frame_codes(feats, torch.arange(300, 400))
+    want = pipe.model.mouth.normalise(pipe.model.mouth(feats[300:]))
+    assert torch.allclose(cond[:, 64:66], want, atol=1e-5)
+    assert np.corrcoef(cond[:, 64].numpy(), shape[300:, 0].numpy())[0, 1] > 0.9
+
+    again = build_pipeline(cfg, ModelMeta(13, CLASSES, AABB))  # no training frames: the fit comes from the state
+    assert not torch.allclose(again.model.mouth(feats[300:]), pipe.model.mouth(feats[300:]))
+    again.load_state_dict(pipe.state_dict())
+    assert torch.equal(again.model.mouth(feats[300:]), pipe.model.mouth(feats[300:]))
+
+
+def _lms(n, gap, width):
+    """[n,478,3] mesh points: eye corners 1 apart, lips `gap` [n] apart, corners `width` [n] apart."""
+    lms = np.zeros((n, 478, 3), np.float32)
+    lms[:, 263, 0] = 1.0  # outer eye corners (33 at the origin)
+    lms[:, UPPER_INNER_LIP, 1], lms[:, LOWER_INNER_LIP, 1] = 2.0, 2.0 + gap
+    lms[:, MOUTH_LEFT, 0], lms[:, MOUTH_RIGHT, 0] = 0.5 - width / 2, 0.5 + width / 2
+    return lms
+
+
+def test_read_mouth_shape(tmp_path):
+    ids = np.array([0, 2])
+    got, why = read_mouth_shape(tmp_path, ids)
+    assert got is None and "landmarks.npy" in why
+    np.save(tmp_path / "landmarks.npy", _lms(3, np.array([0.1, 0.2, 0.3]), np.array([0.7, 0.8, 0.9])))
+    got, why = read_mouth_shape(tmp_path, ids)
+    assert np.allclose(got, [[0.1, 0.7], [0.3, 0.9]], atol=1e-5) and "measured" in why
+    got, why = read_mouth_shape(tmp_path, np.array([0, 5]))  # a frame past the file's end
+    assert got is None and "[3, 478, 3]" in why
+
+
+def test_training_without_landmarks_turns_the_input_off(tmp_path, capsys):
+    from nerf.config import parse
+    from nerf.trainer import Trainer
+    from tests.nerf_fixtures import make_tiny_dataset
+
+    root = make_tiny_dataset(tmp_path / "d", n_frames=12)
+    cfg = parse(["--datadir", str(root), "--preset", "none", "--img_size", "16", "--iters", "1",
+                        "--basedir", str(tmp_path / "logs"), "--expname", "x"])
+    trainer = Trainer(cfg)
+    assert not trainer.cfg.model.mouth and trainer.pipeline.model.mouth is None
+    assert "without the mouth input" in capsys.readouterr().out
