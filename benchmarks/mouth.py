@@ -19,8 +19,9 @@
    model key it depends on (`view_dirs = all`, as the runs on record); `eyedirs` is it with today's view directions,
    `eyeuniform` that with uniform sampling; `eyenosem`, `eyenodeform`, `eyeglobal` are the paper's ablations of
    `eyedirs` (README's table), `eyelong` is `eyedirs` trained twice as long, `eyenoatt` without the audio attention; `mouth` is `eyedirs` with the
-   mouth-shape input (`mouth = true`, the default since 2026-12-04; every other variant pins it off), `mouthuniform`,
-   `mouthnosem`, `mouthnodeform`, `mouthglobal` its ablations.
+   mouth-shape input (`mouth = true`, the default since 2026-12-04; the variants before pin it off) trained on the
+   measured shape, `mouthho` on the held-out prediction (`mouth_teacher`), `mouthuniform`, `mouthnosem`,
+   `mouthnodeform`, `mouthglobal` the ablations of `mouthho`.
 Writes benchmarks/results/<subject>.json (every run, and per variant the mean and the spread over seeds) and .png.
 """
 from __future__ import annotations
@@ -59,11 +60,13 @@ ABLATIONS = {
     "eyelong": {"view_dirs": "eyes", "iters": "9000", "att_start": "6000"},
     "eyenoatt": {"view_dirs": "eyes", "att_start": "1000000"},  # no audio attention: each frame's own code, unsmoothed
     # the mouth-shape input (nerf/mouth_shape.py, default since 2026-12-04): eyedirs with it, and its ablations
-    "mouth": {"view_dirs": "eyes", "mouth": "true"},
-    "mouthuniform": {"view_dirs": "eyes", "mouth": "true", "sampling": "uniform"},
-    "mouthnosem": {"view_dirs": "eyes", "mouth": "true", "semantic": "false", "sampling": "uniform"},
-    "mouthnodeform": {"view_dirs": "eyes", "mouth": "true", "deform": "false"},
-    "mouthglobal": {"view_dirs": "eyes", "mouth": "true", "region_attention": "false"},
+    "mouth": {"view_dirs": "eyes", "mouth": "true", "mouth_teacher": "measured"},  # trained on the measured shape
+    "mouthho": {"view_dirs": "eyes", "mouth": "true", "mouth_teacher": "held_out"},  # on the held-out prediction
+    "mouthuniform": {"view_dirs": "eyes", "mouth": "true", "mouth_teacher": "held_out", "sampling": "uniform"},
+    "mouthnosem": {"view_dirs": "eyes", "mouth": "true", "mouth_teacher": "held_out", "semantic": "false",
+                   "sampling": "uniform"},
+    "mouthnodeform": {"view_dirs": "eyes", "mouth": "true", "mouth_teacher": "held_out", "deform": "false"},
+    "mouthglobal": {"view_dirs": "eyes", "mouth": "true", "mouth_teacher": "held_out", "region_attention": "false"},
 }
 VARIANTS = {name: [arg for k, v in {**FULL, **diff}.items() for arg in (f"--{k}", v)]
             for name, diff in ABLATIONS.items()}

@@ -53,6 +53,7 @@ class TrainConfig:
     # a hash field can blow its density up in the first ~15 steps and get stuck with a wall at the near plane)
     att_lr_mult: float = 5.0  # the audio attention net learns at lr * this (AD-NeRF: 5)
     att_start: int = 3000  # iteration at which the audio attention (smoothing) net starts
+    mouth_teacher: str = dc_field(default="held_out", metadata={"choices": ("held_out", "measured")})  # the mouth shape the field sees on a training frame (model key mouth): held_out = the audio's prediction from a fit that did not see the frame's block (so the field learns how far to trust it, as when rendering) | measured = its landmarks' shape
     lambda_sem: float = 0.05  # weight of the semantic cross-entropy (0.2: -0.6 dB on the sample, NOTES.md)
     lambda_deform: float = 0.01  # weight of the torso deformation's mean ||dx||^2
     val_every: int = 500  # validate (and log metrics.jsonl) every this many iterations and at the end
@@ -117,6 +118,7 @@ class Trainer:
         self.sampler = make_sampler(ds, cfg.sampler, seed=self.tc.seed + 1000 * self.dist.rank)
         meta = ModelMeta.from_dataset(ds)
         self.pipeline = build_pipeline(cfg, meta).to(self.device)
+        self.train_mouth = self._train_mouth(ds)  # [F,2] or None
         self.model = self.pipeline.model
         self.fingerprint = fingerprint(cfg, meta)
         self.forward = self.pipeline
@@ -145,6 +147,17 @@ class Trainer:
         return learning_rate(it, base, self.tc.lr_decay, self.tc.lr_decay_iters or self.tc.iters,
                              self.tc.lr_warmup)
 
+    def _train_mouth(self, ds) -> Tensor | None:
+        """The mouth shape [F,2] each training frame is conditioned on (train.mouth_teacher), None without the input."""
+        mouth = self.pipeline.model.mouth
+        if mouth is None:
+            return None
+        if self.dist.is_main:
+            print(mouth.describe() + f"; training frames see the {self.tc.mouth_teacher.replace('_', '-')} shape")
+        if self.tc.mouth_teacher == "held_out":
+            return torch.from_numpy(mouth.fit_info["held_out"]).float()
+        return ds.mouth
+
     # ---- one iteration ---------------------------------------------------------------------------------
     def step(self, it: int) -> dict[str, float]:
         ds, dev, tc = self.train_ds, self.device, self.tc
@@ -157,7 +170,7 @@ class Trainer:
         uniq, inv = frame.unique(return_inverse=True)
         aud = ds.audio_windows(uniq, self.pipeline.smooth).to(dev)  # [U,W,16,D]
         eye = None if ds.eye is None else ds.eye[uniq].to(dev)  # [U]
-        mouth = None if ds.mouth is None else ds.mouth[uniq].to(dev)  # [U,2] measured (teacher forcing)
+        mouth = None if self.train_mouth is None else self.train_mouth[uniq].to(dev)  # [U,2]
         near = torch.full((n,), ds.near, device=dev)
         far = torch.full((n,), ds.far, device=dev)
         self.pipeline.use_attention = it >= tc.att_start

@@ -138,6 +138,20 @@ def _rect(mask: np.ndarray, pad: int = 1) -> list[int]:
     return [x0, y0, x1 - x0 + 1, y1 - y0 + 1]
 
 
+def mouth_landmarks(n_frames: int) -> np.ndarray:
+    """[n,478,3] mesh points whose mouth shape (data_util.landmarks.mouth_shape) follows frame i: inner-lip gap
+    0.05 + 0.3 * mouth_opening(i), width 0.6 - 0.1 * mouth_opening(i), over eye corners 1 apart."""
+    from data_util.landmarks import LOWER_INNER_LIP, MOUTH_LEFT, MOUTH_RIGHT, UPPER_INNER_LIP
+
+    opening = np.array([mouth_opening(i) for i in range(n_frames)], np.float32)
+    lms = np.zeros((n_frames, 478, 3), np.float32)
+    lms[:, 263, 0] = 1.0  # outer eye corners (33 at the origin)
+    lms[:, UPPER_INNER_LIP, 1], lms[:, LOWER_INNER_LIP, 1] = 2.0, 2.05 + 0.3 * opening
+    half = (0.6 - 0.1 * opening) / 2
+    lms[:, MOUTH_LEFT, 0], lms[:, MOUTH_RIGHT, 0] = 0.5 - half, 0.5 + half
+    return lms
+
+
 def make_tiny_dataset(root: str | Path, n_frames: int = 12, size: int = 32, adnerf: bool = False,
                       aud_dim: int | None = None, eyes: bool = False) -> Path:
     """Write the folder; `adnerf=True` writes only AD-NeRF's files (no parsing/, aud_meta.json, h/w, lips_rect);

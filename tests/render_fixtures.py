@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 import train
 from data_util.audio_features import make_meta
 from common.fileio import save_json
-from tests.nerf_fixtures import make_tiny_dataset
+from tests.nerf_fixtures import make_tiny_dataset, mouth_landmarks
 
 MFCC_DIM = 26  # data_util.audio_features mfcc: 13 coefficients + 13 deltas
 FAST = ["--preset", "none", "--n_rand", "64", "--val_every", "2", "--ckpt_every", "2", "--val_frames", "1", "--device", "cpu",
@@ -15,8 +17,10 @@ FAST = ["--preset", "none", "--n_rand", "64", "--val_every", "2", "--ckpt_every"
 
 
 def tiny_subject(root: Path, n_frames: int = 12, size: int = 16) -> Path:
-    """make_tiny_dataset with D = 26 features and an aud_meta.json for the mfcc extractor (unit statistics)."""
+    """make_tiny_dataset with D = 26 features, an aud_meta.json for the mfcc extractor (unit statistics) and a
+    landmarks.npy whose mouth opens with the audio (so the runs take the mouth-shape input)."""
     data = make_tiny_dataset(root, n_frames=n_frames, size=size, aud_dim=MFCC_DIM)
+    np.save(data / "landmarks.npy", mouth_landmarks(n_frames))
     meta = make_meta("mfcc")
     meta.update(dim=MFCC_DIM, n_frames=n_frames, mean=[0.0] * MFCC_DIM, std=[1.0] * MFCC_DIM)
     save_json(data / "aud_meta.json", meta)

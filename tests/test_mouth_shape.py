@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from data_util.landmarks import MOUTH_LEFT, MOUTH_RIGHT, UPPER_INNER_LIP, LOWER_INNER_LIP
 from nerf.mouth_shape import LAMBDAS, MouthPredictor, choose_lambda, read_mouth_shape, ridge
 from tests.test_model import AABB, CLASSES, make, _Cfg
 from nerf.pipeline import ModelMeta, build_pipeline
+from tests.nerf_fixtures import mouth_landmarks, mouth_opening
 
 
 def _speech(n=400, d=6, seed=0):
@@ -25,7 +25,8 @@ def test_predictor_recovers_the_shape_of_unheard_frames():
     feats, shape = _speech()
     pred = MouthPredictor(aud_dim=6)
     info = pred.fit(feats[:300], shape[:300])
-    assert info["lambda"] in LAMBDAS
+    assert info["lambda"] in LAMBDAS and min(info["cv_r"]) > 0.9  # the fit's own held-out blocks
+    assert "r = " in pred.describe()
     got = pred(feats[300:]).numpy()
     for j in range(2):  # both outputs follow the truth on frames the fit never saw
         assert np.corrcoef(got[:, j], shape[300:, j].numpy())[0, 1] > 0.9
@@ -84,22 +85,14 @@ def test_frame_codes_use_the_predicted_shape_and_a_checkpoint_keeps_the_fit():
     assert torch.equal(again.model.mouth(feats[300:]), pipe.model.mouth(feats[300:]))
 
 
-def _lms(n, gap, width):
-    """[n,478,3] mesh points: eye corners 1 apart, lips `gap` [n] apart, corners `width` [n] apart."""
-    lms = np.zeros((n, 478, 3), np.float32)
-    lms[:, 263, 0] = 1.0  # outer eye corners (33 at the origin)
-    lms[:, UPPER_INNER_LIP, 1], lms[:, LOWER_INNER_LIP, 1] = 2.0, 2.0 + gap
-    lms[:, MOUTH_LEFT, 0], lms[:, MOUTH_RIGHT, 0] = 0.5 - width / 2, 0.5 + width / 2
-    return lms
-
-
 def test_read_mouth_shape(tmp_path):
     ids = np.array([0, 2])
     got, why = read_mouth_shape(tmp_path, ids)
     assert got is None and "landmarks.npy" in why
-    np.save(tmp_path / "landmarks.npy", _lms(3, np.array([0.1, 0.2, 0.3]), np.array([0.7, 0.8, 0.9])))
+    np.save(tmp_path / "landmarks.npy", mouth_landmarks(3))
     got, why = read_mouth_shape(tmp_path, ids)
-    assert np.allclose(got, [[0.1, 0.7], [0.3, 0.9]], atol=1e-5) and "measured" in why
+    m = np.array([mouth_opening(0), mouth_opening(2)])
+    assert np.allclose(got, np.stack([0.05 + 0.3 * m, 0.6 - 0.1 * m], 1), atol=1e-5) and "measured" in why
     got, why = read_mouth_shape(tmp_path, np.array([0, 5]))  # a frame past the file's end
     assert got is None and "[3, 478, 3]" in why
 
@@ -115,3 +108,15 @@ def test_training_without_landmarks_turns_the_input_off(tmp_path, capsys):
     trainer = Trainer(cfg)
     assert not trainer.cfg.model.mouth and trainer.pipeline.model.mouth is None
     assert "without the mouth input" in capsys.readouterr().out
+
+
+def test_a_trained_run_takes_the_input_and_keeps_its_fit(tmp_path, capsys):
+    from nerf.runs import load_run
+    from tests.render_fixtures import train_tiny
+
+    tiny = train_tiny(tmp_path)  # its landmarks.npy: the mouth opens with the audio
+    assert "mouth input: audio -> lip opening / width" in capsys.readouterr().out
+    assert "mouth = true" in (tiny["run_dir"] / "config.txt").read_text()
+    run = load_run(["--config", str(tiny["config"])])
+    assert run.model.mouth is not None and run.model.cond_dim == 64 + 2 + 1
+    assert float(run.model.mouth.weight.abs().sum()) > 0  # the fit came back from the checkpoint
