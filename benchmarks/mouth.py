@@ -205,9 +205,9 @@ def draw(path: Path, results: dict, truth: dict, name: str) -> None:
     ax.set_ylim(10, 32)
     ax.legend(fontsize=8, ncol=3)
     ax.grid(alpha=0.3, axis="y")
-    shown_runs = ([r for r in results["runs"] if r["expname"] == f"{name}_full_s0"] or results["runs"][:1]) + \
-        [r for r in results["runs"] if r["expname"] == f"{name}_eyedirs_s0"]  # AD-NeRF's view directions, default
-    shown_runs = list({r["expname"]: r for r in shown_runs}.values())  # once each (the first run may be eyedirs)
+    wanted = [f"{name}_{v}_s0" for v in ("full", "eyedirs", "mouthho")]  # the last two there: before and after
+    shown_runs = ([r for r in results["runs"] if r["expname"] in wanted and r.get("curves", {}).get("width")][-2:]
+                  or results["runs"][:1])
     t = np.arange(len(truth["width"])) / 25
     near_span = ~talking_frames(len(t), name)
     for k, key in enumerate(("width", "opening")):

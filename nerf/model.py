@@ -38,7 +38,7 @@ class ModelConfig:
     eyes: bool = True  # eye openness (per frame, from the landmarks) as an input of the field: blinks at render time (render.py --blink); off when the dataset has none
     eye_code: str = dc_field(default="closure", metadata={"choices": ("closure", "openness")})  # the eye input as the field sees it: closure (0 open, 1 at the training clip's blinks, nerf/blinks.closed_level, kept with the model) | openness (1 open, ~0.3 shut; checkpoints before 2026-12-03)
     eye_region: bool = True  # the eye input acts only around the eyes of the tracked face (a Gaussian of 0.6 eye widths about each eye centre, head frame); false: the field may use it anywhere
-    mouth: bool = True  # the mouth shape (lip opening and width) as an input of the field: measured on the landmarks of each training frame, predicted from the audio by a ridge regression when rendering (nerf/mouth_shape.py); off when the dataset has no landmarks.npy
+    mouth: bool = True  # the mouth shape (lip opening and width) as an input of the field, predicted from the audio by a ridge regression fitted on the shapes the landmarks measure on the training frames (nerf/mouth_shape.py; what training frames see: train key mouth_teacher); off when the dataset has no landmarks.npy
     audio_at_eyes: bool = False  # with eye_region: false (default) fades the audio code out at the eyes (1 - a Gaussian of half the eye radius), so only the eye input opens and closes them
     region_attention: bool = False  # per-point gates on the condition (ER-NeRF's region attention): the audio code in region_groups groups, the eye input its own; false: every point sees the same code (AD-NeRF)
     region_groups: int = 8  # region attention: groups of audio-code channels, one gate each

@@ -4,10 +4,12 @@ rendering (docs/DESIGN.md section 6, "The mouth input").
 A field that sees only a learned audio code must learn from a few hundred frames how speech moves the lips, and on
 unheard speech it under-opens the mouth (benchmarks/NOTES.md, 2026-12-04). Two numbers say most of what a viseme
 is, and the landmarks measure them on every training frame (data_util.landmarks.mouth_shape: inner-lip gap and
-corner-to-corner width over the eye-corner distance). So the field is conditioned on them as well (teacher forcing:
-the measured shape of each training frame), and a ridge regression from the frame's audio features to the shape,
-fitted once on the training frames (the regularisation chosen by blocked cross-validation), gives the shape of any
-new speech. The regression is a few thousand numbers kept in the checkpoint (`MouthPredictor`'s buffers).
+corner-to-corner width over the eye-corner distance). So the field is conditioned on them as well, and a ridge
+regression from the frame's audio features to the shape, fitted once on the training frames (the regularisation
+chosen by blocked cross-validation), gives the shape of any new speech. A training frame shows the field the shape
+the regression predicts for it from a fit on the other blocks (`held_out_predictions`; train.mouth_teacher), so
+the field learns how far the prediction can be trusted, as it will be used; or its measured shape. The regression
+is a few thousand numbers kept in the checkpoint (`MouthPredictor`'s buffers).
 """
 from __future__ import annotations
 

@@ -223,7 +223,7 @@ class Pipeline(nn.Module):
     def forward(self, aud: Tensor, inv: Tensor, rays_o: Tensor, rays_d: Tensor, near: Tensor, far: Tensor,
                 pose: Tensor, bg: Tensor, eye: Tensor | None = None, mouth: Tensor | None = None) -> dict:
         """The training forward (what DDP wraps): aud [U,W,16,D] windows of the batch's U distinct frames (eye [U]
-        their eye openness, mouth [U,2] their measured mouth shape), inv [N] each ray's frame among them -> codes
+        their eye openness, mouth [U,2] their mouth shape: Trainer._train_mouth), inv [N] each ray's frame among them -> codes
         once per frame -> remember one for the estimator -> render rays."""
         codes = self.model.condition(self.model.audio_codes(aud, self.use_attention), eye, mouth)  # [U,cond_dim]
         self.remember_code(codes[inv[0]])
