@@ -140,12 +140,18 @@ def _rect(mask: np.ndarray, pad: int = 1) -> list[int]:
 
 def mouth_landmarks(n_frames: int) -> np.ndarray:
     """[n,478,3] mesh points whose mouth shape (data_util.landmarks.mouth_shape) follows frame i: inner-lip gap
-    0.05 + 0.3 * mouth_opening(i), width 0.6 - 0.1 * mouth_opening(i), over eye corners 1 apart."""
+    0.05 + 0.3 * mouth_opening(i), width 0.6 - 0.1 * mouth_opening(i), over outer eye corners 1 apart; both eyes
+    open alike in every frame (eye aspect ratio 1/3)."""
+    from common.eyes import MEDIAPIPE_EYES
     from data_util.landmarks import LOWER_INNER_LIP, MOUTH_LEFT, MOUTH_RIGHT, UPPER_INNER_LIP
 
     opening = np.array([mouth_opening(i) for i in range(n_frames)], np.float32)
     lms = np.zeros((n_frames, 478, 3), np.float32)
-    lms[:, 263, 0] = 1.0  # outer eye corners (33 at the origin)
+    for (outer, up1, up2, inner, low2, low1), x0, sign in zip(MEDIAPIPE_EYES, (0.0, 1.0), (1.0, -1.0)):
+        x = lambda share: x0 + sign * 0.3 * share  # noqa: E731 (from the outer corner towards the nose)
+        for k, share, y in ((outer, 0, 0), (inner, 1, 0), (up1, 1 / 3, -0.05), (up2, 2 / 3, -0.05),
+                            (low1, 1 / 3, 0.05), (low2, 2 / 3, 0.05)):
+            lms[:, k, 0], lms[:, k, 1] = x(share), y
     lms[:, UPPER_INNER_LIP, 1], lms[:, LOWER_INNER_LIP, 1] = 2.0, 2.05 + 0.3 * opening
     half = (0.6 - 0.1 * opening) / 2
     lms[:, MOUTH_LEFT, 0], lms[:, MOUTH_RIGHT, 0] = 0.5 - half, 0.5 + half

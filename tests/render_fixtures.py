@@ -27,12 +27,14 @@ def tiny_subject(root: Path, n_frames: int = 12, size: int = 16) -> Path:
     return data
 
 
-def train_tiny(root: Path, backbone: str = "hash", expname: str = "tiny", iters: int = 2) -> dict:
-    """Train a run on a tiny subject under root; returns {"datadir", "basedir", "expname", "run_dir", "config"}."""
+def train_tiny(root: Path, backbone: str = "hash", expname: str = "tiny", iters: int = 2,
+               extra: tuple[str, ...] = ()) -> dict:
+    """Train a run on a tiny subject under root (extra: more train.py flags); returns {"datadir", "basedir",
+    "expname", "run_dir", "config"}."""
     data = tiny_subject(root / "data")
     basedir = root / "logs"
     config = root / f"{expname}.txt"
     config.write_text(f"datadir = {data}\nexpname = {expname}\nbasedir = {basedir}\nbackbone = {backbone}\n")
-    rc = train.main(["--config", str(config), "--iters", str(iters), *FAST])
+    rc = train.main(["--config", str(config), "--iters", str(iters), *FAST, *extra])
     assert rc == 0
     return {"datadir": data, "basedir": basedir, "expname": expname, "run_dir": basedir / expname, "config": config}

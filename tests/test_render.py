@@ -208,9 +208,11 @@ def test_audio_codes_attention_switch(run):
 
     loaded = load_run(["--config", str(run["config"])])
     feats = torch.randn(7, 16, MFCC_DIM)
-    plain = loaded.pipeline.frame_codes(feats, use_attention=False)
+    plain = loaded.pipeline.frame_codes(feats, use_attention=False)  # [7, 64 audio + 2 mouth + 1 eye]
     centre = loaded.model.audio_codes(feats[:, None], use_attention=False)
-    assert torch.allclose(plain, centre, atol=1e-6)
+    assert plain.shape == (7, 67) and torch.allclose(plain[:, :64], centre, atol=1e-6)
+    mouth = loaded.model.mouth
+    assert torch.allclose(plain[:, 64:66], mouth.normalise(mouth(feats)), atol=1e-6)  # predicted from the audio
     smoothed = loaded.pipeline.frame_codes(feats, use_attention=True)
     assert smoothed.shape == plain.shape and not torch.allclose(smoothed, plain, atol=1e-4)
     assert loaded.iteration == 2 and loaded.pipeline.use_attention is False  # att_start not reached after 2 its
@@ -229,15 +231,17 @@ def _old_layout(state: dict) -> dict:
     return out
 
 
-def test_checkpoint_from_before_the_estimator_split_renders_the_same(run, tmp_path):
-    """logs/<run>/ckpt/latest.pt rewritten in the old layout, without `audio_attention`, `eyes` and `region_*`:
-    render.py loads it and writes the same frames as from the new one."""
+def test_checkpoint_from_before_the_estimator_split_renders_the_same(tmp_path):
+    """logs/<run>/ckpt/latest.pt of a run without the eye and mouth inputs rewritten in the old layout, without
+    `audio_attention`, `eyes`, `region_*` and `mouth`: render.py loads it and writes the same frames as from the new
+    one."""
     import shutil
 
     import torch
 
     from nerf.checkpoint import load_checkpoint
 
+    run = train_tiny(tmp_path / "plain", extra=("--eyes", "false", "--mouth", "false"))
     old_dir = run["basedir"] / "old_layout"
     shutil.copytree(run["run_dir"], old_dir)
     ckpt = old_dir / "ckpt" / "latest.pt"
@@ -246,7 +250,9 @@ def test_checkpoint_from_before_the_estimator_split_renders_the_same(run, tmp_pa
     state["model"] = _old_layout(state["model"])
     del state["audio_attention"]
     assert not state["fingerprint"]["eyes"] and not state["fingerprint"]["region_attention"]
-    for key in ("eyes", "eye_code", "eye_region", "audio_at_eyes", "region_attention", "region_groups"):  # predating them
+    assert not state["fingerprint"]["mouth"]
+    for key in ("eyes", "eye_code", "eye_region", "audio_at_eyes", "region_attention", "region_groups",
+                "mouth"):  # predating them
         del state["fingerprint"][key]
     torch.save(state, ckpt)
     tone = make_tone(tmp_path / "tone.wav", seconds=0.2)
