@@ -21,7 +21,7 @@
    `eyedirs` (README's table), `eyelong` is `eyedirs` trained twice as long, `eyenoatt` without the audio attention; `mouth` is `eyedirs` with the
    mouth-shape input (`mouth = true`, the default since 2026-12-04; the variants before pin it off) trained on the
    measured shape, `mouthho` on the held-out prediction (`mouth_teacher`), `mouthuniform`, `mouthnosem`,
-   `mouthnodeform`, `mouthglobal` the ablations of `mouthho`.
+   `mouthnodeform`, `mouthglobal` the ablations of `mouthho`; `defaults` is what train.py does without flags.
 Writes benchmarks/results/<subject>.json (every run, and per variant the mean and the spread over seeds) and .png.
 """
 from __future__ import annotations
@@ -67,6 +67,9 @@ ABLATIONS = {
                    "sampling": "uniform"},
     "mouthnodeform": {"view_dirs": "eyes", "mouth": "true", "mouth_teacher": "held_out", "deform": "false"},
     "mouthglobal": {"view_dirs": "eyes", "mouth": "true", "mouth_teacher": "held_out", "region_attention": "false"},
+    # today's defaults as a user gets them (no region attention, the audio kept off the eyes)
+    "defaults": {"view_dirs": "eyes", "mouth": "true", "mouth_teacher": "held_out", "region_attention": "false",
+                 "audio_at_eyes": "false"},
 }
 VARIANTS = {name: [arg for k, v in {**FULL, **diff}.items() for arg in (f"--{k}", v)]
             for name, diff in ABLATIONS.items()}
