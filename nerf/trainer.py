@@ -97,10 +97,11 @@ class Trainer:
             if self.dist.is_main:
                 print(f"{self.train_ds.root}: no face shape in track_params.pt -> the eye input acts everywhere "
                       "(eye_region off)")
-        if cfg.model.mouth and self.train_ds.mouth is None:  # no landmarks: the audio code alone drives the mouth
-            cfg = cfg.replace("model", mouth=False)
+        if cfg.model.mouth and (self.train_ds.mouth is None or cfg.data.zero_audio):  # no landmarks, or the
+            cfg = cfg.replace("model", mouth=False)  # zero-audio control (the shape would tell the mouth anyway)
             if self.dist.is_main:
-                print(f"{self.train_ds.root}: {self.train_ds.mouth_source} -> training without the mouth input")
+                why = "zero_audio" if cfg.data.zero_audio else self.train_ds.mouth_source
+                print(f"{self.train_ds.root}: {why} -> training without the mouth input")
         self.cfg, self.tc = cfg, cfg.train
         if self.tc.threads > 0:
             torch.set_num_threads(self.tc.threads)

@@ -120,3 +120,16 @@ def test_a_trained_run_takes_the_input_and_keeps_its_fit(tmp_path, capsys):
     run = load_run(["--config", str(tiny["config"])])
     assert run.model.mouth is not None and run.model.cond_dim == 64 + 2 + 1
     assert float(run.model.mouth.weight.abs().sum()) > 0  # the fit came back from the checkpoint
+
+
+def test_zero_audio_control_trains_without_the_input(tmp_path, capsys):
+    from nerf.config import parse
+    from nerf.trainer import Trainer
+    from tests.render_fixtures import tiny_subject
+
+    root = tiny_subject(tmp_path / "d")  # has landmarks: the input would be on
+    cfg = parse(["--datadir", str(root), "--preset", "none", "--img_size", "16", "--iters", "1", "--zero_audio",
+                 "true", "--basedir", str(tmp_path / "logs"), "--expname", "x"])
+    trainer = Trainer(cfg)
+    assert trainer.pipeline.model.mouth is None and "zero_audio -> training without the mouth input" in \
+        capsys.readouterr().out
