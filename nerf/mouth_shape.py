@@ -34,7 +34,11 @@ def read_mouth_shape(root: Path, img_ids: np.ndarray) -> tuple[np.ndarray | None
     if lms.ndim != 3 or lms.shape[1] < 468 or len(lms) <= int(img_ids.max()):
         return None, f"{path.name} has shape {list(lms.shape)}, not [frames, 478, 3] covering the split"
     shape = mouth_shape(lms[img_ids])
-    return np.stack([shape["opening"], shape["width"]], 1).astype(np.float32), f"measured on {path.name}"
+    out = np.stack([shape["opening"], shape["width"]], 1).astype(np.float32)
+    bad = int((~np.isfinite(out).all(1)).sum())
+    if bad:  # process_data.sh fills the frames without a face; a NaN would make the whole regression NaN
+        return None, f"{path.name} has no finite mouth points in {bad} of the split's frames"
+    return out, f"measured on {path.name}"
 
 
 def ridge(x: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:

@@ -95,6 +95,11 @@ def test_read_mouth_shape(tmp_path):
     assert np.allclose(got, np.stack([0.05 + 0.3 * m, 0.6 - 0.1 * m], 1), atol=1e-5) and "measured" in why
     got, why = read_mouth_shape(tmp_path, np.array([0, 5]))  # a frame past the file's end
     assert got is None and "[3, 478, 3]" in why
+    lms = mouth_landmarks(3)
+    lms[2, 13] = np.nan  # an upper inner-lip point lost in frame 2
+    np.save(tmp_path / "landmarks.npy", lms)
+    got, why = read_mouth_shape(tmp_path, ids)
+    assert got is None and "in 1 of the split's frames" in why
 
 
 def test_training_without_landmarks_turns_the_input_off(tmp_path, capsys):
