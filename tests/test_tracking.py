@@ -110,9 +110,8 @@ def test_run_without_landmarks(tmp_path):
 def test_sample_clip_acceptance():
     """On the bundled sample clip, tracked as step 7 does (landmarks steadied by their optical flow): rotation error
     vs ground truth (after one global rotation of the head frame) median <= 2 deg, max <= 5 deg; focal within
-    SAMPLE_FOCAL_TOL;
-    frame-to-frame change < 5 deg; inside the expression spans (head still, jaw dropping, brows rising) the
-    rotation changes less than SPAN_LIMIT degrees."""
+    SAMPLE_FOCAL_TOL; frame-to-frame change < 5 deg; inside the expression spans (head still, jaw dropping, brows
+    rising) the rotation changes less than SPAN_LIMIT degrees."""
     import cv2
 
     from data_util import landmarks
