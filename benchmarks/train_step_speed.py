@@ -65,8 +65,11 @@ def start(root: Path, argv: list[str], warmup: int) -> subprocess.Popen:
 def plot(path: Path, its: dict[str, float]) -> None:
     fig, ax = new_figure()
     colours = ["tab:gray", "tab:orange", "tab:blue", "tab:green", "tab:red", "tab:purple"]
-    ax.bar(list(its), list(its.values()), color=colours[: len(its)])
-    ax.set_ylabel("training iterations per second")
+    names = list(its)[::-1]  # horizontal bars: long names stay readable; the first contender on top
+    ax.barh(names, [its[n] for n in names], color=colours[: len(its)][::-1])
+    for k, n in enumerate(names):
+        ax.text(its[n], k, f" {its[n]:.2f}", va="center")
+    ax.set_xlabel("training iterations per second")
     ax.set_title("training speed, one run, turns interleaved")
     save_figure(fig, path)
 

@@ -10,6 +10,7 @@
   Without gradients the 8 corners are gathered and blended by one `embedding_bag` (2-3x faster on the CPU than
   index_select + bmm, whose backward is the faster one when training); `corner_indices_reference` keeps the
   original int64 arithmetic as the reference the tests compare against.
+- On the CPU the fast path can use a compiled kernel of the same lookup (`kernel`, nerf/hash_kernel.py; ~10x).
 """
 from __future__ import annotations
 
@@ -76,6 +77,7 @@ class HashGridEncoding(nn.Module):
         offset = (torch.arange(n_levels, dtype=torch.int32) * self.table_size)[:, None]  # [L, 1]
         self.register_buffer("level_offset", offset, persistent=False)
         self.fast = True  # False: the original arithmetic and gather (render_path = reference)
+        self.kernel = False  # fast path on the CPU: the compiled lookup (nerf/hash_kernel.py; Pipeline sets it)
         self.table = nn.Parameter(torch.empty(n_levels, self.table_size, n_features).uniform_(-init_scale,
                                                                                               init_scale))
 
@@ -132,6 +134,10 @@ class HashGridEncoding(nn.Module):
         return self._corners(t.bitwise_and_(self.table_size - 1).to(torch.int32), frac)
 
     def forward(self, x: Tensor) -> Tensor:  # [N, 3] -> [N, L*F]
+        if self.fast and self.kernel and self.exact32 and x.device.type == "cpu" and self.table.dtype == torch.float32:
+            from .hash_kernel import lookup
+
+            return lookup(x, self.table, self.aabb, self.res_f, self.mult32)
         idx, weights = self.corner_indices(x) if self.fast else self.corner_indices_reference(x)
         n, f = x.shape[0], self.n_features
         flat = self.table.view(-1, f)  # [L*T, F]

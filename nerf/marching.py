@@ -109,8 +109,11 @@ def composite_marching(model, rays_o: Tensor, rays_d: Tensor, t: Tensor, keep: T
     flat = ((weights.detach().reshape(-1) > weight_eps) & (where >= 0)).nonzero()[:, 0]
     ray = torch.div(flat, s, rounding_mode="floor")
     dirs = F.normalize(rays_d, dim=-1)
-    if flat.numel():
-        rgb, logits = model.colour(feat[where[flat]], dirs[ray], rows(codes, ray), coarse)
+    if flat.numel():  # in chunks of max_points, as the density pass (large temporaries cost page faults)
+        parts = [model.colour(feat[where[f]], dirs[r], rows(codes, r), coarse)
+                 for f, r in zip(flat.split(max_points), ray.split(max_points))]
+        rgb = torch.cat([p[0] for p in parts])
+        logits = torch.cat([p[1] for p in parts]) if parts[0][1] is not None else None
     else:  # nothing visible: the background
         rgb, logits = t.new_zeros(0, 3), (t.new_zeros(0, model.n_classes) if model.n_classes else None)
     w = weights.reshape(-1)[flat]
