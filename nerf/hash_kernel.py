@@ -13,16 +13,27 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 SOURCE = Path(__file__).resolve().parent / "csrc" / "hash_grid.cpp"
+NAME = "sspnerf_hash_grid"  # the extension's name (torch's cache folder)
 CHOICES = ("auto", "cpp", "torch")
 _module = None
 _failure: str | None = None
+
+
+def _needs_build() -> bool:
+    """Whether torch has no build of the current source yet (then load() compiles, ~20 s)."""
+    try:
+        from torch.utils.cpp_extension import _get_build_directory
+
+        built = list(Path(_get_build_directory(NAME, False)).glob("*.so"))
+        return not built or max(p.stat().st_mtime for p in built) < SOURCE.stat().st_mtime
+    except Exception:  # noqa: BLE001 - only decides whether to announce the build
+        return True
 
 
 def load():
@@ -37,12 +48,11 @@ def load():
         try:
             from torch.utils.cpp_extension import load as build
 
-            start = time.monotonic()
-            _module = build("sspnerf_hash_grid", [str(SOURCE)], extra_cflags=["-O3", "-fopenmp"],
-                            extra_ldflags=["-fopenmp"], verbose=False)
-            if time.monotonic() - start > 2:
-                print(f"hash grid: built the C++ lookup kernel in {time.monotonic() - start:.0f} s (cached for the "
-                      "next runs)", file=sys.stderr, flush=True)
+            if _needs_build():
+                print("hash grid: compiling the C++ lookup kernel (first use only, ~20 s; cached after)",
+                      file=sys.stderr, flush=True)
+            _module = build(NAME, [str(SOURCE)], extra_cflags=["-O3", "-fopenmp"], extra_ldflags=["-fopenmp"],
+                            verbose=False)
         except Exception as err:  # noqa: BLE001 - any build failure means: use the pure-torch lookup
             _failure = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
     if _failure is not None:
