@@ -70,3 +70,14 @@ def test_the_users_speed_settings_win(tiny_run, monkeypatch):
     assert run.pipeline.chunk == 100
     kw = _marching_kwargs(run, monkeypatch)
     assert (kw["segment"], kw["max_points"]) == (4, 999)
+
+
+def test_cpu_allocator_tuned_on_linux():
+    """glibc's mallopt thresholds are set when the CPU settings are first chosen (Linux with glibc)."""
+    import sys
+
+    from nerf import speed
+
+    speed.by_device(torch.device("cpu"), 48)
+    if sys.platform.startswith("linux"):
+        assert speed.tune_cpu_allocator() is True
