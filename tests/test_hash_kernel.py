@@ -108,3 +108,17 @@ def test_without_a_compiler_the_torch_lookup_is_used(monkeypatch, capsys):
     assert not pipe.model.field.enc_x.kernel
     with pytest.raises(ValueError, match="hash_kernel must be one of"):
         hash_kernel.wanted("fast")
+
+
+@needs_compiler
+def test_kernel_takes_empty_and_nan_points():
+    assert hash_kernel.wanted("auto")
+    enc = _encoding()
+    enc.kernel = True
+    x = torch.zeros(0, 3, requires_grad=True)
+    out = enc(x)
+    out.sum().backward()
+    assert out.shape == (0, enc.out_dim) and x.grad.shape == (0, 3)
+    with torch.no_grad():
+        bad = enc(torch.tensor([[float("nan"), 0.0, 0.1], [0.0, float("inf"), -float("inf")]]))
+    assert bad.shape == (2, enc.out_dim) and bool(torch.isfinite(bad).all())  # no read outside the table

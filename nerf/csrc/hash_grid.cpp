@@ -52,7 +52,7 @@ inline void normalise(const float* x, const float* box, float* p, bool* inside) 
   for (int a = 0; a < 3; ++a) {
     const float v = (x[a] - box[a]) / (box[3 + a] - box[a]);
     inside[a] = v >= 0.f && v <= 1.f;
-    p[a] = v < 0.f ? 0.f : (v > 1.f ? 1.f : v);
+    p[a] = v > 0.f ? (v < 1.f ? v : 1.f) : 0.f;  // NaN -> 0: the cell index stays inside the grid
   }
 }
 
