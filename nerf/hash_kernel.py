@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -36,6 +37,13 @@ def _needs_build() -> bool:
         return True
 
 
+def _build(folder: str | None = None):
+    from torch.utils.cpp_extension import load as build
+
+    return build(NAME, [str(SOURCE)], extra_cflags=["-O3", "-fopenmp"], extra_ldflags=["-fopenmp"],
+                 build_directory=folder, verbose=False)
+
+
 def load():
     """The compiled module, building it the first time; None (and a one-line reason, printed once) if it cannot."""
     global _module, _failure
@@ -46,13 +54,15 @@ def load():
         _failure = f"no C++ compiler ({compiler}) on PATH"
     else:
         try:
-            from torch.utils.cpp_extension import load as build
-
             if _needs_build():
                 print("hash grid: compiling the C++ lookup kernel (first use only, ~20 s; cached after)",
                       file=sys.stderr, flush=True)
-            _module = build(NAME, [str(SOURCE)], extra_cflags=["-O3", "-fopenmp"], extra_ldflags=["-fopenmp"],
-                            verbose=False)
+            try:
+                _module = _build()
+            except OSError:  # torch's cache folder not writable (no home?): a private folder in the temp dir
+                folder = Path(tempfile.gettempdir()) / f"{NAME}-{os.getuid() if hasattr(os, 'getuid') else 0}"
+                folder.mkdir(mode=0o700, exist_ok=True)
+                _module = _build(str(folder))
         except Exception as err:  # noqa: BLE001 - any build failure means: use the pure-torch lookup
             _failure = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
     if _failure is not None:

@@ -2,6 +2,7 @@
 (nerf/encodings.py): the same features, the same gradients, the same rendered image and training step; and the
 fallback when it cannot be built."""
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -122,3 +123,25 @@ def test_kernel_takes_empty_and_nan_points():
     with torch.no_grad():
         bad = enc(torch.tensor([[float("nan"), 0.0, 0.1], [0.0, float("inf"), -float("inf")]]))
     assert bad.shape == (2, enc.out_dim) and bool(torch.isfinite(bad).all())  # no read outside the table
+
+
+@needs_compiler
+def test_kernel_builds_in_a_temp_folder_when_the_cache_is_not_writable(monkeypatch, tmp_path):
+    """torch's extension folder unwritable (no home, say): the kernel is built in a private temp folder instead."""
+    import tempfile
+
+    real_build, folders = hash_kernel._build, []
+
+    def build(folder=None):
+        folders.append(folder)
+        if folder is None:
+            raise PermissionError(13, "Permission denied", "/nonexistent/.cache/torch_extensions")
+        return real_build(folder)
+
+    monkeypatch.setattr(hash_kernel, "_build", build)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(hash_kernel, "_module", None)
+    monkeypatch.setattr(hash_kernel, "_failure", None)
+    assert hash_kernel.load() is not None
+    assert folders[0] is None and folders[1].startswith(str(tmp_path / "sspnerf_hash_grid-"))
+    assert list(Path(folders[1]).glob("*.so"))
