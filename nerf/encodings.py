@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nerf import hash_kernel
+
 PRIMES = (1, 2654435761, 805459861)  # Instant-NGP's spatial hash primes (x, y, z)
 
 
@@ -136,9 +138,7 @@ class HashGridEncoding(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # [N, 3] -> [N, L*F]
         if self.fast and self.kernel and self.exact32 and x.device.type == "cpu" and self.table.dtype == torch.float32:
-            from .hash_kernel import lookup
-
-            return lookup(x, self.table, self.aabb, self.res_f, self.mult32)
+            return hash_kernel.lookup(x, self.table, self.aabb, self.res_f, self.mult32)
         idx, weights = self.corner_indices(x) if self.fast else self.corner_indices_reference(x)
         n, f = x.shape[0], self.n_features
         flat = self.table.view(-1, f)  # [L*T, F]

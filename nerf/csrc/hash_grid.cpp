@@ -13,8 +13,6 @@
 
 namespace {
 
-constexpr int64_t kMaxFeatures = 8;  // features per level (Instant-NGP: 2)
-
 struct Corners {
   int32_t lo[3], hi[3];  // per-axis terms of the lower / upper corner, masked to the table
   float frac[3];         // offset of the point in its cell, per axis
@@ -62,7 +60,6 @@ void check(const torch::Tensor& x, const torch::Tensor& table, const torch::Tens
               x.size(1) == 3, "hash_grid: x must be a contiguous float32 CPU tensor [N, 3]");
   TORCH_CHECK(table.scalar_type() == torch::kFloat && table.is_contiguous() && table.dim() == 3,
               "hash_grid: table must be a contiguous float32 [L, T, F]");
-  TORCH_CHECK(table.size(2) <= kMaxFeatures, "hash_grid: at most 8 features per level");
   TORCH_CHECK(aabb.numel() == 6 && res.numel() == table.size(0) && mult.numel() == 3 * table.size(0) &&
               mult.scalar_type() == torch::kInt && res.scalar_type() == torch::kFloat && aabb.is_contiguous() &&
               res.is_contiguous() && mult.is_contiguous(), "hash_grid: aabb [6], res [L] float32, mult [L, 3] int32");
