@@ -9,8 +9,9 @@ A trained run is timed with both render paths at each size, in turn (`render_pat
 as the reference, and `fast`, the default; nerf/marching.py): fps of each, their ratio (`fast_over_reference`),
 the PSNR of the fast path's timed frame against the reference's (`parity_psnr`), and the validation PSNR of each
 path on `--val_frames` held-out frames at the training size (`val_psnr`). With --compile, also `fast+compile`
-(compile_field: torch.compile of the field); with --torch_lookup, also `fast+torchlookup` (the fast path with the
-pure-torch hash-grid lookup instead of the compiled one: hash_kernel = torch). Every path renders one warm-up frame first, timed apart as `warmup_s`
+(compile_field: torch.compile of the field); with --torch_kernels, also `fast+torch` (the fast path in pure torch,
+without the compiled CPU kernels: cpu_kernels = torch); with --lookup_only, also `fast+lookuponly` (the compiled
+hash-grid lookup, the MLPs in torch). Every path renders one warm-up frame first, timed apart as `warmup_s`
 (allocator, kernels, the compilation), and its frames are rendered RGB only, as render.py renders a video.
 Sizes above the subject's own frames use its camera with scaled intrinsics (the field renders any resolution).
 
@@ -68,6 +69,7 @@ def _measure(job: dict) -> dict:
 
     from nerf.config import parse
     from nerf.distributed import pick_device
+    from nerf.encodings import HashGridEncoding
     from nerf.runs import load_run
 
     if job["threads"] > 0:
@@ -77,7 +79,11 @@ def _measure(job: dict) -> dict:
         run = load_run([*job["config_args"], "--expname", job["expname"], "--img_size", str(size),
                         "--device", job["device"], "--render_path", job["path"].split("+")[0],
                         "--compile_field", str("+compile" in job["path"]).lower(),
-                        "--hash_kernel", "torch" if "+torchlookup" in job["path"] else "auto"])
+                        "--cpu_kernels", "torch" if "+torch" in job["path"] else "auto"])
+        if "+lookuponly" in job["path"]:  # the MLP kernel off, the lookup kernel on
+            for m in run.model.modules():
+                if hasattr(m, "kernel") and not isinstance(m, HashGridEncoding):
+                    m.kernel = False
         if run.ds.h < size and run.ds.w < size:  # the subject's frames are smaller: the same camera, finer
             run.ds = upscaled_camera(run.ds, size)
         c2w = run.ds.c2w[0]
@@ -166,7 +172,8 @@ def compare_paths(args, config_args: list[str]) -> int:
                  "runs": []}
     for expname in args.expnames:
         for size in args.sizes:
-            extra = (("fast+compile",) if args.compile else ()) + (("fast+torchlookup",) if args.torch_lookup else ())
+            extra = ((("fast+compile",) if args.compile else ()) + (("fast+torch",) if args.torch_kernels else ())
+                     + (("fast+lookuponly",) if args.lookup_only else ()))
             for path in ("reference", "fast") + extra:
                 job = {"backbone": "trained", "size": size, "device": args.device, "frames": args.frames,
                        "max_seconds": args.max_seconds, "threads": args.threads, "expname": expname,
@@ -185,7 +192,8 @@ def compare_paths(args, config_args: list[str]) -> int:
             res["fast_over_reference"][str(size)] = round(res["fps"]["fast"][str(size)] /
                                                           res["fps"]["reference"][str(size)], 2)
             for path, key in (("fast+compile", "fast_compiled_over_reference"),
-                              ("fast+torchlookup", "fast_torch_lookup_over_reference")):
+                              ("fast+torch", "fast_torch_over_reference"),
+                              ("fast+lookuponly", "fast_lookup_only_over_reference")):
                 if path in extra:
                     res.setdefault(key, {})[str(size)] = round(
                         res["fps"][path][str(size)] / res["fps"]["reference"][str(size)], 2)
@@ -238,8 +246,10 @@ def main(argv=None) -> int:
     p.add_argument("--max_seconds", type=float, default=60.0, help="stop timing a setting after this long")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--compile", action="store_true", help="trained runs: also time fast + compile_field")
-    p.add_argument("--torch_lookup", action="store_true",
-                   help="trained runs: also time the fast path with the pure-torch hash lookup (hash_kernel = torch)")
+    p.add_argument("--torch_kernels", "--torch_lookup", action="store_true",
+                   help="trained runs: also time the fast path in pure torch (cpu_kernels = torch)")
+    p.add_argument("--lookup_only", action="store_true",
+                   help="trained runs: also time the fast path with the compiled lookup but the MLPs in torch")
     p.add_argument("--val_frames", type=int, default=8, help="trained runs: held-out frames for the validation PSNR")
     p.add_argument("--out", default=str(RESULTS / "render_speed.json"))
     args = p.parse_args(argv)

@@ -30,8 +30,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from nerf import cpu_kernels
 from nerf.encodings import FrequencyEncoding
-from nerf.field import linear_of_parts
+from nerf.field import kernel_mlp, linear_of_parts, linears
 
 
 def height_gate(x: Tensor, jaw_y: float, width: float) -> Tensor:
@@ -99,6 +100,7 @@ class TorsoDeformation(nn.Module):
             self.register_buffer("pose_ref", torch.zeros(pose_dim) if pose_ref is None else torch.as_tensor(
                 pose_ref, dtype=torch.float32).reshape(pose_dim).clone())
         self._motion_cache: tuple | None = None  # (pose values, frame_motion's result) of the last rendered pose
+        self.kernel = False  # fast path on the CPU without gradients: the MLP through the compiled kernel (Pipeline)
 
     def frame_motion(self, pose: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
         """pose [P,6] (pose6: axis-angle of R_head^T, camera centre c in the head frame) -> (R_head [P,3,3] (camera
@@ -146,7 +148,10 @@ class TorsoDeformation(nn.Module):
         xn = (x - self.centre) / self.half_size  # the box -> [-1, 1]^3
         g = gate.detach()[:, None]
         # a frame's one pose row is folded into the first layer's bias (linear_of_parts), not repeated per point
-        h = linear_of_parts(self.net[0], [self.enc(xn), pose])
-        residual = self.net[1:](h) * g
+        parts = [*self.enc.parts(xn), pose]  # the encoding's blocks: the kernel reads them in place
+        if self.kernel and cpu_kernels.mlp_applies(xn):
+            residual = kernel_mlp(linears(self.net), parts) * g
+        else:
+            residual = self.net[1:](linear_of_parts(self.net[0], parts)) * g
         reg = (residual ** 2).sum(-1).mean() if x.shape[0] else residual.sum()
         return residual + g * self.torso_motion(x, pose), reg

@@ -10,7 +10,7 @@
   Without gradients the 8 corners are gathered and blended by one `embedding_bag` (2-3x faster on the CPU than
   index_select + bmm, whose backward is the faster one when training); `corner_indices_reference` keeps the
   original int64 arithmetic as the reference the tests compare against.
-- On the CPU the fast path can use a compiled kernel of the same lookup (`kernel`, nerf/hash_kernel.py: ~6x the
+- On the CPU the fast path can use a compiled kernel of the same lookup (`kernel`, nerf/cpu_kernels.py: ~6x the
   forward, ~5x with gradients).
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nerf import hash_kernel
+from nerf import cpu_kernels
 
 PRIMES = (1, 2654435761, 805459861)  # Instant-NGP's spatial hash primes (x, y, z)
 
@@ -35,11 +35,13 @@ class FrequencyEncoding(nn.Module):
         self.register_buffer("bands", 2.0 ** torch.arange(n_freqs, dtype=torch.float32), persistent=False)
         self.out_dim = in_dim * (int(include_input) + 2 * n_freqs)
 
-    def forward(self, x: Tensor) -> Tensor:  # [N, D] -> [N, out_dim]
+    def parts(self, x: Tensor) -> list[Tensor]:
+        """The encoding's column blocks, not concatenated: [x] (include_input), sin [N, n_freqs*D], cos [N, n_freqs*D]."""
         xb = (x[..., None, :] * self.bands[:, None]).flatten(-2)  # [N, n_freqs*D]: band-major
-        parts = [x] if self.include_input else []
-        parts += [torch.sin(xb), torch.cos(xb)]
-        return torch.cat(parts, -1)
+        return ([x] if self.include_input else []) + [torch.sin(xb), torch.cos(xb)]
+
+    def forward(self, x: Tensor) -> Tensor:  # [N, D] -> [N, out_dim]
+        return torch.cat(self.parts(x), -1)
 
 
 def level_resolutions(n_levels: int, base_res: int, max_res: int) -> list[int]:
@@ -80,7 +82,7 @@ class HashGridEncoding(nn.Module):
         offset = (torch.arange(n_levels, dtype=torch.int32) * self.table_size)[:, None]  # [L, 1]
         self.register_buffer("level_offset", offset, persistent=False)
         self.fast = True  # False: the original arithmetic and gather (render_path = reference)
-        self.kernel = False  # fast path on the CPU: the compiled lookup (nerf/hash_kernel.py; Pipeline sets it)
+        self.kernel = False  # fast path on the CPU: the compiled lookup (nerf/cpu_kernels.py; Pipeline sets it)
         self.table = nn.Parameter(torch.empty(n_levels, self.table_size, n_features).uniform_(-init_scale,
                                                                                               init_scale))
 
@@ -138,7 +140,7 @@ class HashGridEncoding(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # [N, 3] -> [N, L*F]
         if self.fast and self.kernel and self.exact32 and x.device.type == "cpu" and self.table.dtype == torch.float32:
-            return hash_kernel.lookup(x, self.table, self.aabb, self.res_f, self.mult32)
+            return cpu_kernels.lookup(x, self.table, self.aabb, self.res_f, self.mult32)
         idx, weights = self.corner_indices(x) if self.fast else self.corner_indices_reference(x)
         n, f = x.shape[0], self.n_features
         flat = self.table.view(-1, f)  # [L*T, F]

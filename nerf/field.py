@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nerf import cpu_kernels
 from nerf.encodings import FrequencyEncoding, HashGridEncoding
 
 
@@ -78,6 +79,40 @@ def linear_of_parts(layer: nn.Linear, parts: list[Tensor]) -> Tensor:
     if len(per_point) == 1:  # no copy of the one per-point part
         return F.linear(per_point[0], cols[0], bias)
     return F.linear(torch.cat(per_point, -1), torch.cat(cols, 1), bias)
+
+
+def kernel_mlp(layers: list[nn.Linear], parts: list[Tensor], gated: tuple[Tensor, Tensor, Tensor] | None = None
+               ) -> Tensor:
+    """The ReLU MLP `layers` (ReLU between them, none after the last) on cat(parts [+ the gated condition]) through
+    the compiled kernel (nerf/cpu_kernels.py; cpu_kernels.mlp_applies must hold): the first layer's input becomes
+    one [M,K] product, as linear_of_parts and ConditionGates.add_gated_linear fold it. parts: per-point [M,k] or
+    one row [1,k] shared by all M points (folded into the bias); gated: (condition [1,C] or [M,C], gates [M,G],
+    channel -> group one-hot [C,G]) when the condition is gated per point: a shared row enters as the gates times
+    (W_c * cond) @ onehot, per-point rows as the gated condition."""
+    first = layers[0]
+    weight, bias = first.weight, first.bias
+    xs, cols, start = [], [], 0
+    for p in parts:
+        w = weight[:, start:start + p.shape[-1]]
+        start += p.shape[-1]
+        if p.shape[0] == 1:
+            bias = bias + F.linear(p[0], w)
+        else:
+            xs.append(p), cols.append(w)
+    if gated is not None:
+        cond, gates, onehot = gated
+        w = weight[:, start:]
+        if cond.shape[0] == 1:
+            xs.append(gates), cols.append((w * cond) @ onehot)
+        else:
+            xs.append((gates @ onehot.T) * cond), cols.append(w)
+    w0 = cols[0] if len(cols) == 1 else torch.cat(cols, 1)
+    return cpu_kernels.mlp(xs, [(w0, bias), *[(m.weight, m.bias) for m in layers[1:]]])
+
+
+def linears(seq: nn.Sequential) -> list[nn.Linear]:
+    """The Linear layers of a Linear / ReLU stack."""
+    return [m for m in seq if isinstance(m, nn.Linear)]
 
 
 class ConditionGates(nn.Module):
@@ -163,11 +198,12 @@ def direction_dim(enc_d: FrequencyEncoding | None) -> int:
 
 
 def directions(enc_d: FrequencyEncoding | None, d: Tensor, weight: Tensor | None = None) -> list[Tensor]:
-    """The colour net's direction part: [encoded d [N,E]] (times weight [N,1] when given), or [] without view
-    directions."""
+    """The colour net's direction part, as the encoding's column blocks ([d, sin, cos]: the net concatenates them, the
+    MLP kernel reads them in place), times weight [N,1] when given; [] without view directions."""
     if enc_d is None:
         return []
-    return [enc_d(d) if weight is None else enc_d(d) * weight]
+    parts = enc_d.parts(d)
+    return parts if weight is None else [p * weight for p in parts]
 
 
 def mlp(n_in: int, width: int, n_out: int, n_hidden: int) -> nn.Sequential:
@@ -232,13 +268,14 @@ class MLPField(nn.Module):
             feat = torch.cat([feat, eye_falloff(d2)], -1)
         return density_activation(self.sigma(h)[:, 0], self.density_act), feat
 
-    def colour(self, feat: Tensor, d: Tensor, aud: Tensor) -> tuple[Tensor, Tensor | None]:
-        """feature from `density`, unit directions d [N,3] -> rgb [N,3], logits [N,C] | None."""
+    def colour(self, feat: Tensor, d: Tensor, aud: Tensor, semantics: bool = True) -> tuple[Tensor, Tensor | None]:
+        """feature from `density`, unit directions d [N,3] -> rgb [N,3], logits [N,C] | None (also without
+        `semantics`)."""
         weight = None
         if self.dirs_at_eyes:
             feat, weight = feat[:, :-1], feat[:, -1:]
         rgb = torch.sigmoid(self.rgb(F.relu(self.view(torch.cat([feat, *directions(self.enc_d, d, weight)], -1)))))
-        return rgb, (self.sem(feat) if self.sem is not None else None)
+        return rgb, (self.sem(feat) if self.sem is not None and semantics else None)
 
     def forward(self, x: Tensor, d: Tensor, aud: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         sigma, feat = self.density(x, aud)
@@ -266,6 +303,15 @@ class HashField(nn.Module):
         self.sem = nn.Linear(geo_dim, n_classes) if n_classes > 0 else None
         with torch.no_grad():
             self.density_net[-1].bias[0] = density_bias  # start nearly empty: exp(-1) per unit length
+        self.kernel = False  # fast path on the CPU without gradients: the MLPs through the compiled kernel (Pipeline)
+
+    def _mlp(self, net: nn.Sequential, parts: list[Tensor], aud: Tensor, gates: Tensor | None) -> Tensor:
+        """net(cat(parts + [condition])), the condition as it is or gated per point (_conditioned); through the
+        compiled kernel when it applies."""
+        if self.kernel and cpu_kernels.mlp_applies(parts[0]):
+            gated = None if gates is None else (aud, gates, self.gates.onehot)
+            return kernel_mlp(linears(net), parts + ([aud] if gates is None else []), gated)
+        return net[1:](self._conditioned(net[0], parts, aud, gates))
 
     def _conditioned(self, layer: nn.Linear, parts: list[Tensor], aud: Tensor, gates: Tensor | None) -> Tensor:
         """layer(cat(parts + [condition])): the condition as it is, or gated per point by the region attention."""
@@ -282,7 +328,7 @@ class HashField(nn.Module):
         enc = self.enc_x(x)
         d2 = self.gates.eye_distance2(x) if self.dirs_at_eyes else None  # [M,1], shared with the gates
         gates = None if self.gates is None else self.gates(enc, x, d2)
-        h = self.density_net[1:](self._conditioned(self.density_net[0], [enc], aud, gates))
+        h = self._mlp(self.density_net, [enc], aud, gates)
         extra = ([] if gates is None else [gates]) + ([eye_falloff(d2)] if self.dirs_at_eyes else [])
         return h[:, 0], (torch.cat([h[:, 1:], *extra], -1) if extra else h[:, 1:])
 
@@ -301,13 +347,14 @@ class HashField(nn.Module):
         raw, feat = self._geometry(x, aud)
         return density_activation(raw, self.density_act), feat
 
-    def colour(self, feat: Tensor, d: Tensor, aud: Tensor) -> tuple[Tensor, Tensor | None]:
-        """feature [N,F] from `density`, unit directions d [N,3], aud [N,A] -> rgb [N,3], logits [N,C] | None."""
+    def colour(self, feat: Tensor, d: Tensor, aud: Tensor, semantics: bool = True) -> tuple[Tensor, Tensor | None]:
+        """feature [N,F] from `density`, unit directions d [N,3], aud [N,A] -> rgb [N,3], logits [N,C] | None (also
+        without `semantics`)."""
         geo, rest = feat[:, :self.geo_dim], feat[:, self.geo_dim:]
         gates = None if self.gates is None else rest[:, :self.gates.n_groups]
         weight = rest[:, -1:] if self.dirs_at_eyes else None  # view directions seen at the eyes only
-        h = self._conditioned(self.color_net[0], [geo, *directions(self.enc_d, d, weight)], aud, gates)
-        return torch.sigmoid(self.color_net[1:](h)), self._semantics_of(feat)
+        h = self._mlp(self.color_net, [geo, *directions(self.enc_d, d, weight)], aud, gates)
+        return torch.sigmoid(h), (self._semantics_of(feat) if semantics else None)
 
     def forward(self, x: Tensor, d: Tensor, aud: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         sigma, feat = self.density(x, aud)

@@ -110,12 +110,12 @@ def composite_marching(model, rays_o: Tensor, rays_d: Tensor, t: Tensor, keep: T
     ray = torch.div(flat, s, rounding_mode="floor")
     dirs = F.normalize(rays_d, dim=-1)
     if flat.numel():  # in chunks of max_points, as the density pass (large temporaries cost page faults)
-        parts = [model.colour(feat[where[f]], dirs[r], rows(codes, r), coarse)
+        parts = [model.colour(feat[where[f]], dirs[r], rows(codes, r), coarse, semantics)
                  for f, r in zip(flat.split(max_points), ray.split(max_points))]
         rgb = torch.cat([p[0] for p in parts])
         logits = torch.cat([p[1] for p in parts]) if parts[0][1] is not None else None
     else:  # nothing visible: the background
-        rgb, logits = t.new_zeros(0, 3), (t.new_zeros(0, model.n_classes) if model.n_classes else None)
+        rgb, logits = t.new_zeros(0, 3), (t.new_zeros(0, model.n_classes) if model.n_classes and semantics else None)
     w = weights.reshape(-1)[flat]
     # the samples below weight_eps are given the mean colour of the others: their weight is spread over them
     acc_sel = out["acc"].new_zeros(n).index_add(0, ray, w)

@@ -216,9 +216,11 @@ class SSPNeRF(nn.Module):
         sigma, feat = self.field_of(coarse).density(x, aud)
         return sigma, feat, reg
 
-    def colour(self, feat: Tensor, d: Tensor, aud: Tensor, coarse: bool = False) -> tuple[Tensor, Tensor | None]:
-        """feature [M,G] from `density`, unit directions d [M,3], codes aud [M,A] -> rgb [M,3], logits [M,C] | None."""
-        return self.field_of(coarse).colour(feat, d, aud)
+    def colour(self, feat: Tensor, d: Tensor, aud: Tensor, coarse: bool = False,
+               semantics: bool = True) -> tuple[Tensor, Tensor | None]:
+        """feature [M,G] from `density`, unit directions d [M,3], codes aud [M,A] -> rgb [M,3], logits [M,C] | None
+        (None also without `semantics`: an RGB-only render)."""
+        return self.field_of(coarse).colour(feat, d, aud, semantics)
 
     def query(self, x: Tensor, d: Tensor, aud: Tensor, pose: Tensor, coarse: bool = False,
               torso_lookup=None) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:

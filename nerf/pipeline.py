@@ -25,10 +25,12 @@ from common.constants import TORSO_CLASSES
 from nerf.audio import audio_windows
 from nerf.blinks import closed_level
 from nerf.dataset import get_rays
-from nerf import hash_kernel
+from nerf import cpu_kernels
 from nerf.encodings import HashGridEncoding
 from nerf.estimators import CoarseToFine, Estimator, OccupancyGrid
 from nerf.marching import composite_marching, composite_reference
+from nerf.deformation import TorsoDeformation
+from nerf.field import HashField
 from nerf.model import ModelConfig, SSPNeRF, mean_head_translation, pose6
 from nerf.speed import Speed, by_device
 
@@ -52,7 +54,7 @@ class RenderConfig:
     stop_eps: float = 1e-4  # fast: a ray stops once its transmittance is below this
     weight_eps: float = 1e-4  # fast: colour and semantics only for samples of larger weight
     max_points: int = 0  # fast: points per field query (0: by device: 32768 on the CPU, where smaller batches stay in the caches; the whole chunk on CUDA)
-    hash_kernel: str = field(default="auto", metadata={"choices": ("auto", "cpp", "torch")})  # fast path on the CPU: the hash-grid lookup as a compiled C++ kernel (nerf/hash_kernel.py; auto: if it builds, else pure torch) | torch: never
+    cpu_kernels: str = field(default="auto", metadata={"choices": ("auto", "cpp", "torch"), "aliases": ("hash_kernel",)})  # fast path on the CPU: the hash-grid lookup and (rendering, AVX-512 CPUs) the small MLPs as compiled C++ kernels (nerf/cpu_kernels.py; auto: if they build, else pure torch) | cpp: they must build | torch: never
     compile_field: bool = False  # torch.compile the field's density and colour (CPU: needs a C++ compiler; the first frames wait for it)
 
 
@@ -99,7 +101,7 @@ def build_pipeline(cfg, meta: ModelMeta) -> "Pipeline":
     samples = rc.n_samples + rc.n_importance if cfg.model.backbone == "mlp" else rc.hash_samples
     pipe = Pipeline(model, make_estimator(cfg.model.backbone, rc, model.aabb), int(rc.chunk), int(cfg.model.smooth),
                     marching_settings(rc), samples_per_ray=samples)
-    pipe.use_hash_kernel(rc.hash_kernel)
+    pipe.use_cpu_kernels(rc.cpu_kernels)
     if cfg.render.compile_field:
         pipe.compile_field()
     return pipe
@@ -189,14 +191,14 @@ class Pipeline(nn.Module):
             self.register_buffer("occ_codes", torch.zeros(n_recent_codes, model.cond_dim))
             self.register_buffer("occ_n_codes", torch.zeros((), dtype=torch.long))
 
-    def use_hash_kernel(self, choice: str) -> None:
-        """The fast path's hash grids use the compiled CPU lookup (nerf/hash_kernel.py) if `choice` (auto | cpp |
-        torch) asks for it and it builds; the reference path never does. Only CPU tensors take it (encodings.py)."""
-        on = self.marching is not None and any(isinstance(m, HashGridEncoding) for m in self.model.modules())
-        on = on and hash_kernel.wanted(choice)
-        for m in self.model.modules():
-            if isinstance(m, HashGridEncoding):
-                m.kernel = on
+    def use_cpu_kernels(self, choice: str) -> None:
+        """The fast path's hash grids, hash field MLPs and deformation MLP use the compiled CPU kernels
+        (nerf/cpu_kernels.py) if `choice` (auto | cpp | torch) asks for them and they build; the reference path
+        never does. Each takes them only where they apply (CPU tensors; the MLPs without gradients, on AVX-512)."""
+        users = [m for m in self.model.modules() if isinstance(m, (HashGridEncoding, HashField, TorsoDeformation))]
+        on = self.marching is not None and bool(users) and cpu_kernels.wanted(choice)
+        for m in users:
+            m.kernel = on
 
     def compile_field(self) -> None:
         """torch.compile the field(s)' density and colour (dynamic shapes: the point count changes every call);

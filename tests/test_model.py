@@ -121,8 +121,8 @@ class BallField(torch.nn.Module):
     def density_and_semantics(self, x, aud):
         return self.density(x, aud)[0], self.semantics(x, aud)
 
-    def colour(self, x, d, aud):
-        return torch.sigmoid(x * 5), self.semantics(x, aud)
+    def colour(self, x, d, aud, semantics=True):
+        return torch.sigmoid(x * 5), (self.semantics(x, aud) if semantics else None)
 
 
 def _ball_model(backbone="hash", **kw):

@@ -1,6 +1,6 @@
 // The multiresolution hash-grid lookup of nerf/encodings.py (HashGridEncoding, int32 arithmetic) as one CPU loop
 // per point: the same cells, corner rows and trilinear weights, summed in the same order as embedding_bag, so the
-// forward equals the pure-torch fast path bit for bit. Built on first use by nerf/hash_kernel.py
+// forward equals the pure-torch fast path bit for bit. Built on first use by nerf/cpu_kernels.py
 // (torch.utils.cpp_extension); the pure-torch lookup stays the reference and the fallback.
 //
 // Shapes: x [N, 3] float32 (world), table [L, T, F] float32, aabb [6], res [L] float32, mult [L, 3] int32
@@ -176,9 +176,4 @@ std::vector<torch::Tensor> hash_grid_backward(torch::Tensor grad_out, torch::Ten
     });
   }
   return {grad_table, grad_x};
-}
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("forward", &hash_grid_forward, "hash-grid lookup [N, 3] -> [N, L*F]");
-  m.def("backward", &hash_grid_backward, "gradients of the lookup: table [L, T, F], points [N, 3]");
 }

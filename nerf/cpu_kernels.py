@@ -1,0 +1,161 @@
+"""Compiled CPU kernels of the fast path, each beside a pure-torch original that stays the reference and the
+fallback (gsplat's habit):
+
+- the hash-grid lookup (nerf/csrc/hash_grid.cpp; the original: nerf/encodings.py), forward and gradients;
+- small ReLU MLPs without gradients (nerf/csrc/mlp.cpp; the originals: the nn.Linear stacks of nerf/field.py and
+  nerf/deformation.py), one tile of 4 points through every layer in AVX-512 registers; used where the CPU has
+  AVX-512 (checked at run time: `mlp_applies`).
+
+Built together on first use with `torch.utils.cpp_extension.load` (needs a C++ compiler with OpenMP, e.g. g++;
+~30 s once, then cached by torch under ~/.cache/torch_extensions, rebuilt when a source changes). Where they cannot
+be built, one line says why and pure torch is used. `cpu_kernels = torch` in the config never builds them.
+
+Measured (benchmarks/NOTES.md, issue #15; 2 threads): lookup of 32768 points, 12 levels, 2^15 rows: forward 17 ->
+3.0 ms, forward + backward 65 -> 10 ms (90 -> 19 ms with the points' gradient); the deformation's MLP (27 -> 64 ->
+64 -> 3) on 32768 points: 3.1 -> 1.9 ms.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+CSRC = Path(__file__).resolve().parent / "csrc"
+SOURCES = [CSRC / "hash_grid.cpp", CSRC / "mlp.cpp", CSRC / "bindings.cpp"]
+NAME = "sspnerf_cpu_kernels"  # the extension's name (torch's cache folder)
+CHOICES = ("auto", "cpp", "torch")
+_module = None
+_failure: str | None = None
+
+
+def _needs_build() -> bool:
+    """Whether torch has no build of the current source yet (then load() compiles, ~20 s)."""
+    try:
+        from torch.utils.cpp_extension import _get_build_directory
+
+        built = list(Path(_get_build_directory(NAME, False)).glob("*.so"))
+        return not built or max(p.stat().st_mtime for p in built) < max(s.stat().st_mtime for s in SOURCES)
+    except Exception:  # noqa: BLE001 - only decides whether to announce the build
+        return True
+
+
+def _build(folder: str | None = None):
+    from torch.utils.cpp_extension import load as build
+
+    return build(NAME, [str(s) for s in SOURCES], extra_cflags=["-O3", "-fopenmp"], extra_ldflags=["-fopenmp"],
+                 build_directory=folder, verbose=False)
+
+
+def load():
+    """The compiled module, building it the first time; None (and a one-line reason, printed once) if it cannot."""
+    global _module, _failure
+    if _module is not None or _failure is not None:
+        return _module
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        _failure = f"no C++ compiler ({compiler}) on PATH"
+    else:
+        try:
+            if _needs_build():
+                print("cpu kernels: compiling the C++ hash-grid and MLP kernels (first use only, ~30 s; cached after)",
+                      file=sys.stderr, flush=True)
+            try:
+                _module = _build()
+            except OSError:  # torch's cache folder not writable (no home?): a private folder in the temp dir
+                folder = Path(tempfile.gettempdir()) / f"{NAME}-{os.getuid() if hasattr(os, 'getuid') else 0}"
+                folder.mkdir(mode=0o700, exist_ok=True)
+                _module = _build(str(folder))
+        except Exception as err:  # noqa: BLE001 - any build failure means: use pure torch
+            _failure = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
+    if _failure is not None:
+        print(f"cpu kernels: the C++ kernels are not available ({_failure}); using pure torch",
+              file=sys.stderr, flush=True)
+    return _module
+
+
+def wanted(choice: str) -> bool:
+    """Whether `cpu_kernels = choice` asks for the kernels (auto: if they build; cpp: they must)."""
+    if choice not in CHOICES:
+        raise ValueError(f"cpu_kernels must be one of {', '.join(CHOICES)}, got {choice!r}")
+    if choice == "torch":
+        return False
+    ok = load() is not None
+    if choice == "cpp" and not ok:
+        raise RuntimeError(f"cpu_kernels = cpp, but the C++ kernels could not be built ({_failure})")
+    return ok
+
+
+class HashGridLookup(torch.autograd.Function):
+    """features [N, L*F] of points x [N, 3] (float32, CPU) in table [L, T, F]; gradients for the table and x."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, table: Tensor, aabb: Tensor, res: Tensor, mult: Tensor) -> Tensor:
+        x, table = x.contiguous(), table.contiguous()
+        ctx.save_for_backward(x, table, aabb, res, mult)
+        return _module.forward(x, table, aabb, res, mult)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        x, table, aabb, res, mult = ctx.saved_tensors
+        grad_table, grad_x = _module.backward(grad_out, x, table, aabb, res, mult, ctx.needs_input_grad[0])
+        return (grad_x if ctx.needs_input_grad[0] else None,
+                grad_table if ctx.needs_input_grad[1] else None, None, None, None)
+
+
+def lookup(x: Tensor, table: Tensor, aabb: Tensor, res: Tensor, mult: Tensor) -> Tensor:
+    """The compiled lookup (load() must have succeeded); see HashGridLookup."""
+    return HashGridLookup.apply(x.float(), table, aabb, res, mult)
+
+
+# ---- small MLPs -----------------------------------------------------------------------------------------------
+LANES = 16  # the kernel's columns are padded to a multiple of this
+
+
+def mlp_isa() -> int:
+    """The MLP kernel's best instruction set on this CPU: 0 plain C++, 2 AVX-512; -1 when the kernels are not
+    built."""
+    return -1 if _module is None else int(_module.mlp_isa())
+
+
+def mlp_applies(x: Tensor) -> bool:
+    """Whether the MLP kernel should run on points x [M,K]: built, AVX-512 here, no gradients wanted, float32 CPU,
+    more than one point. Without AVX-512 torch's products are faster (plain C++: several times slower; an AVX2
+    variant was slower than torch on this project's machine, benchmarks/NOTES.md)."""
+    return (_module is not None and not torch.is_grad_enabled() and x.device.type == "cpu"
+            and x.dtype == torch.float32 and x.shape[0] > 1 and mlp_isa() == 2)
+
+
+def _padded(n: int) -> int:
+    return -(-n // LANES) * LANES
+
+
+def pack_layers(layers: list[tuple[Tensor, Tensor]]) -> tuple[list[Tensor], list[Tensor], list[int]]:
+    """nn.Linear-style (weight [N,K], bias [N]) per layer -> the kernel's transposed weights [K',P] and biases [P],
+    zero-padded (P: N rounded up to LANES; K': the previous layer's P, the input width for the first) and the
+    real widths N."""
+    wts, bs, outs = [], [], []
+    k_in = layers[0][0].shape[1]
+    for w, b in layers:
+        n, k = w.shape
+        p = _padded(n)
+        wt = w.new_zeros(k_in, p)
+        wt[:k, :n] = w.detach().t()
+        bias = b.new_zeros(p)
+        bias[:n] = b.detach()
+        wts.append(wt), bs.append(bias), outs.append(n)
+        k_in = p
+    return wts, bs, outs
+
+
+def mlp(xs: list[Tensor], layers: list[tuple[Tensor, Tensor]], isa: int = -1) -> Tensor:
+    """ReLU MLP inference of cat(xs) ([M,k_i] each, never concatenated in memory) -> [M,N_last] with (weight [N,K],
+    bias [N]) per layer, ReLU after all but the last: what the nn.Linear / ReLU stack computes, within float
+    rounding. No gradients; float32 CPU tensors (column-contiguous, any row stride); the kernels must be loaded
+    (load()). isa: -1 the best here (tests force 0 / 2)."""
+    wts, bs, outs = pack_layers(layers)
+    return _module.mlp_forward([x.float() for x in xs], wts, bs, outs, isa)

@@ -1,0 +1,232 @@
+"""The compiled CPU kernels (nerf/cpu_kernels.py) against pure torch: the hash-grid lookup (nerf/csrc/hash_grid.cpp
+vs nerf/encodings.py: the same features, gradients, rendered image and training step), the MLP kernel
+(nerf/csrc/mlp.cpp vs the nn.Linear stacks: the same outputs for odd widths and point counts, input parts read in
+place, and the same rendered image through the field and the deformation); and the fallback when they cannot be
+built."""
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from nerf import cpu_kernels
+from nerf.encodings import HashGridEncoding
+from nerf.model import ModelConfig
+from nerf.pipeline import ModelMeta, RenderConfig, build_pipeline
+from tests.test_model import AABB, CLASSES, FAST, SMALL, _Cfg, make, rays
+
+needs_compiler = pytest.mark.skipif(shutil.which("c++") is None, reason="no C++ compiler: the kernel cannot be built")
+
+
+def _avx512() -> bool:
+    return shutil.which("c++") is not None and cpu_kernels.load() is not None and cpu_kernels.mlp_isa() == 2
+
+
+needs_avx512 = pytest.mark.skipif(not _avx512(), reason="the MLP kernel runs only where the CPU has AVX-512")
+
+
+def _encoding(n_features: int = 2, log2_table: int = 12) -> HashGridEncoding:
+    torch.manual_seed(0)
+    aabb = torch.tensor([-0.3, -0.2, -0.1, 0.3, 0.4, 0.5])
+    return HashGridEncoding(aabb, n_levels=8, n_features=n_features, log2_table=log2_table, base_res=4,
+                            max_res=300, init_scale=1.0)
+
+
+def _points(n: int = 3000) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(n, 3, generator=g) * 0.9 - 0.3  # some outside the box: clamped onto it
+    x[0] = torch.tensor([0.3, 0.4, 0.5])  # the far corner exactly
+    x[1] = torch.tensor([-0.3, -0.2, -0.1])
+    return x
+
+
+def _lookup(enc: HashGridEncoding, x: torch.Tensor, kernel: bool, grad_out: torch.Tensor):
+    """(features, table gradient, point gradient) of enc at x with or without the kernel."""
+    enc.kernel, enc.table.grad = kernel, None
+    x = x.clone().requires_grad_()
+    out = enc(x)
+    (out * grad_out).sum().backward()
+    return out.detach(), enc.table.grad.clone(), x.grad.clone()
+
+
+@needs_compiler
+@pytest.mark.parametrize("n_features", [2, 4])
+def test_kernel_equals_the_torch_lookup(n_features):
+    assert cpu_kernels.wanted("auto")
+    enc = _encoding(n_features)
+    assert any(enc.dense_levels) and not all(enc.dense_levels)  # dense and hashed levels both exercised
+    x = _points()
+    with torch.no_grad():
+        enc.kernel = False
+        ref = enc(x)  # the fused embedding_bag of the fast path
+        enc.kernel = True
+        got = enc(x)
+    assert torch.allclose(got, ref, rtol=0, atol=1e-6)
+    grad_out = torch.randn_like(ref)
+    out_t, table_t, x_t = _lookup(enc, x, False, grad_out)  # index_select + bmm under autograd
+    out_k, table_k, x_k = _lookup(enc, x, True, grad_out)
+    assert torch.allclose(out_k, out_t, rtol=0, atol=1e-6)
+    assert torch.allclose(table_k, table_t, rtol=1e-5, atol=1e-5)
+    scale = float(x_t.abs().max())
+    assert scale > 1.0  # the point gradient is not trivially zero
+    assert float((x_k - x_t).abs().max()) < 1e-5 * scale
+    assert torch.equal(x_k[0] == 0, x_t[0] == 0)  # clamped axes pass no gradient in either
+
+
+@needs_compiler
+def test_kernel_renders_and_trains_like_the_torch_lookup():
+    """A real hash-grid pipeline: the same image on the fast path, the same loss and gradients in a training step."""
+    pipe = make("hash")
+    o, d, near, far = rays(256)
+    codes, pose = torch.randn(256, 64), torch.randn(256, 6) * 0.05
+    with torch.no_grad():
+        pipe.update_estimator(1)
+    results = []
+    for choice in ("torch", "cpp"):
+        pipe.use_cpu_kernels(choice)
+        assert pipe.model.field.enc_x.kernel == (choice == "cpp")
+        pipe.zero_grad()
+        torch.manual_seed(2)
+        out = pipe.render_rays(o, d, near, far, codes, pose, None, perturb=True)
+        loss = ((out["rgb"] - 0.5) ** 2).mean()
+        loss.backward()
+        grads = torch.cat([p.grad.flatten() for p in pipe.parameters() if p.grad is not None])
+        results.append((out["rgb"].detach(), loss.item(), grads))
+    (rgb_t, loss_t, grad_t), (rgb_k, loss_k, grad_k) = results
+    assert torch.allclose(rgb_k, rgb_t, atol=1e-5)
+    assert abs(loss_k - loss_t) < 1e-5 * loss_t
+    assert float(torch.nn.functional.cosine_similarity(grad_k, grad_t, dim=0)) > 0.9999
+
+
+def test_reference_path_never_uses_the_kernel():
+    pipe = make("hash", render_path="reference")
+    pipe.use_cpu_kernels("auto")
+    assert not pipe.model.field.enc_x.kernel and not pipe.model.field.enc_x.fast
+
+
+def test_without_a_compiler_the_torch_lookup_is_used(monkeypatch, capsys):
+    monkeypatch.setattr(cpu_kernels, "_module", None)
+    monkeypatch.setattr(cpu_kernels, "_failure", None)
+    monkeypatch.setenv("CXX", "no-such-compiler-xyz")
+    assert cpu_kernels.wanted("torch") is False
+    assert capsys.readouterr().err == ""  # `torch` never tries to build
+    assert cpu_kernels.wanted("auto") is False
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no C++ compiler (no-such-compiler-xyz)" in err[0] and "pure torch" in err[0]
+    with pytest.raises(RuntimeError, match="cpu_kernels = cpp"):
+        cpu_kernels.wanted("cpp")
+    pipe = make("hash")
+    pipe.use_cpu_kernels("auto")
+    assert not pipe.model.field.enc_x.kernel and not pipe.model.field.kernel and not pipe.model.deformation.kernel
+    assert cpu_kernels.mlp_isa() == -1
+    with pytest.raises(ValueError, match="cpu_kernels must be one of"):
+        cpu_kernels.wanted("fast")
+
+
+@needs_compiler
+def test_kernel_takes_empty_and_nan_points():
+    assert cpu_kernels.wanted("auto")
+    enc = _encoding()
+    enc.kernel = True
+    x = torch.zeros(0, 3, requires_grad=True)
+    out = enc(x)
+    out.sum().backward()
+    assert out.shape == (0, enc.out_dim) and x.grad.shape == (0, 3)
+    with torch.no_grad():
+        bad = enc(torch.tensor([[float("nan"), 0.0, 0.1], [0.0, float("inf"), -float("inf")]]))
+    assert bad.shape == (2, enc.out_dim) and bool(torch.isfinite(bad).all())  # no read outside the table
+
+
+@needs_compiler
+def test_kernel_builds_in_a_temp_folder_when_the_cache_is_not_writable(monkeypatch, tmp_path):
+    """torch's extension folder unwritable (no home, say): the kernel is built in a private temp folder instead."""
+    import tempfile
+
+    real_build, folders = cpu_kernels._build, []
+
+    def build(folder=None):
+        folders.append(folder)
+        if folder is None:
+            raise PermissionError(13, "Permission denied", "/nonexistent/.cache/torch_extensions")
+        return real_build(folder)
+
+    monkeypatch.setattr(cpu_kernels, "_build", build)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(cpu_kernels, "_module", None)
+    monkeypatch.setattr(cpu_kernels, "_failure", None)
+    assert cpu_kernels.load() is not None
+    assert folders[0] is None and folders[1].startswith(str(tmp_path / "sspnerf_cpu_kernels-"))
+    assert list(Path(folders[1]).glob("*.so"))
+
+
+# ---- the MLP kernel -------------------------------------------------------------------------------------------
+def _stack(dims: list[int], seed: int = 0) -> torch.nn.Sequential:
+    torch.manual_seed(seed)
+    layers = []
+    for a, b in zip(dims[:-1], dims[1:]):
+        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    return torch.nn.Sequential(*layers[:-1])
+
+
+@needs_compiler
+@pytest.mark.parametrize("dims,m", [([27 + 6, 64, 64, 3], 1001), ([24, 64, 16], 4096), ([5, 100, 33, 1], 7),
+                                    ([17, 130, 2], 66), ([8, 16], 0)], ids=["deform", "density", "odd", "wide", "empty"])
+def test_mlp_kernel_equals_the_torch_layers(dims, m):
+    """Widths that are not multiples of 16 or wider than one block of 64, point counts that are not multiples of
+    the tile, in plain C++ and (where the CPU has it) AVX-512; input parts read in place from strided views."""
+    assert cpu_kernels.wanted("auto")
+    net = _stack(dims)
+    x = torch.randn(m, dims[0] + 3)[:, 1:dims[0] + 1]  # a view with row stride dims[0] + 3
+    parts = [x[:, :2], x[:, 2:]] if dims[0] > 2 else [x]
+    layers = [(lin.weight, lin.bias) for lin in net if isinstance(lin, torch.nn.Linear)]
+    with torch.no_grad():
+        ref = net(x)
+        for isa in (0, 2) if cpu_kernels.mlp_isa() == 2 else (0,):
+            got = cpu_kernels.mlp(parts, layers, isa)
+            assert got.shape == ref.shape
+            if m:
+                assert float((got - ref).abs().max()) < 2e-6 * max(1.0, float(ref.abs().max()))
+
+
+def _eye_pipeline(**kw):
+    """A small hash pipeline with the eye input gated by the eye region (the default model's gates), deformation on."""
+    mc = ModelConfig(backbone="hash", **{**SMALL, "eyes": True, "eye_region": True, **kw})
+    eyes = torch.tensor([[-0.1, -0.05, 0.2, 0.08], [0.1, -0.05, 0.2, 0.08]])
+    return build_pipeline(_Cfg(mc, RenderConfig(**FAST)), ModelMeta(13, CLASSES, AABB, eye_region=eyes))
+
+
+@needs_avx512
+@pytest.mark.parametrize("kw", [{}, {"region_attention": True}], ids=["eye_gates", "region_attention"])
+def test_mlp_kernel_renders_like_the_torch_layers(kw):
+    """The field's density and colour nets and the deformation's net through the kernel: the same image (one
+    frame's shared code and pose, no gradients) as through torch, and only without gradients."""
+    pipe = _eye_pipeline(**kw)
+    torch.manual_seed(3)
+    for p in pipe.model.deformation.out.parameters():  # a deformation that moves (its last layer starts at 0)
+        torch.nn.init.normal_(p, std=0.05)
+    o, d, near, far = rays(512)
+    code = pipe.model.condition(torch.randn(1, 64), torch.tensor([0.4]))
+    pose = torch.tensor([[0.05, -0.1, 0.02, 0.0, 0.01, 0.9]])
+    with torch.no_grad():
+        pipe.update_estimator(1)
+    images, real = {}, cpu_kernels.mlp
+    for choice in ("torch", "cpp"):
+        pipe.use_cpu_kernels(choice)
+        assert pipe.model.field.kernel == pipe.model.deformation.kernel == (choice == "cpp")
+        widths = []  # the input width of each kernel call: 27 is the deformation's encoding
+        cpu_kernels.mlp = lambda xs, *a, **k: widths.append(sum(x.shape[1] for x in xs)) or real(xs, *a, **k)
+        try:
+            with torch.no_grad():
+                images[choice] = pipe.render_rays(o, d, near, far, code, pose, None, perturb=False)
+            n_calls = len(widths)
+            pipe.render_rays(o, d, near, far, code, pose, None, perturb=False)  # with gradients: never the kernel
+        finally:
+            cpu_kernels.mlp = real
+        assert len(widths) == n_calls
+        if choice == "cpp":  # density, colour and deformation nets
+            assert len(set(widths)) == 3 and 27 in widths, widths
+        else:
+            assert not widths
+    assert float(images["cpp"]["acc"].max()) > 0.1  # the rays hit something
+    for key in ("rgb", "acc", "sem"):
+        assert torch.allclose(images["cpp"][key], images["torch"][key], atol=1e-5), key
