@@ -5,8 +5,9 @@ and render_speed.png.
     python benchmarks/render_speed.py [--device cpu] [--sizes 128 256] [--backbones hash mlp] [--config C]
                                       [--expnames RUN1 RUN2 --basedir logs]   # time trained runs instead
 
-A trained run is timed with both render paths at each size, in turn (`render_path`: `reference`, today's path kept
-as the reference, and `fast`, the default; nerf/marching.py): fps of each, their ratio (`fast_over_reference`),
+A trained run is timed with both render paths at each size, in turn, `--rounds` times (`render_path`: `reference`,
+today's path kept as the reference, and `fast`, the default; nerf/marching.py): fps of each (the median over the
+rounds), their ratio (`fast_over_reference`: the median of the rounds' ratios; `..._rounds`: each round's),
 the PSNR of the fast path's timed frame against the reference's (`parity_psnr`), and the validation PSNR of each
 path on `--val_frames` held-out frames at the training size (`val_psnr`). With --compile, also `fast+compile`
 (compile_field: torch.compile of the field); with --torch_kernels, also `fast+torch` (the fast path in pure torch,
@@ -170,33 +171,37 @@ def compare_paths(args, config_args: list[str]) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="render_speed_"))
     res: dict = {"fps": {}, "fast_over_reference": {}, "parity_psnr": {}, "peak_memory_mb": {}, "val_psnr": {},
                  "runs": []}
+    extra = ((("fast+compile",) if args.compile else ()) + (("fast+torch",) if args.torch_kernels else ())
+             + (("fast+lookuponly",) if args.lookup_only else ()))
+    ratio_keys = {"fast": "fast_over_reference", "fast+compile": "fast_compiled_over_reference",
+                  "fast+torch": "fast_torch_over_reference", "fast+lookuponly": "fast_lookup_only_over_reference"}
     for expname in args.expnames:
         for size in args.sizes:
-            extra = ((("fast+compile",) if args.compile else ()) + (("fast+torch",) if args.torch_kernels else ())
-                     + (("fast+lookuponly",) if args.lookup_only else ()))
-            for path in ("reference", "fast") + extra:
-                job = {"backbone": "trained", "size": size, "device": args.device, "frames": args.frames,
-                       "max_seconds": args.max_seconds, "threads": args.threads, "expname": expname,
-                       "config_args": config_args, "skip": True, "path": path,
-                       "save": str(tmp / f"{expname}_{size}_{path}.npy")}
-                with ctx.Pool(1) as pool:
-                    r = pool.apply(_measure, (job,))
-                res["fps"].setdefault(path, {})[str(size)] = round(r["fps"], 4)
-                res["peak_memory_mb"].setdefault(path, {})[str(size)] = round(r["peak_mb"], 1)
-                res["runs"].append({"size": size, "expname": expname, **r})
-                print(f"{expname} {size}x{size} {path}: {r['fps']:.3f} frames/s ({r['frames']} frames), "
-                      f"peak {r['peak_mb']:.0f} MiB", flush=True)
+            fps: dict[str, list[float]] = {}
+            for rnd in range(args.rounds):  # the paths in turn, round after round: the machine's drift hits all
+                for path in ("reference", "fast") + extra:
+                    job = {"backbone": "trained", "size": size, "device": args.device, "frames": args.frames,
+                           "max_seconds": args.max_seconds, "threads": args.threads, "expname": expname,
+                           "config_args": config_args, "skip": True, "path": path,
+                           "save": str(tmp / f"{expname}_{size}_{path}.npy")}
+                    with ctx.Pool(1) as pool:
+                        r = pool.apply(_measure, (job,))
+                    fps.setdefault(path, []).append(r["fps"])
+                    mem = res["peak_memory_mb"].setdefault(path, {})
+                    mem[str(size)] = max(mem.get(str(size), 0.0), round(r["peak_mb"], 1))
+                    res["runs"].append({"size": size, "expname": expname, "round": rnd, **r})
+                    print(f"{expname} {size}x{size} {path} (round {rnd + 1}): {r['fps']:.3f} frames/s "
+                          f"({r['frames']} frames), peak {r['peak_mb']:.0f} MiB", flush=True)
+            for path, values in fps.items():  # the median over the rounds
+                res["fps"].setdefault(path, {})[str(size)] = round(float(np.median(values)), 4)
             ref, fast = (np.load(tmp / f"{expname}_{size}_{p}.npy") for p in ("reference", "fast"))
             mse = float(((ref - fast) ** 2).mean())
             res["parity_psnr"][str(size)] = round(-10 * np.log10(max(mse, 1e-20)), 2)
-            res["fast_over_reference"][str(size)] = round(res["fps"]["fast"][str(size)] /
-                                                          res["fps"]["reference"][str(size)], 2)
-            for path, key in (("fast+compile", "fast_compiled_over_reference"),
-                              ("fast+torch", "fast_torch_over_reference"),
-                              ("fast+lookuponly", "fast_lookup_only_over_reference")):
-                if path in extra:
-                    res.setdefault(key, {})[str(size)] = round(
-                        res["fps"][path][str(size)] / res["fps"]["reference"][str(size)], 2)
+            for path, key in ratio_keys.items():  # each round's ratio; the median of them
+                if path in fps:
+                    ratios = [a / b for a, b in zip(fps[path], fps["reference"])]
+                    res.setdefault(key, {})[str(size)] = round(float(np.median(ratios)), 2)
+                    res.setdefault(key + "_rounds", {})[str(size)] = [round(x, 2) for x in ratios]
             print(f"  fast / reference = {res['fast_over_reference'][str(size)]}x, "
                   f"fast vs reference image {res['parity_psnr'][str(size)]} dB", flush=True)
         if args.val_frames:
@@ -251,6 +256,8 @@ def main(argv=None) -> int:
     p.add_argument("--lookup_only", action="store_true",
                    help="trained runs: also time the fast path with the compiled lookup but the MLPs in torch")
     p.add_argument("--val_frames", type=int, default=8, help="trained runs: held-out frames for the validation PSNR")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="trained runs: time the paths in turn this many times; fps and ratios are the medians")
     p.add_argument("--out", default=str(RESULTS / "render_speed.json"))
     args = p.parse_args(argv)
     config_args = (["--config", args.config] if args.config else []) + ["--basedir", args.basedir]

@@ -310,7 +310,7 @@ class Pipeline(nn.Module):
         """The settings left at 0 take these on `device` (nerf/speed.py), fixed at the first call there."""
         key = str(device)
         if key not in self._auto_speed:
-            self._auto_speed[key] = by_device(device, self.samples_per_ray)
+            self._auto_speed[key] = by_device(device, self.samples_per_ray, fast=self.marching is not None)
         return self._auto_speed[key]
 
     @torch.no_grad()

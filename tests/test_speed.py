@@ -9,7 +9,7 @@ import torch
 
 import nerf.pipeline as pipeline_mod
 from nerf.runs import load_run
-from nerf.speed import CPU, Speed, by_device, cuda_chunk
+from nerf.speed import CPU, CPU_FAST, Speed, by_device, cuda_chunk
 from tests.render_fixtures import train_tiny
 
 GB = 10**9
@@ -27,6 +27,7 @@ def test_cuda_settings_one_segment_and_the_whole_chunk_per_query(monkeypatch):
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (24 * GB, 80 * GB))
     assert by_device(torch.device("cuda", 0), 128) == Speed(chunk=16384, segment=128, max_points=16384 * 128)
     assert by_device(torch.device("cpu"), 128) == CPU == Speed(4096, 16, 32768)
+    assert by_device(torch.device("cpu"), 128, fast=True) == CPU_FAST == Speed(16384, 16, 32768)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,7 @@ def test_render_ignores_the_runs_saved_speed_settings(tiny_run, monkeypatch):
     run = load_run(["--config", str(tiny_run["config"])])
     rc = run.cfg.render
     assert (rc.chunk, rc.march_segment, rc.max_points) == (0, 0, 0)
-    assert run.pipeline.auto_speed(run.device) == CPU
+    assert run.pipeline.auto_speed(run.device) == CPU_FAST  # the run renders on the fast path
     kw = _marching_kwargs(run, monkeypatch)
     assert (kw["segment"], kw["max_points"]) == (16, 32768)
 
