@@ -152,10 +152,17 @@ def pack_layers(layers: list[tuple[Tensor, Tensor]]) -> tuple[list[Tensor], list
     return wts, bs, outs
 
 
-def mlp(xs: list[Tensor], layers: list[tuple[Tensor, Tensor]], isa: int = -1) -> Tensor:
-    """ReLU MLP inference of cat(xs) ([M,k_i] each, never concatenated in memory) -> [M,N_last] with (weight [N,K],
-    bias [N]) per layer, ReLU after all but the last: what the nn.Linear / ReLU stack computes, within float
-    rounding. No gradients; float32 CPU tensors (column-contiguous, any row stride); the kernels must be loaded
-    (load()). isa: -1 the best here (tests force 0 / 2)."""
+def mlp(xs: list[Tensor], layers: list[tuple[Tensor, Tensor]], extra: list[Tensor] = (), isa: int = -1) -> Tensor:
+    """ReLU MLP inference of cat(xs) ([M,k_i] each, never concatenated in memory) -> [M,N_last], then the columns of
+    `extra` ([M,e_j] each) -> cat([out, *extra], -1), with (weight [N,K], bias [N]) per layer and ReLU after all but
+    the last: what the nn.Linear / ReLU stack computes, within float rounding. The output is written once (the extra
+    columns into room the kernel leaves). No gradients; float32 CPU tensors (column-contiguous, any row stride);
+    the kernels must be loaded (load()). isa: -1 the best here (tests force 0 / 2)."""
     wts, bs, outs = pack_layers(layers)
-    return _module.mlp_forward([x.float() for x in xs], wts, bs, outs, isa)
+    width = sum(e.shape[1] for e in extra)
+    out = _module.mlp_forward([x.float() for x in xs], wts, bs, outs, width, isa)
+    col = outs[-1]
+    for e in extra:
+        out[:, col:col + e.shape[1]] = e
+        col += e.shape[1]
+    return out

@@ -37,7 +37,12 @@ from nerf.field import kernel_mlp, linear_of_parts, linears
 
 def height_gate(x: Tensor, jaw_y: float, width: float) -> Tensor:
     """Smooth step 0 -> 1 over y in [jaw_y, jaw_y + width] (head frame, y down): x [N, 3] -> [N]."""
-    s = ((x[:, 1] - jaw_y) / max(width, 1e-8)).clamp(0.0, 1.0)
+    return height_gate_of_y(x[:, 1], jaw_y, width)
+
+
+def height_gate_of_y(y: Tensor, jaw_y: float, width: float) -> Tensor:
+    """height_gate of the heights y [N] alone."""
+    s = ((y - jaw_y) / max(width, 1e-8)).clamp(0.0, 1.0)
     return s * s * (3 - 2 * s)
 
 

@@ -33,11 +33,18 @@ class FrequencyEncoding(nn.Module):
         super().__init__()
         self.n_freqs, self.include_input, self.in_dim = n_freqs, include_input, in_dim
         self.register_buffer("bands", 2.0 ** torch.arange(n_freqs, dtype=torch.float32), persistent=False)
+        # x @ scale == x times each band, band-major: products by powers of two and sums with zeros are exact
+        scale = torch.zeros(in_dim, n_freqs, in_dim)
+        scale[torch.arange(in_dim), :, torch.arange(in_dim)] = self.bands
+        self.register_buffer("scale", scale.view(in_dim, n_freqs * in_dim), persistent=False)
         self.out_dim = in_dim * (int(include_input) + 2 * n_freqs)
 
     def parts(self, x: Tensor) -> list[Tensor]:
         """The encoding's column blocks, not concatenated: [x] (include_input), sin [N, n_freqs*D], cos [N, n_freqs*D]."""
-        xb = (x[..., None, :] * self.bands[:, None]).flatten(-2)  # [N, n_freqs*D]: band-major
+        if x.device.type == "cpu" and x.dim() == 2 and x.dtype == self.scale.dtype:  # one product, ~10x faster
+            xb = x @ self.scale  # than the broadcast (loops of D=3); CUDA keeps it (TF32 could round a product)
+        else:
+            xb = (x[..., None, :] * self.bands[:, None]).flatten(-2)  # [N, n_freqs*D]: band-major
         return ([x] if self.include_input else []) + [torch.sin(xb), torch.cos(xb)]
 
     def forward(self, x: Tensor) -> Tensor:  # [N, D] -> [N, out_dim]

@@ -12,7 +12,7 @@ Two paths with one contract, `(model, rays, t [N,S], keep [N,S] | None, ..., cod
      never queried. Points are queried in chunks of at most `max_points` (the CPU's caches: a hash-grid lookup on
      32k points is ~2x faster per point than on 200k).
   2. Colour and semantics only for the samples whose weight exceeds `weight_eps`, from the feature the density
-     pass kept (no second hash-grid lookup).
+     pass kept (no second hash-grid lookup), read query by query.
   The weights are the reference's (the same quadrature); what differs is bounded: the light behind a ray that
   stopped (< stop_eps), and the samples below weight_eps (each < weight_eps), whose weight is spread over the
   ray's other samples (as if they had the mean colour and class of those). Both are 1e-4 by default; on the
@@ -60,17 +60,18 @@ def composite_reference(model, rays_o: Tensor, rays_d: Tensor, t: Tensor, keep: 
 
 def march_density(model, rays_o: Tensor, rays_d: Tensor, t: Tensor, keep: Tensor | None, far: Tensor,
                   codes: Tensor, pose: Tensor, coarse: bool, lookup, segment: int, stop_eps: float,
-                  max_points: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                  max_points: int) -> tuple[Tensor, list[tuple[Tensor, Tensor]], Tensor]:
     """Pass 1: density of the kept samples, segment by segment, rays stopping once transmittance < stop_eps.
 
-    -> sigma [N*S] (0 where not queried), queried sample indices [K] (into [N*S]), their features [K,G], the
+    -> sigma [N*S] (0 where not queried), the queries as (sample indices [K_i] into [N*S], their features
+    [K_i,G]) per query (kept apart: pass 2 reads the rows it needs from each, no copy of them all), the
     deformation's mean ||dx||^2 over the queried points."""
     n, s = t.shape
     delta = R.interval_lengths(t, far, rays_d.norm(dim=-1)).detach()  # [N,S]
     depth = t.new_zeros(n)  # optical depth so far (detached: only decides where to stop)
     alive = torch.ones(n, dtype=torch.bool, device=t.device)
     cols = torch.arange(s, device=t.device)
-    sel_parts, sigma_parts, feat_parts, reg_sum = [], [], [], t.new_zeros(())
+    queries, sigma_parts, reg_sum = [], [], t.new_zeros(())
     for j in range(0, s, segment):
         seg = (cols >= j) & (cols < j + segment)  # [S]
         todo = alive[:, None] & seg[None] if keep is None else keep & alive[:, None] & seg[None]
@@ -78,18 +79,17 @@ def march_density(model, rays_o: Tensor, rays_d: Tensor, t: Tensor, keep: Tensor
         for part in flat.split(max_points) if flat.numel() else ():
             pts, ray = _points(rays_o, rays_d, t, part)
             sigma, feat, reg = model.density(pts, rows(codes, ray), rows(pose, ray), coarse, lookup)
-            sel_parts.append(part), sigma_parts.append(sigma), feat_parts.append(feat)
+            queries.append((part, feat)), sigma_parts.append(sigma)
             reg_sum = reg_sum + reg * part.numel()
             depth.index_add_(0, ray, sigma.detach() * delta.reshape(-1)[part])
         alive = alive & (torch.exp(-depth) > stop_eps)
         if not bool(alive.any()):
             break
-    if not sel_parts:  # nothing kept: every ray sees the background
-        return t.new_zeros(n * s), cols.new_zeros(0), t.new_zeros(0, 0), reg_sum
-    sel = torch.cat(sel_parts)
+    if not queries:  # nothing kept: every ray sees the background
+        return t.new_zeros(n * s), [], reg_sum
+    sel = torch.cat([q[0] for q in queries])
     sigma = torch.cat(sigma_parts)
-    return (sigma.new_zeros(n * s).index_copy(0, sel, sigma), sel, torch.cat(feat_parts),
-            reg_sum / max(sel.numel(), 1))
+    return sigma.new_zeros(n * s).index_copy(0, sel, sigma), queries, reg_sum / max(sel.numel(), 1)
 
 
 def composite_marching(model, rays_o: Tensor, rays_d: Tensor, t: Tensor, keep: Tensor | None, far: Tensor,
@@ -99,22 +99,27 @@ def composite_marching(model, rays_o: Tensor, rays_d: Tensor, t: Tensor, keep: T
     """composite_reference's result from fewer queries: density with early ray termination, then colour and
     semantics only where the weight exceeds weight_eps."""
     n, s = t.shape
-    sigma, sel, feat, reg = march_density(model, rays_o, rays_d, t, keep, far, codes, pose, coarse, lookup,
-                                          segment, stop_eps, max_points)
+    sigma, queries, reg = march_density(model, rays_o, rays_d, t, keep, far, codes, pose, coarse, lookup,
+                                        segment, stop_eps, max_points)
     weights, trans = R.render_weights(sigma.view(n, s), t, far, ray_norm=rays_d.norm(dim=-1))
     out = {"acc": weights.sum(-1), "weights": weights, "deform_l2": reg}
-    # pass 2: the samples that matter, looked up among the queried ones
-    where = torch.full((n * s,), -1, dtype=torch.long, device=t.device)
-    where[sel] = torch.arange(sel.numel(), device=t.device)
-    flat = ((weights.detach().reshape(-1) > weight_eps) & (where >= 0)).nonzero()[:, 0]
-    ray = torch.div(flat, s, rounding_mode="floor")
+    # pass 2: the samples that matter, query by query (each at most max_points: large temporaries cost page faults)
     dirs = F.normalize(rays_d, dim=-1)
-    if flat.numel():  # in chunks of max_points, as the density pass (large temporaries cost page faults)
-        parts = [model.colour(feat[where[f]], dirs[r], rows(codes, r), coarse, semantics)
-                 for f, r in zip(flat.split(max_points), ray.split(max_points))]
+    flat_w = weights.detach().reshape(-1)
+    picked, rays, parts = [], [], []
+    for idx, feat in queries:
+        rows_i = (flat_w[idx] > weight_eps).nonzero()[:, 0]
+        if rows_i.numel():
+            f = idx[rows_i]
+            r = torch.div(f, s, rounding_mode="floor")
+            picked.append(f), rays.append(r)
+            parts.append(model.colour(feat[rows_i], dirs[r], rows(codes, r), coarse, semantics))
+    if parts:
+        flat, ray = torch.cat(picked), torch.cat(rays)
         rgb = torch.cat([p[0] for p in parts])
         logits = torch.cat([p[1] for p in parts]) if parts[0][1] is not None else None
     else:  # nothing visible: the background
+        flat = ray = torch.zeros(0, dtype=torch.long, device=t.device)
         rgb, logits = t.new_zeros(0, 3), (t.new_zeros(0, model.n_classes) if model.n_classes and semantics else None)
     w = weights.reshape(-1)[flat]
     # the samples below weight_eps are given the mean colour of the others: their weight is spread over them

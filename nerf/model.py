@@ -12,8 +12,8 @@ Callbacks:
   per sample, ~40% of a training step on the CPU).
 - `occ_eval_fn(code [A]) -> fn(x [M,3]) -> (density [M], torso-ness [M] | None)`: the canonical field's density
   for the occupancy grid (and the torso-ness it caches).
-- `torso_warp(pose [N,6], torso_lookup) -> fn(pts [N,S,3], todo [N,S]) -> (moved, movable)` or None: where the camera anchor and
-  the rigid torso motion move torso points (the occupancy grid keeps samples occupied there).
+- `torso_warp(pose [N,6], torso_lookup) -> fn(pts [N,S,3], todo [N,S]) -> (idx [K], moved [K,3])` or None: which
+  samples the camera anchor and the rigid torso motion move, and where (the occupancy grid keeps them occupied there).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from nerf.audio import AudioAttNet, AudioNet
-from nerf.deformation import TorsoDeformation, height_gate
+from nerf.deformation import TorsoDeformation, height_gate, height_gate_of_y
 from nerf.field import HashField, MLPField
 from nerf.mouth_shape import MouthPredictor
 
@@ -241,22 +241,25 @@ class SSPNeRF(nn.Module):
         return fn
 
     def torso_warp(self, pose: Tensor, torso_lookup=None):
-        """pose [N,6] -> warp_fn(pts [N,S,3], todo [N,S]) -> (moved [N,S,3], movable [N,S] bool) for the estimator:
-        where the camera anchor and the rigid motion move the torso points among `todo` (the per-point residual is
-        covered by the grid's dilation). None when the deformation cannot move the torso."""
+        """pose [N,6] -> warp_fn(pts [N,S,3], todo [N,S]) -> (idx [K], moved [K,3]) for the estimator: the points
+        among `todo` that the camera anchor and the rigid torso motion move (flat indices into the N*S samples) and
+        where they move to (the per-point residual is covered by the grid's dilation). None when the deformation
+        cannot move the torso."""
         if self.deformation is None or not self.deformation.has_torso_motion:
             return None
 
         def warp(pts: Tensor, todo: Tensor) -> tuple[Tensor, Tensor]:
-            n, s = pts.shape[:2]
+            s = pts.shape[1]
             motion = self.deformation.frame_motion(pose)  # once per ray (or frame), not per sample
-            flat = pts.reshape(-1, 3)
+            flat = pts.flatten(0, 1)  # [N*S,3], a view whatever the memory order of the axes
             cand = todo.reshape(-1).nonzero()[:, 0]
-            sel = cand[self.torso_gate(flat[cand], None, torso_lookup=torso_lookup) > 0.01]  # height gate or grid
-            movable = torch.zeros_like(todo.reshape(-1))
-            movable[sel] = True
+            if self.semantic_gate:  # the field's (or the grid's cached) torso-ness needs the whole point
+                gate = self.torso_gate(flat[cand], None, torso_lookup=torso_lookup)
+            else:  # the height gate needs y alone: x and z only of the points that move
+                gate = height_gate_of_y(flat[cand, 1], self.mc.gate_jaw_y, self.mc.gate_width)
+            sel = cand[gate > 0.01]
             ray = torch.div(sel, s, rounding_mode="floor")
             per_point = tuple(None if m is None else rows(m, ray) for m in motion)
-            moved = flat.index_add(0, sel, self.deformation.torso_motion(flat[sel], rows(pose, ray), per_point))
-            return moved.view(n, s, 3), movable.view(n, s)
+            x = flat[sel]
+            return sel, x + self.deformation.torso_motion(x, rows(pose, ray), per_point)
         return warp

@@ -181,11 +181,14 @@ def test_mlp_kernel_equals_the_torch_layers(dims, m):
     layers = [(lin.weight, lin.bias) for lin in net if isinstance(lin, torch.nn.Linear)]
     with torch.no_grad():
         ref = net(x)
+        extra = [torch.randn(m, 2), torch.randn(m, 1)]  # columns appended in the room the kernel leaves
         for isa in (0, 2) if cpu_kernels.mlp_isa() == 2 else (0,):
-            got = cpu_kernels.mlp(parts, layers, isa)
+            got = cpu_kernels.mlp(parts, layers, isa=isa)
             assert got.shape == ref.shape
             if m:
                 assert float((got - ref).abs().max()) < 2e-6 * max(1.0, float(ref.abs().max()))
+            wide = cpu_kernels.mlp(parts, layers, extra, isa=isa)
+            assert torch.equal(wide, torch.cat([got, *extra], -1))
 
 
 def _eye_pipeline(**kw):

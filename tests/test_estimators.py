@@ -78,7 +78,8 @@ def test_grid_warp_keeps_points_that_move_into_the_sphere():
 
     def shift(pts, todo):
         asked.append(todo.clone())
-        return pts - torch.tensor([0.3, 0.0, 0.0]), todo
+        idx = todo.reshape(-1).nonzero()[:, 0]
+        return idx, pts.reshape(-1, 3)[idx] - torch.tensor([0.3, 0.0, 0.0])
 
     assert grid.sampling(o, d, near, far, False, warp_fn=shift).keep.any()
     assert asked[0].all()  # nothing was kept before the warp, so every sample is asked about

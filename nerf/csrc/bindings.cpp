@@ -10,7 +10,8 @@ std::vector<torch::Tensor> hash_grid_backward(torch::Tensor grad_out, torch::Ten
                                               torch::Tensor aabb, torch::Tensor res, torch::Tensor mult,
                                               bool want_x);
 torch::Tensor mlp_forward(std::vector<torch::Tensor> xs, std::vector<torch::Tensor> weights,
-                          std::vector<torch::Tensor> biases, std::vector<int64_t> outs, int64_t isa);
+                          std::vector<torch::Tensor> biases, std::vector<int64_t> outs, int64_t extra,
+                          int64_t isa);
 int64_t mlp_isa();
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {

@@ -5,8 +5,9 @@
 //
 // mlp_forward(xs: input parts [M, k_i] float32 (any row stride; read as their concatenation [M, K0], which is never
 // built), weights: L tensors [K_l, P_l] (W^T, columns zero-padded to P_l, a multiple of
-// 16), biases: L tensors [P_l] (zero-padded), outs: L real widths, isa) -> [M, outs[L-1]]: ReLU after every layer
-// but the last. The padded columns compute zeros (zero weights and bias), so the next layer may read them.
+// 16), biases: L tensors [P_l] (zero-padded), outs: L real widths, extra, isa) -> [M, outs[L-1] + extra]: ReLU
+// after every layer but the last; the `extra` last columns are left for the caller to fill (no copy of the output
+// to append to it). The padded columns compute zeros (zero weights and bias), so the next layer may read them.
 // isa: -1 the best this CPU has, 0 plain C++ (the tests' reference for the tiling), 2 AVX-512; chosen at run time,
 // so one build serves any x86-64 CPU. (An AVX2 variant, 2 points x 4 vectors, was slower than torch's products on
 // this project's machine: not kept; benchmarks/NOTES.md.) Each output is the bias plus the products summed in input order (k = 0 .. K-1), one
@@ -98,8 +99,8 @@ struct Part {
 // Points [begin, end) through all layers, `tile` points at a time (tile: the instruction set's points per block):
 // the tile's input rows are gathered from the parts into a small buffer (zeros past the last point), and its
 // activations live in two more. The last layer writes its real columns into `out`.
-void run_points(const std::vector<Layer>& layers, const std::vector<Part>& parts, int k0, float* out, int64_t begin,
-                int64_t end, int isa) {
+void run_points(const std::vector<Layer>& layers, const std::vector<Part>& parts, int k0, float* out,
+                int64_t out_stride, int64_t begin, int64_t end, int isa) {
   const int tile = isa == 2 ? 4 : 1;  // AVX-512: kPoints
   int widest = 0;
   for (const Layer& l : layers) widest = std::max(widest, l.pad);
@@ -133,14 +134,14 @@ void run_points(const std::vector<Layer>& layers, const std::vector<Part>& parts
     }
     for (int p = 0; p < here; ++p)
       std::copy(last.data() + p * layers.back().pad, last.data() + p * layers.back().pad + n_out,
-                out + (p0 + p) * n_out);
+                out + (p0 + p) * out_stride);
   }
 }
 
 }  // namespace
 
 torch::Tensor mlp_forward(std::vector<torch::Tensor> xs, std::vector<torch::Tensor> weights,
-                          std::vector<torch::Tensor> biases, std::vector<int64_t> outs, int64_t isa) {
+                          std::vector<torch::Tensor> biases, std::vector<int64_t> outs, int64_t extra, int64_t isa) {
   TORCH_CHECK(!xs.empty(), "no input");
   TORCH_CHECK(!weights.empty() && weights.size() == biases.size() && weights.size() == outs.size(),
               "one weight, bias and width per layer");
@@ -170,11 +171,12 @@ torch::Tensor mlp_forward(std::vector<torch::Tensor> xs, std::vector<torch::Tens
                       static_cast<int>(outs[i])});
     k = w.size(1);  // the next layer reads the padded activations (zeros in the padding)
   }
-  auto out = torch::empty({m, outs.back()}, xs[0].options());
+  TORCH_CHECK(extra >= 0, "extra columns must be >= 0");
+  auto out = torch::empty({m, outs.back() + extra}, xs[0].options());  // the extra columns are the caller's
   const int chosen = isa < 0 ? best_isa() : static_cast<int>(std::min<int64_t>(isa, best_isa()));
   float* op = out.data_ptr<float>();
   at::parallel_for(0, (m + 3) / 4, 64, [&](int64_t begin, int64_t end) {  // in units of 4 points
-    run_points(layers, parts, k0, op, begin * 4, std::min(end * 4, m), chosen);
+    run_points(layers, parts, k0, op, outs.back() + extra, begin * 4, std::min(end * 4, m), chosen);
   });
   return out;
 }

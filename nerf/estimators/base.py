@@ -4,9 +4,9 @@ model: `sampling(...)` and `update_every_n_steps(step, occ_eval_fn)`).
 An estimator sees rays, depths and callbacks, never the network:
 - `sampling(rays_o, rays_d, near, far, perturb, weights_fn=None, warp_fn=None) -> RaySamples`
   `weights_fn(t [N,S]) -> weights [N,S]`: a coarse rendering pass at depths t (coarse-to-fine uses it);
-  `warp_fn(pts [N,S,3], todo [N,S] bool) -> (moved [N,S,3], movable [N,S] bool)`: where a deformation may move
-  each point of `todo` (the others are neither moved nor movable)
-  (the occupancy grid also keeps a sample that is occupied where it moves to).
+  `warp_fn(pts [N,S,3], todo [N,S] bool) -> (idx [K], moved [K,3])`: the samples among `todo` that a deformation
+  may move (indices into the flat N*S samples) and where they move to (the occupancy grid also keeps a sample that
+  is occupied where it moves to).
 - `update_every_n_steps(step, occ_eval_fn) -> bool`: refresh cached state from `occ_eval_fn(x [M,3])`, which returns
   the density [M] or (density [M], aux [M] | None); returns whether anything changed.
 - `occupied_share() -> float`: share of the volume still sampled (1.0 when nothing is skipped).

@@ -20,6 +20,13 @@ from nerf import rendering as R
 from nerf.estimators.base import Estimator, OccEvalFn, RaySamples, WarpFn, WeightsFn
 
 
+def sample_points(rays_o: Tensor, rays_d: Tensor, t: Tensor) -> Tensor:
+    """The points [N,S,3] at depths t [N,S], stored axis by axis ([3,N,S] memory, a permuted view): every
+    elementwise pass over them then runs along the N*S samples instead of in loops of 3 (~4x faster on the CPU), and
+    one axis (the height gate's y) is contiguous."""
+    return torch.addcmul(rays_o.T[:, :, None], t[None], rays_d.T[:, :, None]).permute(1, 2, 0)
+
+
 class OccupancyGrid(Estimator):
     caches_field = True
 
@@ -45,12 +52,24 @@ class OccupancyGrid(Estimator):
         a border of empty cells around it, so that points outside the aabb need no test of their own."""
         r = self.resolution
         lo, hi = self.aabb[:3], self.aabb[3:]
-        cell = ((pts - lo) * (r / (hi - lo))).floor_().clamp_(-1, r).to(torch.int32) + 1  # [..., 3] in 0 .. r+1
-        cell[..., 0].mul_((r + 2) * (r + 2))
-        cell[..., 1].mul_(r + 2)
-        padded = self.mask.new_zeros(r + 2, r + 2, r + 2)
-        padded[1:-1, 1:-1, 1:-1] = self.mask
-        return padded.view(-1)[cell.sum(-1)]
+        cell = ((pts - lo) * (r / (hi - lo))).floor_().clamp_(-1, r)  # [..., 3] integral, -1 .. r
+        side = r + 2
+        stride = torch.tensor([side * side, side, 1], dtype=cell.dtype, device=cell.device)
+        if side ** 3 < 2 ** 24:  # the flat index exact in float32 (integers below 2^24)
+            flat = (cell * stride).sum(-1).long()
+        else:
+            flat = (cell.long() * stride.long()).sum(-1)
+        return self._padded_mask().view(-1)[flat + (side * side + side + 1)]  # + 1 cell on each axis: the border
+
+    def _padded_mask(self) -> Tensor:
+        """The mask [r+2, r+2, r+2] with a border of empty cells, rebuilt only when the mask changed."""
+        key = (self.mask.data_ptr(), self.mask._version, self.mask.device)
+        if getattr(self, "_padded", None) is None or self._padded[0] != key:
+            r = self.resolution
+            padded = self.mask.new_zeros(r + 2, r + 2, r + 2)
+            padded[1:-1, 1:-1, 1:-1] = self.mask
+            self._padded = (key, padded)
+        return self._padded[1]
 
     def aux_lookup(self, x: Tensor) -> Tensor:
         """x [M, 3] -> [M]: the auxiliary grid, trilinear (clamped at the border)."""
@@ -71,13 +90,12 @@ class OccupancyGrid(Estimator):
         t = R.stratified_samples(near, far, self.n_samples, perturb)
         if not self.ready:
             return RaySamples(t)
-        pts = rays_o[:, None] + t[..., None] * rays_d[:, None]  # [N,S,3]
+        pts = sample_points(rays_o, rays_d, t)
         keep = self.occupied(pts)
         if warp_fn is not None:
             with torch.no_grad():
-                moved, movable = warp_fn(pts, ~keep)  # only the samples not kept already
-            idx = movable.view(-1).nonzero()[:, 0]
-            keep.view(-1)[idx] = self.occupied(moved.view(-1, 3)[idx])
+                idx, moved = warp_fn(pts, ~keep)  # only the samples not kept already
+            keep.view(-1)[idx] = self.occupied(moved)
         return RaySamples(t, keep)
 
     @torch.no_grad()
