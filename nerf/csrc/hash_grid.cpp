@@ -8,6 +8,7 @@
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -67,27 +68,34 @@ void check(const torch::Tensor& x, const torch::Tensor& table, const torch::Tens
 
 }  // namespace
 
-// One level-major pass over the points with F features per level known at compile time (kept in registers).
+// The points in blocks of kBlock, each block level by level (one level's table, T * F floats, stays in the cache
+// while the block reads it, instead of all L tables per point), with F features per level known at compile time
+// (kept in registers). The same sums as point by point: the output is unchanged.
+constexpr int64_t kBlock = 256;
+
 template <int F>
 void forward_points(const float* px, const float* tb, const float* box, const float* pr, const int32_t* pm,
                     float* po, int64_t n, int64_t levels, int64_t rows) {
   const int32_t mask = static_cast<int32_t>(rows - 1);
   at::parallel_for(0, n, 1024, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      float p[3];
-      bool inside[3];
-      normalise(px + 3 * i, box, p, inside);
+    float p[kBlock][3];
+    bool inside[3];
+    for (int64_t b0 = begin; b0 < end; b0 += kBlock) {
+      const int64_t b1 = std::min(end, b0 + kBlock);
+      for (int64_t i = b0; i < b1; ++i) normalise(px + 3 * i, box, p[i - b0], inside);
       for (int64_t l = 0; l < levels; ++l) {
-        const Corners c = cell_at(p, pr[l], pm + 3 * l, mask);
         const float* level = tb + l * rows * F;
-        float acc[F] = {};
-        for (int k = 0; k < 8; ++k) {
-          const float w = corner_weight(c, k);
-          const float* row = level + static_cast<int64_t>(corner_row(c, k)) * F;
-          for (int f = 0; f < F; ++f) acc[f] += w * row[f];
+        for (int64_t i = b0; i < b1; ++i) {
+          const Corners c = cell_at(p[i - b0], pr[l], pm + 3 * l, mask);
+          float acc[F] = {};
+          for (int k = 0; k < 8; ++k) {
+            const float w = corner_weight(c, k);
+            const float* row = level + static_cast<int64_t>(corner_row(c, k)) * F;
+            for (int f = 0; f < F; ++f) acc[f] += w * row[f];
+          }
+          float* o = po + (i * levels + l) * F;
+          for (int f = 0; f < F; ++f) o[f] = acc[f];
         }
-        float* o = po + (i * levels + l) * F;
-        for (int f = 0; f < F; ++f) o[f] = acc[f];
       }
     }
   });
