@@ -112,3 +112,14 @@ def test_fused_inference_gather_matches_the_training_path():
     with torch.no_grad():
         fused = enc(x)  # embedding_bag
     assert torch.allclose(fused, with_grad, atol=1e-6)
+
+
+@pytest.mark.parametrize("n_freqs", [4, 10])
+def test_frequency_encoding_product_equals_the_broadcast(n_freqs):
+    """On the CPU the bands are applied as one product with an exact 0 / 2^k matrix: bit for bit the broadcast."""
+    enc = FrequencyEncoding(n_freqs)
+    x = torch.randn(5000, 3) * 3
+    broadcast = (x[..., None, :] * enc.bands[:, None]).flatten(-2)
+    parts = enc.parts(x)
+    assert torch.equal(parts[1], torch.sin(broadcast)) and torch.equal(parts[2], torch.cos(broadcast))
+    assert torch.equal(enc(x), torch.cat([x, torch.sin(broadcast), torch.cos(broadcast)], -1))
