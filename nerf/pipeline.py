@@ -24,13 +24,13 @@ from torch import Tensor, nn
 from common.constants import TORSO_CLASSES
 from nerf.audio import audio_windows
 from nerf.blinks import closed_level
-from nerf.dataset import get_rays
 from nerf import cpu_kernels
+from nerf.dataset import get_rays
+from nerf.deformation import TorsoDeformation
 from nerf.encodings import HashGridEncoding
 from nerf.estimators import CoarseToFine, Estimator, OccupancyGrid
-from nerf.marching import composite_marching, composite_reference
-from nerf.deformation import TorsoDeformation
 from nerf.field import HashField
+from nerf.marching import composite_marching, composite_reference
 from nerf.model import ModelConfig, SSPNeRF, mean_head_translation, pose6
 from nerf.speed import Speed, by_device
 
