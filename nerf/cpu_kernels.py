@@ -34,7 +34,7 @@ _failure: str | None = None
 
 
 def _needs_build() -> bool:
-    """Whether torch has no build of the current source yet (then load() compiles, ~20 s)."""
+    """Whether torch has no build of the current sources yet (then load() compiles, ~30 s)."""
     try:
         from torch.utils.cpp_extension import _get_build_directory
 

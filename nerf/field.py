@@ -69,50 +69,50 @@ def density_activation(raw: Tensor, kind: str) -> Tensor:
     raise ValueError(f"unknown density activation {kind!r} (softplus | trunc_exp | relu)")
 
 
-def linear_of_parts(layer: nn.Linear, parts: list[Tensor]) -> Tensor:
-    """layer(torch.cat(parts, -1)) where a part may be one row [1,k] shared by all M points (e.g. a frame's audio
-    code): its product with its columns of the weight is folded into the bias once, not computed per point."""
-    if all(p.shape[0] != 1 for p in parts) or all(p.shape[0] == 1 for p in parts):
-        return layer(torch.cat(parts, -1))
-    bias, cols, per_point, start = layer.bias, [], [], 0
-    for p in parts:
-        w = layer.weight[:, start:start + p.shape[-1]]
-        start += p.shape[-1]
-        if p.shape[0] == 1:
-            bias = bias + F.linear(p[0], w)
-        else:
-            cols.append(w)
-            per_point.append(p)
-    if len(per_point) == 1:  # no copy of the one per-point part
-        return F.linear(per_point[0], cols[0], bias)
-    return F.linear(torch.cat(per_point, -1), torch.cat(cols, 1), bias)
-
-
-def kernel_mlp(layers: list[nn.Linear], parts: list[Tensor], gated: tuple[Tensor, Tensor, Tensor] | None = None,
-               extra: list[Tensor] = ()) -> Tensor:
-    """The ReLU MLP `layers` (ReLU between them, none after the last) on cat(parts [+ the gated condition]) through
-    the compiled kernel (nerf/cpu_kernels.py; cpu_kernels.mlp_applies must hold): the first layer's input becomes
-    one [M,K] product, as linear_of_parts and ConditionGates.add_gated_linear fold it. parts: per-point [M,k] or
-    one row [1,k] shared by all M points (folded into the bias); gated: (condition [1,C] or [M,C], gates [M,G],
-    channel -> group one-hot [C,G]) when the condition is gated per point: a shared row enters as the gates times
-    (W_c * cond) @ onehot, per-point rows as the gated condition. extra: columns [M,e] appended to the output."""
-    first = layers[0]
-    weight, bias = first.weight, first.bias
-    xs, cols, start = [], [], 0
+def fold_shared_rows(weight: Tensor, bias: Tensor,
+                     parts: list[Tensor]) -> tuple[list[Tensor], list[Tensor], Tensor, int]:
+    """A layer's input given as parts (per-point [M,k] or one row [1,k] shared by all points) -> (the per-point
+    parts, their columns of weight [W,k], the bias with the shared rows' products folded in, the columns used)."""
+    per_point, cols, start = [], [], 0
     for p in parts:
         w = weight[:, start:start + p.shape[-1]]
         start += p.shape[-1]
         if p.shape[0] == 1:
             bias = bias + F.linear(p[0], w)
         else:
-            xs.append(p), cols.append(w)
+            per_point.append(p)
+            cols.append(w)
+    return per_point, cols, bias, start
+
+
+def linear_of_parts(layer: nn.Linear, parts: list[Tensor]) -> Tensor:
+    """layer(torch.cat(parts, -1)) where a part may be one row [1,k] shared by all M points (e.g. a frame's audio
+    code): its product with its columns of the weight is folded into the bias once, not computed per point."""
+    if all(p.shape[0] != 1 for p in parts) or all(p.shape[0] == 1 for p in parts):
+        return layer(torch.cat(parts, -1))
+    per_point, cols, bias, _ = fold_shared_rows(layer.weight, layer.bias, parts)
+    if len(per_point) == 1:  # no copy of the one per-point part
+        return F.linear(per_point[0], cols[0], bias)
+    return F.linear(torch.cat(per_point, -1), torch.cat(cols, 1), bias)
+
+
+def kernel_mlp(layers: list[nn.Linear], parts: list[Tensor],
+               gated: tuple["ConditionGates", Tensor, Tensor] | None = None, extra: list[Tensor] = ()) -> Tensor:
+    """The ReLU MLP `layers` (ReLU between them, none after the last) on cat(parts [+ the gated condition]) through
+    the compiled kernel (nerf/cpu_kernels.py; cpu_kernels.mlp_applies must hold): the first layer's input becomes
+    one [M,K] product, folded as linear_of_parts and ConditionGates.add_gated_linear fold it. parts: per-point [M,k]
+    or one row [1,k] shared by all M points (folded into the bias); gated: (the ConditionGates, condition [1,C] or
+    [M,C], gates [M,G]) when the condition is gated per point: a shared row enters as the gates times their folded
+    weight, per-point rows as the gated condition. extra: columns [M,e] appended to the output."""
+    first = layers[0]
+    xs, cols, bias, start = fold_shared_rows(first.weight, first.bias, parts)
     if gated is not None:
-        cond, gates, onehot = gated
-        w = weight[:, start:]
+        module, cond, gates = gated
+        w = first.weight[:, start:]
         if cond.shape[0] == 1:
-            xs.append(gates), cols.append((w * cond) @ onehot)
+            xs.append(gates), cols.append(module.folded_weight(w, cond))
         else:
-            xs.append((gates @ onehot.T) * cond), cols.append(w)
+            xs.append(module.gate(cond, gates)), cols.append(w)
     w0 = cols[0] if len(cols) == 1 else torch.cat(cols, 1)
     return cpu_kernels.mlp(xs, [(w0, bias), *[(m.weight, m.bias) for m in layers[1:]]], extra)
 
@@ -185,8 +185,13 @@ class ConditionGates(nn.Module):
         ([1,C]) the per-group products are summed once and each point costs a [G]x[G,W] product instead of
         [C]x[C,W], accumulated into base in place (no [M,W] temporary)."""
         if cond.shape[0] == 1:
-            return base.addmm_(gates, ((weight * cond) @ self.onehot).T)
+            return base.addmm_(gates, self.folded_weight(weight, cond).T)
         return base + F.linear(self.gate(cond, gates), weight)
+
+    def folded_weight(self, weight: Tensor, cond: Tensor) -> Tensor:
+        """weight [W,C] times one condition row [1,C], summed per group -> [W,G]: gates [M,G] @ its transpose is
+        F.linear(gate(cond, gates), weight)."""
+        return (weight * cond) @ self.onehot
 
 
 VIEW_DIRS = ("all", "eyes", "none")
@@ -319,7 +324,7 @@ class HashField(nn.Module):
         """net(cat(parts + [condition])), the condition as it is or gated per point (_conditioned), with the columns
         of `extra` appended; through the compiled kernel when it applies."""
         if self.kernel and cpu_kernels.mlp_applies(parts[0]):
-            gated = None if gates is None else (aud, gates, self.gates.onehot)
+            gated = None if gates is None else (self.gates, aud, gates)
             return kernel_mlp(linears(net), parts + ([aud] if gates is None else []), gated, extra)
         h = net[1:](self._conditioned(net[0], parts, aud, gates))
         return torch.cat([h, *extra], -1) if extra else h
