@@ -12,7 +12,8 @@ the PSNR of the fast path's timed frame against the reference's (`parity_psnr`),
 path on `--val_frames` held-out frames at the training size (`val_psnr`). With --compile, also `fast+compile`
 (compile_field: torch.compile of the field); with --torch_kernels, also `fast+torch` (the fast path in pure torch,
 without the compiled CPU kernels: cpu_kernels = torch); with --lookup_only, also `fast+lookuponly` (the compiled
-hash-grid lookup, the MLPs in torch). Every path renders one warm-up frame first, timed apart as `warmup_s`
+hash-grid lookup, the MLPs in torch); with --float32_mlp, also `fast+float32` (the MLP kernel in float32 on CPUs
+where the default takes bfloat16 products: cpu_mlp_precision = float32). Every path renders one warm-up frame first, timed apart as `warmup_s`
 (allocator, kernels, the compilation), and its frames are rendered RGB only, as render.py renders a video.
 Sizes above the subject's own frames use its camera with scaled intrinsics (the field renders any resolution).
 
@@ -80,7 +81,8 @@ def _measure(job: dict) -> dict:
         run = load_run([*job["config_args"], "--expname", job["expname"], "--img_size", str(size),
                         "--device", job["device"], "--render_path", job["path"].split("+")[0],
                         "--compile_field", str("+compile" in job["path"]).lower(),
-                        "--cpu_kernels", "torch" if "+torch" in job["path"] else "auto"])
+                        "--cpu_kernels", "torch" if "+torch" in job["path"] else "auto",
+                        *(["--cpu_mlp_precision", "float32"] if "+float32" in job["path"] else [])])
         if "+lookuponly" in job["path"]:  # the MLP kernel off, the lookup kernel on
             for m in run.model.modules():
                 if hasattr(m, "kernel") and not isinstance(m, HashGridEncoding):
@@ -172,9 +174,10 @@ def compare_paths(args, config_args: list[str]) -> int:
     res: dict = {"fps": {}, "fast_over_reference": {}, "parity_psnr": {}, "peak_memory_mb": {}, "val_psnr": {},
                  "runs": []}
     extra = ((("fast+compile",) if args.compile else ()) + (("fast+torch",) if args.torch_kernels else ())
-             + (("fast+lookuponly",) if args.lookup_only else ()))
+             + (("fast+lookuponly",) if args.lookup_only else ()) + (("fast+float32",) if args.float32_mlp else ()))
     ratio_keys = {"fast": "fast_over_reference", "fast+compile": "fast_compiled_over_reference",
-                  "fast+torch": "fast_torch_over_reference", "fast+lookuponly": "fast_lookup_only_over_reference"}
+                  "fast+torch": "fast_torch_over_reference", "fast+lookuponly": "fast_lookup_only_over_reference",
+                  "fast+float32": "fast_float32_mlp_over_reference"}
     for expname in args.expnames:
         for size in args.sizes:
             fps: dict[str, list[float]] = {}
@@ -253,6 +256,8 @@ def main(argv=None) -> int:
     p.add_argument("--compile", action="store_true", help="trained runs: also time fast + compile_field")
     p.add_argument("--torch_kernels", "--torch_lookup", action="store_true",
                    help="trained runs: also time the fast path in pure torch (cpu_kernels = torch)")
+    p.add_argument("--float32_mlp", action="store_true",
+                   help="trained runs: also time the fast path with the MLP kernel in float32 (cpu_mlp_precision)")
     p.add_argument("--lookup_only", action="store_true",
                    help="trained runs: also time the fast path with the compiled lookup but the MLPs in torch")
     p.add_argument("--val_frames", type=int, default=8, help="trained runs: held-out frames for the validation PSNR")

@@ -4,7 +4,8 @@ fallback (gsplat's habit):
 - the hash-grid lookup (nerf/csrc/hash_grid.cpp; the original: nerf/encodings.py), forward and gradients;
 - small ReLU MLPs without gradients (nerf/csrc/mlp.cpp; the originals: the nn.Linear stacks of nerf/field.py and
   nerf/deformation.py), one tile of 4 points through every layer in AVX-512 registers; used where the CPU has
-  AVX-512 (checked at run time: `mlp_applies`).
+  AVX-512 (checked at run time: `mlp_applies`); with `bf16`, where the CPU has AMX-BF16 (`mlp_amx`), their
+  products in bfloat16 tiles of 16 points (nerf/csrc/mlp_amx.cpp; sums and outputs float32).
 
 Built together on first use with `torch.utils.cpp_extension.load` (needs a C++ compiler with OpenMP, e.g. g++;
 ~30 s once, then cached by torch under ~/.cache/torch_extensions, rebuilt when a source changes). Where they cannot
@@ -12,10 +13,11 @@ be built, one line says why and pure torch is used. `cpu_kernels = torch` in the
 
 Measured (benchmarks/NOTES.md, issue #15; 2 threads): lookup of 32768 points, 12 levels, 2^15 rows: forward 17 ->
 3.0 ms, forward + backward 65 -> 10 ms (90 -> 19 ms with the points' gradient); the deformation's MLP (27 -> 64 ->
-64 -> 3) on 32768 points: 3.1 -> 1.9 ms.
+64 -> 3) on 32768 points: 3.1 -> 1.9 ms, 0.97 ms in bfloat16 tiles.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sys
@@ -26,7 +28,8 @@ import torch
 from torch import Tensor
 
 CSRC = Path(__file__).resolve().parent / "csrc"
-SOURCES = [CSRC / "hash_grid.cpp", CSRC / "mlp.cpp", CSRC / "bindings.cpp"]
+SOURCES = [CSRC / "hash_grid.cpp", CSRC / "mlp.cpp", CSRC / "mlp_amx.cpp", CSRC / "bindings.cpp"]
+HEADERS = [CSRC / "mlp.h"]  # torch rebuilds when a source or the flags change: the headers' hash is a flag
 NAME = "sspnerf_cpu_kernels"  # the extension's name (torch's cache folder)
 CHOICES = ("auto", "cpp", "torch")
 _module = None
@@ -39,7 +42,8 @@ def _needs_build() -> bool:
         from torch.utils.cpp_extension import _get_build_directory
 
         built = list(Path(_get_build_directory(NAME, False)).glob("*.so"))
-        return not built or max(p.stat().st_mtime for p in built) < max(s.stat().st_mtime for s in SOURCES)
+        newest = max(s.stat().st_mtime for s in SOURCES + HEADERS)
+        return not built or max(p.stat().st_mtime for p in built) < newest
     except Exception:  # noqa: BLE001 - only decides whether to announce the build
         return True
 
@@ -47,7 +51,9 @@ def _needs_build() -> bool:
 def _build(folder: str | None = None):
     from torch.utils.cpp_extension import load as build
 
-    return build(NAME, [str(s) for s in SOURCES], extra_cflags=["-O3", "-fopenmp"], extra_ldflags=["-fopenmp"],
+    headers = hashlib.sha1(b"".join(h.read_bytes() for h in HEADERS)).hexdigest()[:12]
+    return build(NAME, [str(s) for s in SOURCES], extra_cflags=["-O3", "-fopenmp", f"-DSSP_HEADERS_{headers}"],
+                 extra_ldflags=["-fopenmp"],
                  build_directory=folder, verbose=False)
 
 
@@ -122,6 +128,11 @@ def mlp_isa() -> int:
     return -1 if _module is None else int(_module.mlp_isa())
 
 
+def mlp_amx() -> bool:
+    """Whether the MLP kernel's bfloat16 variant (AMX tiles, nerf/csrc/mlp_amx.cpp) can run on this CPU."""
+    return _module is not None and bool(_module.mlp_amx_usable())
+
+
 def mlp_applies(x: Tensor) -> bool:
     """Whether the MLP kernel should run on points x [M,K]: built, AVX-512 here, no gradients wanted, float32 CPU,
     more than one point. Without AVX-512 torch's products are faster (plain C++: several times slower; an AVX2
@@ -152,15 +163,17 @@ def pack_layers(layers: list[tuple[Tensor, Tensor]]) -> tuple[list[Tensor], list
     return wts, bs, outs
 
 
-def mlp(xs: list[Tensor], layers: list[tuple[Tensor, Tensor]], extra: list[Tensor] = (), isa: int = -1) -> Tensor:
+def mlp(xs: list[Tensor], layers: list[tuple[Tensor, Tensor]], extra: list[Tensor] = (), isa: int = -1,
+        bf16: bool = False) -> Tensor:
     """ReLU MLP inference of cat(xs) ([M,k_i] each, never concatenated in memory) -> [M,N_last], then the columns of
     `extra` ([M,e_j] each) -> cat([out, *extra], -1), with (weight [N,K], bias [N]) per layer and ReLU after all but
     the last: what the nn.Linear / ReLU stack computes, within float rounding. The output is written once (the extra
     columns into room the kernel leaves). No gradients; float32 CPU tensors (column-contiguous, any row stride);
-    the kernels must be loaded (load()). isa: -1 the best here (tests force 0 / 2)."""
+    the kernels must be loaded (load()). isa: -1 the best here (tests force 0 / 2). bf16: the products in bfloat16
+    in AMX tiles where mlp_amx() holds (sums and outputs in float32; ~1e-3 relative from float32's), else as isa."""
     wts, bs, outs = pack_layers(layers)
     width = sum(e.shape[1] for e in extra)
-    out = _module.mlp_forward([x.float() for x in xs], wts, bs, outs, width, isa)
+    out = _module.mlp_forward([x.float() for x in xs], wts, bs, outs, width, 3 if bf16 and mlp_amx() else isa)
     col = outs[-1]
     for e in extra:
         out[:, col:col + e.shape[1]] = e

@@ -97,13 +97,15 @@ def linear_of_parts(layer: nn.Linear, parts: list[Tensor]) -> Tensor:
 
 
 def kernel_mlp(layers: list[nn.Linear], parts: list[Tensor],
-               gated: tuple["ConditionGates", Tensor, Tensor] | None = None, extra: list[Tensor] = ()) -> Tensor:
+               gated: tuple["ConditionGates", Tensor, Tensor] | None = None, extra: list[Tensor] = (),
+               bf16: bool = False) -> Tensor:
     """The ReLU MLP `layers` (ReLU between them, none after the last) on cat(parts [+ the gated condition]) through
     the compiled kernel (nerf/cpu_kernels.py; cpu_kernels.mlp_applies must hold): the first layer's input becomes
     one [M,K] product, folded as linear_of_parts and ConditionGates.add_gated_linear fold it. parts: per-point [M,k]
     or one row [1,k] shared by all M points (folded into the bias); gated: (the ConditionGates, condition [1,C] or
     [M,C], gates [M,G]) when the condition is gated per point: a shared row enters as the gates times their folded
-    weight, per-point rows as the gated condition. extra: columns [M,e] appended to the output."""
+    weight, per-point rows as the gated condition. extra: columns [M,e] appended to the output. bf16: bfloat16
+    products where the CPU has AMX (cpu_kernels.mlp)."""
     first = layers[0]
     xs, cols, bias, start = fold_shared_rows(first.weight, first.bias, parts)
     if gated is not None:
@@ -114,7 +116,7 @@ def kernel_mlp(layers: list[nn.Linear], parts: list[Tensor],
         else:
             xs.append(module.gate(cond, gates)), cols.append(w)
     w0 = cols[0] if len(cols) == 1 else torch.cat(cols, 1)
-    return cpu_kernels.mlp(xs, [(w0, bias), *[(m.weight, m.bias) for m in layers[1:]]], extra)
+    return cpu_kernels.mlp(xs, [(w0, bias), *[(m.weight, m.bias) for m in layers[1:]]], extra, bf16=bf16)
 
 
 def linears(seq: nn.Sequential) -> list[nn.Linear]:
@@ -318,6 +320,7 @@ class HashField(nn.Module):
         with torch.no_grad():
             self.density_net[-1].bias[0] = density_bias  # start nearly empty: exp(-1) per unit length
         self.kernel = False  # fast path on the CPU without gradients: the MLPs through the compiled kernel (Pipeline)
+        self.kernel_bf16 = False  # and with bfloat16 products where the CPU has AMX (Pipeline: kernel_precision)
 
     def _mlp(self, net: nn.Sequential, parts: list[Tensor], aud: Tensor, gates: Tensor | None,
              extra: list[Tensor] = ()) -> Tensor:
@@ -325,7 +328,7 @@ class HashField(nn.Module):
         of `extra` appended; through the compiled kernel when it applies."""
         if self.kernel and cpu_kernels.mlp_applies(parts[0]):
             gated = None if gates is None else (self.gates, aud, gates)
-            return kernel_mlp(linears(net), parts + ([aud] if gates is None else []), gated, extra)
+            return kernel_mlp(linears(net), parts + ([aud] if gates is None else []), gated, extra, self.kernel_bf16)
         h = net[1:](self._conditioned(net[0], parts, aud, gates))
         return torch.cat([h, *extra], -1) if extra else h
 

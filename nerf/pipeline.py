@@ -55,6 +55,7 @@ class RenderConfig:
     weight_eps: float = 1e-4  # fast: colour and semantics only for samples of larger weight
     max_points: int = 0  # fast: points per field query (0: by device: 32768 on the CPU, where smaller batches stay in the caches; the whole chunk on CUDA)
     cpu_kernels: str = field(default="auto", metadata={"choices": ("auto", "cpp", "torch"), "aliases": ("hash_kernel",)})  # fast path on the CPU: the hash-grid lookup and (rendering, AVX-512 CPUs) the small MLPs as compiled C++ kernels (nerf/cpu_kernels.py; auto: if they build, else pure torch) | cpp: they must build | torch: never
+    cpu_mlp_precision: str = field(default="bfloat16", metadata={"choices": ("bfloat16", "float32")})  # fast path with cpu_kernels, CPUs with AMX-BF16 (Intel Sapphire Rapids and later): the small MLPs' products in bfloat16, sums and outputs in float32 (nerf/csrc/mlp_amx.cpp: 1.2x a frame, the image ~69 dB from the reference's) | float32: the same floats as torch
     compile_field: bool = False  # torch.compile the field's density and colour (CPU: needs a C++ compiler; the first frames wait for it)
 
 
@@ -101,7 +102,7 @@ def build_pipeline(cfg, meta: ModelMeta) -> "Pipeline":
     samples = rc.n_samples + rc.n_importance if cfg.model.backbone == "mlp" else rc.hash_samples
     pipe = Pipeline(model, make_estimator(cfg.model.backbone, rc, model.aabb), int(rc.chunk), int(cfg.model.smooth),
                     marching_settings(rc), samples_per_ray=samples)
-    pipe.use_cpu_kernels(rc.cpu_kernels)
+    pipe.use_cpu_kernels(rc.cpu_kernels, rc.cpu_mlp_precision == "bfloat16")
     if cfg.render.compile_field:
         pipe.compile_field()
     return pipe
@@ -191,14 +192,17 @@ class Pipeline(nn.Module):
             self.register_buffer("occ_codes", torch.zeros(n_recent_codes, model.cond_dim))
             self.register_buffer("occ_n_codes", torch.zeros((), dtype=torch.long))
 
-    def use_cpu_kernels(self, choice: str) -> None:
+    def use_cpu_kernels(self, choice: str, bf16: bool = False) -> None:
         """The fast path's hash grids, hash field MLPs and deformation MLP use the compiled CPU kernels
         (nerf/cpu_kernels.py) if `choice` (auto | cpp | torch) asks for them and they build; the reference path
-        never does. Each takes them only where they apply (CPU tensors; the MLPs without gradients, on AVX-512)."""
+        never does. Each takes them only where they apply (CPU tensors; the MLPs without gradients, on AVX-512;
+        with `bf16`, their products in bfloat16 where the CPU has AMX-BF16)."""
         users = [m for m in self.model.modules() if isinstance(m, (HashGridEncoding, HashField, TorsoDeformation))]
         on = self.marching is not None and bool(users) and cpu_kernels.wanted(choice)
         for m in users:
             m.kernel = on
+            if hasattr(m, "kernel_bf16"):
+                m.kernel_bf16 = on and bf16
 
     def compile_field(self) -> None:
         """torch.compile the field(s)' density and colour (dynamic shapes: the point count changes every call);

@@ -2,7 +2,7 @@
 
 The run's resolved config is the base; command-line keys override it (e.g. --img_size, --chunk, --device); the
 --config file only names the subject and the run. The speed keys (render_chunk, march_segment, max_points:
-nerf/speed.py; cpu_kernels) are the machine's: the run's saved values are dropped, so they are the user's or by device. A
+nerf/speed.py; cpu_kernels, cpu_mlp_precision) are the machine's: the run's saved values are dropped, so they are the user's or by device. A
 checkpoint whose settings differ is refused in one line; one written before the estimator split loads
 (nerf.pipeline.upgrade_state_dict).
 """
@@ -76,7 +76,7 @@ def load_run(argv: list[str], split: str = "train") -> LoadedRun:
     # speed settings belong to the machine that renders (nerf/speed.py): only the user's, never the run's
     ur = user.render
     cfg = cfg.replace("render", chunk=ur.chunk, march_segment=ur.march_segment, max_points=ur.max_points,
-                      cpu_kernels=ur.cpu_kernels)
+                      cpu_kernels=ur.cpu_kernels, cpu_mlp_precision=ur.cpu_mlp_precision)
     device = pick_device(cfg.train.device)
     ds = TalkingDataset(cfg.data, split)
     state = load_checkpoint(ckpt, map_location=device)

@@ -1,8 +1,9 @@
 """The compiled CPU kernels (nerf/cpu_kernels.py) against pure torch: the hash-grid lookup (nerf/csrc/hash_grid.cpp
 vs nerf/encodings.py: the same features, gradients, rendered image and training step), the MLP kernel
 (nerf/csrc/mlp.cpp vs the nn.Linear stacks: the same outputs for odd widths and point counts, input parts read in
-place, and the same rendered image through the field and the deformation); and the fallback when they cannot be
-built."""
+place, and the same rendered image through the field and the deformation), its bfloat16 variant (nerf/csrc/mlp_amx.cpp:
+the products of bfloat16-rounded inputs, weights and activations, and an image within 40 dB); and the fallback when
+they cannot be built."""
 import shutil
 from pathlib import Path
 
@@ -23,6 +24,8 @@ def _avx512() -> bool:
 
 
 needs_avx512 = pytest.mark.skipif(not _avx512(), reason="the MLP kernel runs only where the CPU has AVX-512")
+needs_amx = pytest.mark.skipif(not (_avx512() and cpu_kernels.mlp_amx()),
+                               reason="the bfloat16 MLP kernel runs only where the CPU has AMX-BF16")
 
 
 def _encoding(n_features: int = 2, log2_table: int = 12) -> HashGridEncoding:
@@ -198,20 +201,26 @@ def _eye_pipeline(**kw):
     return build_pipeline(_Cfg(mc, RenderConfig(**FAST)), ModelMeta(13, CLASSES, AABB, eye_region=eyes))
 
 
-@needs_avx512
-@pytest.mark.parametrize("kw", [{}, {"region_attention": True}], ids=["eye_gates", "region_attention"])
-def test_mlp_kernel_renders_like_the_torch_layers(kw):
-    """The field's density and colour nets and the deformation's net through the kernel: the same image (one
-    frame's shared code and pose, no gradients) as through torch, and only without gradients."""
-    pipe = _eye_pipeline(**kw)
+def _moving_scene(pipe):
+    """Rays, one frame's code and pose, and a deformation that moves (its last layer starts at 0)."""
     torch.manual_seed(3)
-    for p in pipe.model.deformation.out.parameters():  # a deformation that moves (its last layer starts at 0)
+    for p in pipe.model.deformation.out.parameters():
         torch.nn.init.normal_(p, std=0.05)
     o, d, near, far = rays(512)
     code = pipe.model.condition(torch.randn(1, 64), torch.tensor([0.4]))
     pose = torch.tensor([[0.05, -0.1, 0.02, 0.0, 0.01, 0.9]])
     with torch.no_grad():
         pipe.update_estimator(1)
+    return o, d, near, far, code, pose
+
+
+@needs_avx512
+@pytest.mark.parametrize("kw", [{}, {"region_attention": True}], ids=["eye_gates", "region_attention"])
+def test_mlp_kernel_renders_like_the_torch_layers(kw):
+    """The field's density and colour nets and the deformation's net through the kernel: the same image (one
+    frame's shared code and pose, no gradients) as through torch, and only without gradients."""
+    pipe = _eye_pipeline(**kw)
+    o, d, near, far, code, pose = _moving_scene(pipe)
     images, real = {}, cpu_kernels.mlp
     for choice in ("torch", "cpp"):
         pipe.use_cpu_kernels(choice)
@@ -233,3 +242,79 @@ def test_mlp_kernel_renders_like_the_torch_layers(kw):
     assert float(images["cpp"]["acc"].max()) > 0.1  # the rays hit something
     for key in ("rgb", "acc", "sem"):
         assert torch.allclose(images["cpp"][key], images["torch"][key], atol=1e-5), key
+
+
+# ---- the bfloat16 MLP kernel (AMX) ----------------------------------------------------------------------------
+def _bf16(t: torch.Tensor) -> torch.Tensor:
+    return t.bfloat16().float()
+
+
+def _bfloat16_products(layers: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor) -> torch.Tensor:
+    """What the bfloat16 kernel computes, in torch: inputs, weights and hidden activations rounded to bfloat16
+    (to nearest even), the products summed and the biases added in float32."""
+    h = _bf16(x)
+    for i, (w, b) in enumerate(layers):
+        h = h @ _bf16(w).T + b
+        if i + 1 < len(layers):
+            h = _bf16(h.relu())
+    return h
+
+
+@needs_amx
+@pytest.mark.parametrize("dims,m", [([27 + 6, 64, 64, 3], 1001), ([24, 64, 16], 4096), ([5, 100, 33, 1], 7),
+                                    ([17, 130, 2], 66), ([40, 64, 64, 19], 33)],
+                         ids=["deform", "density", "odd", "wide", "colour"])
+def test_bf16_mlp_kernel_computes_bfloat16_products(dims, m):
+    """Odd widths, widths over 64, inputs over 32, point counts off the tile of 16, strided parts: the kernel's
+    output is the bfloat16 computation (far closer to it than to float32's), within 2% of float32's, and the
+    appended columns are copied exactly."""
+    net = _stack(dims, seed=1)
+    x = torch.randn(m, dims[0] + 3)[:, 1:dims[0] + 1]  # a view with row stride dims[0] + 3
+    parts = [x[:, :2], x[:, 2:]]
+    layers = [(lin.weight, lin.bias) for lin in net if isinstance(lin, torch.nn.Linear)]
+    with torch.no_grad():
+        f32, emulated = net(x), _bfloat16_products(layers, x)
+        got = cpu_kernels.mlp(parts, layers, bf16=True)
+        scale = max(1.0, float(f32.abs().max()))
+        off_f32, off_bf16 = float((got - f32).abs().max()), float((got - emulated).abs().max())
+        assert got.shape == f32.shape
+        assert 0 < off_f32 < 0.02 * scale  # not float32's arithmetic, but near it
+        assert off_bf16 < 0.1 * off_f32 and off_bf16 < 2e-3 * scale, (off_bf16, off_f32)
+        extra = [torch.randn(m, 2), torch.randn(m, 1)]
+        wide = cpu_kernels.mlp(parts, layers, extra, bf16=True)
+        assert torch.equal(wide, torch.cat([got, *extra], -1))
+
+
+@needs_amx
+def test_bf16_mlp_kernel_renders_within_40_db_of_float32():
+    """The default fast path on an AMX CPU (cpu_mlp_precision = bfloat16: all three nets in bfloat16 products):
+    the image within 40 dB of the torch layers', the accumulated opacity within 1e-2; RenderConfig's default."""
+    assert RenderConfig().cpu_mlp_precision == "bfloat16"
+    pipe = _eye_pipeline()
+    o, d, near, far, code, pose = _moving_scene(pipe)
+    images = {}
+    for choice, bf16 in (("torch", False), ("cpp", True)):
+        pipe.use_cpu_kernels(choice, bf16)
+        assert pipe.model.field.kernel_bf16 == pipe.model.deformation.kernel_bf16 == bf16
+        with torch.no_grad():
+            images[choice] = pipe.render_rays(o, d, near, far, code, pose, None, perturb=False)
+    assert float(images["cpp"]["acc"].max()) > 0.1  # the rays hit something
+    mse = float(((images["cpp"]["rgb"] - images["torch"]["rgb"]) ** 2).mean())
+    assert 0 < mse < 1e-4, mse  # 40 dB; and not float32's result (the bfloat16 products ran)
+    assert torch.allclose(images["cpp"]["acc"], images["torch"]["acc"], atol=1e-2)
+
+
+@needs_compiler
+def test_bf16_falls_back_to_float32_without_amx(monkeypatch):
+    """On a CPU without AMX-BF16 the bfloat16 request runs float32's kernel (the same floats); with cpu_kernels =
+    torch no module takes it."""
+    assert cpu_kernels.wanted("auto")
+    monkeypatch.setattr(cpu_kernels, "mlp_amx", lambda: False)
+    net = _stack([20, 64, 5])
+    layers = [(lin.weight, lin.bias) for lin in net if isinstance(lin, torch.nn.Linear)]
+    x = torch.randn(300, 20)
+    with torch.no_grad():
+        assert torch.equal(cpu_kernels.mlp([x], layers, bf16=True), cpu_kernels.mlp([x], layers))
+    pipe = _eye_pipeline()
+    pipe.use_cpu_kernels("torch", bf16=True)
+    assert not pipe.model.field.kernel_bf16 and not pipe.model.deformation.kernel_bf16

@@ -8,10 +8,13 @@
 // 16), biases: L tensors [P_l] (zero-padded), outs: L real widths, extra, isa) -> [M, outs[L-1] + extra]: ReLU
 // after every layer but the last; the `extra` last columns are left for the caller to fill (no copy of the output
 // to append to it). The padded columns compute zeros (zero weights and bias), so the next layer may read them.
-// isa: -1 the best this CPU has, 0 plain C++ (the tests' reference for the tiling), 2 AVX-512; chosen at run time,
+// isa: -1 the best this CPU has, 0 plain C++ (the tests' reference for the tiling), 2 AVX-512, 3 bfloat16 products
+// in AMX tiles (nerf/csrc/mlp_amx.cpp: an opt-in, not float32's result); chosen at run time,
 // so one build serves any x86-64 CPU. (An AVX2 variant, 2 points x 4 vectors, was slower than torch's products on
 // this project's machine: not kept; benchmarks/NOTES.md.) Each output is the bias plus the products summed in input order (k = 0 .. K-1), one
 // fused multiply-add each: within float rounding of torch's (tests/test_cpu_kernels.py).
+#include "mlp.h"
+
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
@@ -26,11 +29,8 @@
 
 namespace {
 
-struct Layer {
-  const float* wt;  // [k, pad]
-  const float* b;   // [pad]
-  int k, pad, n;    // inputs, padded outputs, real outputs
-};
+using sspnerf::Layer;
+using sspnerf::Part;
 
 // One layer on P points (rows of `in`, stride in_s) -> out (stride out_s), columns [0, pad), ReLU if relu.
 void layer_plain(const Layer& l, const float* in, int in_s, float* out, int out_s, int points, bool relu) {
@@ -89,12 +89,6 @@ int best_isa() {
 #endif
   return 0;
 }
-
-struct Part {
-  const float* data;
-  int64_t row_stride;
-  int width;
-};
 
 // Points [begin, end) through all layers, `tile` points at a time (tile: the instruction set's points per block):
 // the tile's input rows are gathered from the parts into a small buffer (zeros past the last point), and its
@@ -173,8 +167,13 @@ torch::Tensor mlp_forward(std::vector<torch::Tensor> xs, std::vector<torch::Tens
   }
   TORCH_CHECK(extra >= 0, "extra columns must be >= 0");
   auto out = torch::empty({m, outs.back() + extra}, xs[0].options());  // the extra columns are the caller's
-  const int chosen = isa < 0 ? best_isa() : static_cast<int>(std::min<int64_t>(isa, best_isa()));
   float* op = out.data_ptr<float>();
+  if (isa == 3) {  // bfloat16 products in AMX tiles, where this CPU and the OS allow them (nerf/csrc/mlp_amx.cpp)
+    TORCH_CHECK(sspnerf::amx_usable(), "the bfloat16 MLP kernel needs AMX-BF16 (not usable here)");
+    sspnerf::mlp_amx(layers, parts, k0, op, outs.back() + extra, m);
+    return out;
+  }
+  const int chosen = isa < 0 ? best_isa() : static_cast<int>(std::min<int64_t>(isa, best_isa()));
   at::parallel_for(0, (m + 3) / 4, 64, [&](int64_t begin, int64_t end) {  // in units of 4 points
     run_points(layers, parts, k0, op, outs.back() + extra, begin * 4, std::min(end * 4, m), chosen);
   });
@@ -182,3 +181,5 @@ torch::Tensor mlp_forward(std::vector<torch::Tensor> xs, std::vector<torch::Tens
 }
 
 int64_t mlp_isa() { return best_isa(); }
+
+bool mlp_amx_usable() { return sspnerf::amx_usable(); }
