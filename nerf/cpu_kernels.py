@@ -4,7 +4,7 @@ fallback (gsplat's habit):
 - the hash-grid lookup (nerf/csrc/hash_grid.cpp; the original: nerf/encodings.py), forward and gradients;
 - small ReLU MLPs without gradients (nerf/csrc/mlp.cpp; the originals: the nn.Linear stacks of nerf/field.py and
   nerf/deformation.py), one tile of 4 points through every layer in AVX-512 registers; used where the CPU has
-  AVX-512 (checked at run time: `mlp_applies`); with `bf16`, where the CPU has AMX-BF16 (`mlp_amx`), their
+  AVX-512 (checked at run time: `mlp_applies`); with `bf16`, where the CPU has AMX-BF16 (`mlp_amx_usable`), their
   products in bfloat16 tiles of 16 points (nerf/csrc/mlp_amx.cpp; sums and outputs float32).
 
 Built together on first use with `torch.utils.cpp_extension.load` (needs a C++ compiler with OpenMP, e.g. g++;
@@ -17,7 +17,6 @@ Measured (benchmarks/NOTES.md, issue #15; 2 threads): lookup of 32768 points, 12
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sys
@@ -29,7 +28,7 @@ from torch import Tensor
 
 CSRC = Path(__file__).resolve().parent / "csrc"
 SOURCES = [CSRC / "hash_grid.cpp", CSRC / "mlp.cpp", CSRC / "mlp_amx.cpp", CSRC / "bindings.cpp"]
-HEADERS = [CSRC / "mlp.h"]  # torch rebuilds when a source or the flags change: the headers' hash is a flag
+HEADERS = [CSRC / "mlp.h"]  # ninja (torch's build) follows the includes; listed for the "compiling" line
 NAME = "sspnerf_cpu_kernels"  # the extension's name (torch's cache folder)
 CHOICES = ("auto", "cpp", "torch")
 _module = None
@@ -48,13 +47,32 @@ def _needs_build() -> bool:
         return True
 
 
-def _build(folder: str | None = None):
+def _build(folder: str | None = None, amx: bool = True):
+    """torch's JIT build of SOURCES (amx=False: without the bfloat16 AMX variant, for compilers or assemblers that
+    lack its instructions)."""
     from torch.utils.cpp_extension import load as build
 
-    headers = hashlib.sha1(b"".join(h.read_bytes() for h in HEADERS)).hexdigest()[:12]
-    return build(NAME, [str(s) for s in SOURCES], extra_cflags=["-O3", "-fopenmp", f"-DSSP_HEADERS_{headers}"],
-                 extra_ldflags=["-fopenmp"],
+    flags = ["-O3", "-fopenmp"] + ([] if amx else ["-DSSP_NO_AMX"])
+    return build(NAME, [str(s) for s in SOURCES], extra_cflags=flags, extra_ldflags=["-fopenmp"],
                  build_directory=folder, verbose=False)
+
+
+def _build_with_fallback(folder: str | None = None):
+    """_build, then once more without the AMX variant if the toolchain cannot build it (one line says so); an
+    OSError (the build folder) is the caller's."""
+    try:
+        return _build(folder)
+    except OSError:
+        raise
+    except Exception as err:  # noqa: BLE001 - an older compiler / assembler: the kernels without AMX
+        print(f"cpu kernels: building without the bfloat16 AMX variant ({_last_line(err)})", file=sys.stderr,
+              flush=True)
+        return _build(folder, amx=False)
+
+
+def _last_line(err: Exception) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[-1] if text else ''}"
 
 
 def load():
@@ -71,13 +89,13 @@ def load():
                 print("cpu kernels: compiling the C++ hash-grid and MLP kernels (first use only, ~30 s; cached after)",
                       file=sys.stderr, flush=True)
             try:
-                _module = _build()
+                _module = _build_with_fallback()
             except OSError:  # torch's cache folder not writable (no home?): a private folder in the temp dir
                 folder = Path(tempfile.gettempdir()) / f"{NAME}-{os.getuid() if hasattr(os, 'getuid') else 0}"
                 folder.mkdir(mode=0o700, exist_ok=True)
-                _module = _build(str(folder))
+                _module = _build_with_fallback(str(folder))
         except Exception as err:  # noqa: BLE001 - any build failure means: use pure torch
-            _failure = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
+            _failure = _last_line(err)
     if _failure is not None:
         print(f"cpu kernels: the C++ kernels are not available ({_failure}); using pure torch",
               file=sys.stderr, flush=True)
@@ -128,7 +146,7 @@ def mlp_isa() -> int:
     return -1 if _module is None else int(_module.mlp_isa())
 
 
-def mlp_amx() -> bool:
+def mlp_amx_usable() -> bool:
     """Whether the MLP kernel's bfloat16 variant (AMX tiles, nerf/csrc/mlp_amx.cpp) can run on this CPU."""
     return _module is not None and bool(_module.mlp_amx_usable())
 
@@ -170,10 +188,10 @@ def mlp(xs: list[Tensor], layers: list[tuple[Tensor, Tensor]], extra: list[Tenso
     the last: what the nn.Linear / ReLU stack computes, within float rounding. The output is written once (the extra
     columns into room the kernel leaves). No gradients; float32 CPU tensors (column-contiguous, any row stride);
     the kernels must be loaded (load()). isa: -1 the best here (tests force 0 / 2). bf16: the products in bfloat16
-    in AMX tiles where mlp_amx() holds (sums and outputs in float32; ~1e-3 relative from float32's), else as isa."""
+    in AMX tiles where mlp_amx_usable() (sums and outputs in float32; ~4e-3 relative from float32's), else as isa."""
     wts, bs, outs = pack_layers(layers)
     width = sum(e.shape[1] for e in extra)
-    out = _module.mlp_forward([x.float() for x in xs], wts, bs, outs, width, 3 if bf16 and mlp_amx() else isa)
+    out = _module.mlp_forward([x.float() for x in xs], wts, bs, outs, width, 3 if bf16 and mlp_amx_usable() else isa)
     col = outs[-1]
     for e in extra:
         out[:, col:col + e.shape[1]] = e

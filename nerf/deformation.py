@@ -106,7 +106,7 @@ class TorsoDeformation(nn.Module):
                 pose_ref, dtype=torch.float32).reshape(pose_dim).clone())
         self._motion_cache: tuple | None = None  # (pose values, frame_motion's result) of the last rendered pose
         self.kernel = False  # fast path on the CPU without gradients: the MLP through the compiled kernel (Pipeline)
-        self.kernel_bf16 = False  # and with bfloat16 products where the CPU has AMX (Pipeline: kernel_precision)
+        self.kernel_bf16 = False  # and with bfloat16 products where the CPU has AMX (Pipeline: cpu_mlp_precision)
 
     def frame_motion(self, pose: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
         """pose [P,6] (pose6: axis-angle of R_head^T, camera centre c in the head frame) -> (R_head [P,3,3] (camera

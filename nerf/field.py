@@ -320,7 +320,7 @@ class HashField(nn.Module):
         with torch.no_grad():
             self.density_net[-1].bias[0] = density_bias  # start nearly empty: exp(-1) per unit length
         self.kernel = False  # fast path on the CPU without gradients: the MLPs through the compiled kernel (Pipeline)
-        self.kernel_bf16 = False  # and with bfloat16 products where the CPU has AMX (Pipeline: kernel_precision)
+        self.kernel_bf16 = False  # and with bfloat16 products where the CPU has AMX (Pipeline: cpu_mlp_precision)
 
     def _mlp(self, net: nn.Sequential, parts: list[Tensor], aud: Tensor, gates: Tensor | None,
              extra: list[Tensor] = ()) -> Tensor:

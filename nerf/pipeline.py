@@ -192,16 +192,16 @@ class Pipeline(nn.Module):
             self.register_buffer("occ_codes", torch.zeros(n_recent_codes, model.cond_dim))
             self.register_buffer("occ_n_codes", torch.zeros((), dtype=torch.long))
 
-    def use_cpu_kernels(self, choice: str, bf16: bool = False) -> None:
+    def use_cpu_kernels(self, choice: str, bf16: bool) -> None:
         """The fast path's hash grids, hash field MLPs and deformation MLP use the compiled CPU kernels
         (nerf/cpu_kernels.py) if `choice` (auto | cpp | torch) asks for them and they build; the reference path
         never does. Each takes them only where they apply (CPU tensors; the MLPs without gradients, on AVX-512;
-        with `bf16`, their products in bfloat16 where the CPU has AMX-BF16)."""
+        with `bf16` (cpu_mlp_precision = bfloat16), their products in bfloat16 where the CPU has AMX-BF16)."""
         users = [m for m in self.model.modules() if isinstance(m, (HashGridEncoding, HashField, TorsoDeformation))]
         on = self.marching is not None and bool(users) and cpu_kernels.wanted(choice)
         for m in users:
             m.kernel = on
-            if hasattr(m, "kernel_bf16"):
+            if isinstance(m, (HashField, TorsoDeformation)):
                 m.kernel_bf16 = on and bf16
 
     def compile_field(self) -> None:

@@ -1,6 +1,7 @@
 """SSPNeRF through its Pipeline: output shapes per backbone and ablation, audio codes, pose6, chunked rendering,
 empty-space skipping, old checkpoint states, and a tiny optimisation on a static ball scene."""
 import math
+import shutil
 
 import pytest
 import torch
@@ -92,7 +93,15 @@ def test_pose6_frontal_is_small_and_continuous():
     assert batch.shape == (2, 6) and abs(batch[1, :3].norm().item() - ang) < 1e-5
 
 
-@pytest.mark.parametrize("precision,atol", [("float32", 1e-5), ("bfloat16", 1e-3)])
+def _amx() -> bool:
+    from nerf import cpu_kernels
+
+    return shutil.which("c++") is not None and cpu_kernels.load() is not None and cpu_kernels.mlp_amx_usable()
+
+
+@pytest.mark.parametrize("precision,atol", [
+    ("float32", 1e-5),
+    pytest.param("bfloat16", 1e-3, marks=pytest.mark.skipif(not _amx(), reason="bfloat16 products need AMX-BF16"))])
 def test_render_image_matches_render_rays_and_chunks(precision, atol):
     """One frame's code row (render_image: folded into the first layers' biases) and the same code on every ray
     agree; in bfloat16 products (cpu_mlp_precision, CPUs with AMX) the per-ray code is rounded to bfloat16 and the

@@ -53,13 +53,15 @@ def _marching_kwargs(run, monkeypatch) -> dict:
 def test_render_ignores_the_runs_saved_speed_settings(tiny_run, monkeypatch):
     cfg_path = tiny_run["run_dir"] / "config.txt"
     text = cfg_path.read_text()
-    for key, value in (("render_chunk", 123), ("march_segment", 5), ("max_points", 77)):  # as a GPU run saved them
+    for key, value in (("render_chunk", 123), ("march_segment", 5), ("max_points", 77),  # as a GPU run saved them
+                       ("cpu_mlp_precision", "float32"), ("cpu_kernels", "torch")):  # as another CPU's user chose
         text, n = re.subn(rf"^{key} = .*$", f"{key} = {value}", text, flags=re.M)
         assert n == 1, key
     cfg_path.write_text(text)
     run = load_run(["--config", str(tiny_run["config"])])
     rc = run.cfg.render
     assert (rc.chunk, rc.march_segment, rc.max_points) == (0, 0, 0)
+    assert (rc.cpu_mlp_precision, rc.cpu_kernels) == ("bfloat16", "auto")
     assert run.pipeline.auto_speed(run.device) == CPU_FAST  # the run renders on the fast path
     kw = _marching_kwargs(run, monkeypatch)
     assert (kw["segment"], kw["max_points"]) == (16, 32768)

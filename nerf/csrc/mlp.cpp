@@ -9,7 +9,7 @@
 // after every layer but the last; the `extra` last columns are left for the caller to fill (no copy of the output
 // to append to it). The padded columns compute zeros (zero weights and bias), so the next layer may read them.
 // isa: -1 the best this CPU has, 0 plain C++ (the tests' reference for the tiling), 2 AVX-512, 3 bfloat16 products
-// in AMX tiles (nerf/csrc/mlp_amx.cpp: an opt-in, not float32's result); chosen at run time,
+// in AMX tiles (nerf/csrc/mlp_amx.cpp: not float32's result, within ~4e-3 of it); chosen at run time,
 // so one build serves any x86-64 CPU. (An AVX2 variant, 2 points x 4 vectors, was slower than torch's products on
 // this project's machine: not kept; benchmarks/NOTES.md.) Each output is the bias plus the products summed in input order (k = 0 .. K-1), one
 // fused multiply-add each: within float rounding of torch's (tests/test_cpu_kernels.py).

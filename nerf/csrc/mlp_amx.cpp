@@ -1,9 +1,11 @@
 // The small ReLU MLPs of nerf/csrc/mlp.cpp with bfloat16 products in AMX tiles (Intel Sapphire Rapids and later):
 // 16 points at a time through every layer, each layer one tile product per 32 inputs x 16 outputs
 // (TDPBF16PS: 16 x 16 x 32 multiply-adds), sums, biases, ReLU and the output in float32. Inputs and weights are
-// rounded to bfloat16 (8 significant bits): the outputs differ from float32's by ~1e-3 relative, so this is an
-// opt-in of the fast path (nerf/cpu_kernels.py: `mlp(..., bf16=True)`), measured against the reference image in
-// benchmarks/NOTES.md and tests/test_cpu_kernels.py.
+// rounded to bfloat16 (8 significant bits): the outputs differ from float32's by ~4e-3 relative; the fast path's
+// default where the CPU has it (cpu_mlp_precision = bfloat16; nerf/cpu_kernels.py: `mlp(..., bf16=True)`), measured
+// against the reference image in benchmarks/NOTES.md and tests/test_cpu_kernels.py. Compilers without AMX
+// intrinsics (GCC < 11, clang < 12) build without it (SSP_NO_AMX; nerf/cpu_kernels.py also retries with that flag
+// when the assembler is too old).
 //
 // Layouts: activations of the 16 points [16, K'] bfloat16 (K' = the layer's inputs rounded up to 32, zeros after);
 // weights in AMX's pair layout [K'/2, P, 2] (W^T rows 2i and 2i+1 side by side for each output), converted once per
@@ -16,7 +18,8 @@
 #include <cstring>
 #include <vector>
 
-#if defined(__x86_64__) && defined(__linux__)
+#if defined(__x86_64__) && defined(__linux__) && !defined(SSP_NO_AMX) && \
+    ((defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
 #include <cpuid.h>
 #include <immintrin.h>
 #include <sys/syscall.h>
@@ -39,6 +42,7 @@ struct alignas(64) TileConfig {
   uint16_t colsb[16] = {};
   uint8_t rows[16] = {};
 };
+static_assert(sizeof(TileConfig) == 64, "LDTILECFG reads 64 bytes");
 
 int round32(int n) { return (n + 31) / 32 * 32; }
 
@@ -145,14 +149,21 @@ __attribute__((target(AMX_TARGET))) void run_tiles(const std::vector<Layer>& lay
                                                    const std::vector<Part>& parts, int k0, float* out,
                                                    int64_t out_stride, int64_t m, int64_t t0, int64_t t1) {
   int widest = 0, widest_out = 0;
-  for (const Layer& l : layers) widest = std::max(widest, round32(l.pad)), widest_out = std::max(widest_out, l.pad);
+  for (const Layer& l : layers) {
+    widest = std::max(widest, round32(l.pad));
+    widest_out = std::max(widest_out, l.pad);
+  }
   const int in_stride = round32(k0);
   std::vector<uint16_t> input(static_cast<size_t>(kRows) * in_stride, 0);  // zeros after k0 stay
   std::vector<uint16_t> act_a(static_cast<size_t>(kRows) * widest, 0), act_b(act_a.size(), 0);
   std::vector<float> c(static_cast<size_t>(kRows) * widest_out);
   TileConfig cfg;
-  for (int t = 0; t < 8; ++t) cfg.rows[t] = kRows, cfg.colsb[t] = 64;
+  for (int t = 0; t < 8; ++t) {
+    cfg.rows[t] = kRows;
+    cfg.colsb[t] = 64;
+  }
   _tile_loadconfig(&cfg);
+  asm volatile("" ::: "memory");  // GCC's tile intrinsics are asm that does not declare the memory it reads
   for (int64_t tile = t0; tile < t1; ++tile) {
     const int64_t p0 = tile * kRows;
     const int here = static_cast<int>(std::min<int64_t>(kRows, m - p0));
@@ -173,11 +184,12 @@ __attribute__((target(AMX_TARGET))) void run_tiles(const std::vector<Layer>& lay
 }
 
 bool cpu_has_amx_bf16() {
+  __builtin_cpu_init();
   unsigned a, b, c, d;
   if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
   const bool amx = (d >> 22 & 1) && (d >> 24 & 1), avx512 = (b >> 16 & 1) && (b >> 30 & 1) && (b >> 31 & 1);
-  if (!amx || !avx512 || !__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
-  return a >> 5 & 1;  // AVX512_BF16
+  if (!amx || !avx512 || !__builtin_cpu_supports("avx512bw")) return false;  // the latter: also enabled by the OS
+  return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a >> 5 & 1);  // AVX512_BF16
 }
 
 }  // namespace
@@ -197,7 +209,7 @@ void mlp_amx(const std::vector<Layer>& layers, const std::vector<Part>& parts, i
   });
 }
 
-#else  // not x86-64 Linux: never usable
+#else  // not x86-64 Linux, or a compiler without AMX intrinsics: never usable
 
 bool amx_usable() { return false; }
 void mlp_amx(const std::vector<Layer>&, const std::vector<Part>&, int, float*, int64_t, int64_t) {}
