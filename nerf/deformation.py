@@ -105,8 +105,7 @@ class TorsoDeformation(nn.Module):
             self.register_buffer("pose_ref", torch.zeros(pose_dim) if pose_ref is None else torch.as_tensor(
                 pose_ref, dtype=torch.float32).reshape(pose_dim).clone())
         self._motion_cache: tuple | None = None  # (pose values, frame_motion's result) of the last rendered pose
-        self.kernel = False  # fast path on the CPU without gradients: the MLP through the compiled kernel (Pipeline)
-        self.kernel_bf16 = False  # and with bfloat16 products where the CPU has AMX (Pipeline: cpu_mlp_precision)
+        self.mlp_kernel = ""  # "float32" | "bfloat16": the MLP through the compiled kernel, no gradients (HashField)
 
     def frame_motion(self, pose: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
         """pose [P,6] (pose6: axis-angle of R_head^T, camera centre c in the head frame) -> (R_head [P,3,3] (camera
@@ -170,8 +169,8 @@ class TorsoDeformation(nn.Module):
         g = gate.detach()[:, None]
         # a frame's one pose row is folded into the first layer's bias (linear_of_parts), not repeated per point
         parts = [*self.enc.parts(xn), pose]  # the encoding's blocks: the kernel reads them in place
-        if self.kernel and cpu_kernels.mlp_applies(xn):
-            residual = kernel_mlp(linears(self.net), parts, bf16=self.kernel_bf16) * g
+        if self.mlp_kernel and cpu_kernels.mlp_applies(xn):
+            residual = kernel_mlp(linears(self.net), parts, bf16=self.mlp_kernel == "bfloat16") * g
         else:
             residual = self.net[1:](linear_of_parts(self.net[0], parts)) * g
         # the L2 penalty: only a training loss reads it (0 without gradients, a pass less per render query)

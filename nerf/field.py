@@ -319,16 +319,18 @@ class HashField(nn.Module):
         self.sem = nn.Linear(geo_dim, n_classes) if n_classes > 0 else None
         with torch.no_grad():
             self.density_net[-1].bias[0] = density_bias  # start nearly empty: exp(-1) per unit length
-        self.kernel = False  # fast path on the CPU without gradients: the MLPs through the compiled kernel (Pipeline)
-        self.kernel_bf16 = False  # and with bfloat16 products where the CPU has AMX (Pipeline: cpu_mlp_precision)
+        # fast path on the CPU without gradients: "float32" | "bfloat16" (products in AMX tiles) runs the MLPs through
+        # the compiled kernel, "" through the torch layers (Pipeline.use_cpu_kernels: cpu_kernels, cpu_mlp_precision)
+        self.mlp_kernel = ""
 
     def _mlp(self, net: nn.Sequential, parts: list[Tensor], aud: Tensor, gates: Tensor | None,
              extra: list[Tensor] = ()) -> Tensor:
         """net(cat(parts + [condition])), the condition as it is or gated per point (_conditioned), with the columns
         of `extra` appended; through the compiled kernel when it applies."""
-        if self.kernel and cpu_kernels.mlp_applies(parts[0]):
+        if self.mlp_kernel and cpu_kernels.mlp_applies(parts[0]):
             gated = None if gates is None else (self.gates, aud, gates)
-            return kernel_mlp(linears(net), parts + ([aud] if gates is None else []), gated, extra, self.kernel_bf16)
+            return kernel_mlp(linears(net), parts + ([aud] if gates is None else []), gated, extra,
+                              self.mlp_kernel == "bfloat16")
         h = net[1:](self._conditioned(net[0], parts, aud, gates))
         return torch.cat([h, *extra], -1) if extra else h
 

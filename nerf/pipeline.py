@@ -200,9 +200,10 @@ class Pipeline(nn.Module):
         users = [m for m in self.model.modules() if isinstance(m, (HashGridEncoding, HashField, TorsoDeformation))]
         on = self.marching is not None and bool(users) and cpu_kernels.wanted(choice)
         for m in users:
-            m.kernel = on
-            if isinstance(m, (HashField, TorsoDeformation)):
-                m.kernel_bf16 = on and bf16
+            if isinstance(m, HashGridEncoding):
+                m.kernel = on
+            else:
+                m.mlp_kernel = ("bfloat16" if bf16 else "float32") if on else ""
 
     def compile_field(self) -> None:
         """torch.compile the field(s)' density and colour (dynamic shapes: the point count changes every call);

@@ -120,7 +120,7 @@ def test_without_a_compiler_the_torch_lookup_is_used(monkeypatch, capsys):
         cpu_kernels.wanted("cpp")
     pipe = make("hash")
     pipe.use_cpu_kernels("auto", bf16=False)
-    assert not pipe.model.field.enc_x.kernel and not pipe.model.field.kernel and not pipe.model.deformation.kernel
+    assert not pipe.model.field.enc_x.kernel and pipe.model.field.mlp_kernel == pipe.model.deformation.mlp_kernel == ""
     assert cpu_kernels.mlp_isa() == -1
     with pytest.raises(ValueError, match="cpu_kernels must be one of"):
         cpu_kernels.wanted("fast")
@@ -224,7 +224,8 @@ def test_mlp_kernel_renders_like_the_torch_layers(kw):
     images, real = {}, cpu_kernels.mlp
     for choice in ("torch", "cpp"):
         pipe.use_cpu_kernels(choice, bf16=False)
-        assert pipe.model.field.kernel == pipe.model.deformation.kernel == (choice == "cpp")
+        kernel = "float32" if choice == "cpp" else ""
+        assert pipe.model.field.mlp_kernel == pipe.model.deformation.mlp_kernel == kernel
         widths = []  # the input width of each kernel call: 27 is the deformation's encoding
         cpu_kernels.mlp = lambda xs, *a, **k: widths.append(sum(x.shape[1] for x in xs)) or real(xs, *a, **k)
         try:
@@ -297,7 +298,8 @@ def test_bf16_mlp_kernel_renders_within_40_db_of_float32():
     images, calls, real = {}, [], cpu_kernels.mlp
     for choice, bf16 in (("torch", False), ("cpp", False), ("cpp", True)):
         pipe.use_cpu_kernels(choice, bf16=bf16)
-        assert pipe.model.field.kernel_bf16 == pipe.model.deformation.kernel_bf16 == bf16
+        assert pipe.model.field.mlp_kernel == pipe.model.deformation.mlp_kernel == (
+            "" if choice == "torch" else "bfloat16" if bf16 else "float32")
         cpu_kernels.mlp = lambda xs, *a, **k: calls.append(k.get("bf16")) or real(xs, *a, **k)
         try:
             with torch.no_grad():
@@ -325,7 +327,7 @@ def test_bf16_falls_back_to_float32_without_amx(monkeypatch):
         assert torch.equal(cpu_kernels.mlp([x], layers, bf16=True), cpu_kernels.mlp([x], layers))
     pipe = _eye_pipeline()
     pipe.use_cpu_kernels("torch", bf16=True)
-    assert not pipe.model.field.kernel_bf16 and not pipe.model.deformation.kernel_bf16
+    assert pipe.model.field.mlp_kernel == pipe.model.deformation.mlp_kernel == ""
 
 
 def test_a_toolchain_without_amx_builds_the_kernels_without_it(monkeypatch, capsys):
