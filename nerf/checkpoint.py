@@ -45,8 +45,9 @@ def set_rng_states(states: dict) -> None:
 
 def save_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     sampler, iteration: int, fingerprint: dict, time_s: float = 0.0,
-                    audio_attention: bool = False) -> None:
-    """Write everything needed to continue training at `iteration`, atomically (temp file + rename)."""
+                    audio_attention: bool = False, extra: dict | None = None) -> None:
+    """Write everything needed to continue training at `iteration`, atomically (temp file + rename). extra: more
+    entries (the trainer's live weights beside the averaged model, nerf/ema.py)."""
     state = {
         "iteration": int(iteration),
         "time_s": float(time_s),
@@ -56,6 +57,7 @@ def save_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module, optimize
         "sampler": _to_torch(sampler.state_dict()),
         "rng": rng_states(),
         "audio_attention": bool(audio_attention),
+        **(extra or {}),
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)

@@ -10,6 +10,7 @@ so every rank renders with the same one. Only rank 0 validates, logs and writes 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -26,6 +27,7 @@ from nerf import losses, metrics
 from nerf.checkpoint import check_fingerprint, load_checkpoint, save_checkpoint, set_rng_states
 from nerf.presets import CHOICES as PRESET_CHOICES
 from nerf.dataset import TalkingDataset
+from nerf.ema import WeightAverage, copy_into, params_of
 from nerf.distributed import DistInfo, all_gather_cat, all_mean, broadcast_buffers, pick_device
 from nerf.model import pose6
 from nerf.pipeline import ModelMeta, build_pipeline, fingerprint, saved_fingerprint
@@ -63,6 +65,7 @@ class TrainConfig:
     amp: bool = False  # mixed precision (CUDA only; ignored on the CPU)
     threads: int = 0  # torch CPU threads (0: torch's default)
     time_budget: float = 0.0  # stop after this many seconds of training (0: no limit), then validate and save
+    ema_decay: float = 0.999  # validation and the saved model use this moving average of the weights (nerf/ema.py; 0: the last iterate)
 
 
 def learning_rate(it: int, base: float, decay: float, decay_iters: int, warmup: int) -> float:
@@ -129,6 +132,7 @@ class Trainer:
                 find_unused_parameters=True, broadcast_buffers=False)  # buffers: broadcast after estimator updates
         self.optimizer = torch.optim.Adam(self._param_groups(), lr=self.lr_at(0), betas=(0.9, 0.999))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.ema = WeightAverage(self.pipeline, self.tc.ema_decay) if self.tc.ema_decay != 0 else None
         self.poses = pose6(ds.c2w)  # [F,6]
         self.start_iter, self.time_s = 0, 0.0
         self.writer = None
@@ -184,6 +188,8 @@ class Trainer:
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.update(self.pipeline)
         self.sampler.update(*all_gather_cat([cls.to(dev), per_ray], self.dist))  # same shares on all ranks
         if self.pipeline.update_estimator(it):  # each rank updated from its own random cells: keep rank 0's
             broadcast_buffers(self.pipeline.estimator, self.dist)
@@ -230,16 +236,33 @@ class Trainer:
         with open(self.run_dir / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps(record) + "\n")
 
+    def averaged(self):
+        """A block in which the pipeline holds the moving average of its weights (ema_decay; else as it is)."""
+        return self.ema.applied(self.pipeline) if self.ema is not None else contextlib.nullcontext()
+
     def save(self, it: int) -> None:
-        save_checkpoint(self.ckpt_path, model=self.pipeline, optimizer=self.optimizer, sampler=self.sampler,
-                        iteration=it, fingerprint=self.fingerprint, time_s=self.time_s,
-                        audio_attention=self.pipeline.use_attention)
+        """The checkpoint's model is the averaged one (what rendering loads); the live weights and the average's
+        update count ride along for --resume."""
+        extra = {} if self.ema is None else {"live_params": params_of(self.pipeline),
+                                             "ema_updates": self.ema.updates}
+        with self.averaged():
+            save_checkpoint(self.ckpt_path, model=self.pipeline, optimizer=self.optimizer, sampler=self.sampler,
+                            iteration=it, fingerprint=self.fingerprint, time_s=self.time_s,
+                            audio_attention=self.pipeline.use_attention, extra=extra)
 
     def resume(self) -> None:
         state = load_checkpoint(self.ckpt_path, map_location=self.device)
         # a checkpoint from before a key existed was made with BEFORE_KEY's value (resume with that flag)
         check_fingerprint(self.ckpt_path, saved_fingerprint(state["fingerprint"], self.fingerprint), self.fingerprint)
         self.pipeline.load_state_dict(state["model"])  # Pipeline.load_state_dict upgrades pre-split checkpoints
+        live = state.get("live_params")  # with an average the model is the average: go on from the live weights
+        if self.ema is not None:
+            if live is not None:
+                self.ema.load(self.pipeline, live, state.get("ema_updates", 0))
+            else:  # a checkpoint without an average: start one from its weights
+                self.ema = WeightAverage(self.pipeline, self.tc.ema_decay)
+        elif live is not None:
+            copy_into(self.pipeline, live)
         self.optimizer.load_state_dict(state["optimizer"])
         sampler_state = state["sampler"]
         if self.dist.rank > 0:  # other ranks keep their own random stream, moved on by the iteration
@@ -308,7 +331,8 @@ class Trainer:
         return last
 
     def _validate_and_log(self, it: int, logs: dict) -> dict:
-        res = self.validate(it)
+        with self.averaged():
+            res = self.validate(it)
         record = {"iter": it, "time_s": round(self.time_s, 3), **res,
                   **{k: round(v, 6) for k, v in logs.items()}, "lr": self.lr_at(it),
                   "shares": {k: round(v, 5) for k, v in self.sampler.shares().items()}}
