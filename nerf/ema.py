@@ -6,7 +6,7 @@ noisy draw around the minimum the learning rate lets Adam reach. The average ove
 iterations is a better point than any one of them (benchmarks/NOTES.md, 2026-12-05, fifth session). The decay
 warms up as TensorFlow's ExponentialMovingAverage does, min(decay, (1 + n) / (10 + n)) at update n, so a short
 run averages over roughly its last tenth and a long one over ~1 / (1 - decay) iterations. Buffers (the occupancy
-grid, the audio statistics) are the live module's.
+grid, the mouth predictor's fit) are the live module's.
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ class WeightAverage:
         self.params = params_of(module)
         missing = sorted(set(self.params) - set(live))
         if missing:
-            raise ValueError(f"the checkpoint's live weights lack {missing[:3]}")
+            raise ValueError(f"live_params lacks {len(missing)} of the model's parameters, first {missing[0]}")
         copy_into(module, live)
         self.updates = int(updates)
 

@@ -258,7 +258,10 @@ class Trainer:
         live = state.get("live_params")  # with an average the model is the average: go on from the live weights
         if self.ema is not None:
             if live is not None:
-                self.ema.load(self.pipeline, live, state.get("ema_updates", 0))
+                try:
+                    self.ema.load(self.pipeline, live, state.get("ema_updates", 0))
+                except ValueError as e:
+                    raise ValueError(f"{self.ckpt_path}: {e}") from None
             else:  # a checkpoint without an average: start one from its weights
                 self.ema = WeightAverage(self.pipeline, self.tc.ema_decay)
         elif live is not None:

@@ -77,3 +77,17 @@ def test_resume_without_an_average_starts_one(tmp_path, tiny):  # noqa: F811
     rc3, run = _train(tmp_path, tiny, "--resume", "true", "--ema_decay", "0", iters=4, name="r")
     state4 = load_checkpoint(run / "ckpt" / "latest.pt")
     assert rc3 == 0 and state4["iteration"] == 4 and "live_params" not in state4
+
+
+def test_resume_with_damaged_live_weights_is_one_line_error(tmp_path, tiny, capsys):  # noqa: F811
+    rc, run = _train(tmp_path, tiny, iters=2, name="d")
+    path = run / "ckpt" / "latest.pt"
+    state = torch.load(path, weights_only=True)
+    first = sorted(state["live_params"])[0]
+    del state["live_params"][first]
+    torch.save(state, path)
+    capsys.readouterr()
+    rc, _ = _train(tmp_path, tiny, "--resume", "true", iters=3, name="d")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and err == [f"error: {path}: live_params lacks 1 of the model's parameters, first {first}"]
+    assert torch.load(path, weights_only=True)["iteration"] == 2  # the checkpoint is kept
