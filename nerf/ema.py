@@ -49,14 +49,21 @@ class WeightAverage:
         finally:
             copy_into(module, live)
 
-    def load(self, module: nn.Module, live: dict[str, Tensor], updates: int) -> None:
-        """Resume: module holds the average (the checkpoint's model); `live` the weights training continues from."""
-        self.params = params_of(module)
-        missing = sorted(set(self.params) - set(live))
+
+def restore_average(module: nn.Module, state: dict, decay: float, path) -> WeightAverage | None:
+    """--resume, after module.load_state_dict(state["model"]) of checkpoint `path`: the average to go on with (None
+    when decay is 0), module left holding the live weights. A run that kept an average saved it as the model and
+    its live weights as `live_params`; from a checkpoint without them the average starts at its weights."""
+    average = WeightAverage(module, decay) if decay != 0 else None  # the loaded model: the average (or the weights)
+    live = state.get("live_params")
+    if live is not None:
+        missing = sorted(set(average.params if average else params_of(module)) - set(live))
         if missing:
-            raise ValueError(f"live_params lacks {len(missing)} of the model's parameters, first {missing[0]}")
+            raise ValueError(f"{path}: live_params lacks {len(missing)} of the model's parameters, first {missing[0]}")
         copy_into(module, live)
-        self.updates = int(updates)
+        if average is not None:
+            average.updates = int(state.get("ema_updates", 0))
+    return average
 
 
 def params_of(module: nn.Module) -> dict[str, Tensor]:

@@ -27,7 +27,7 @@ from nerf import losses, metrics
 from nerf.checkpoint import check_fingerprint, load_checkpoint, save_checkpoint, set_rng_states
 from nerf.presets import CHOICES as PRESET_CHOICES
 from nerf.dataset import TalkingDataset
-from nerf.ema import WeightAverage, copy_into, params_of
+from nerf.ema import WeightAverage, params_of, restore_average
 from nerf.distributed import DistInfo, all_gather_cat, all_mean, broadcast_buffers, pick_device
 from nerf.model import pose6
 from nerf.pipeline import ModelMeta, build_pipeline, fingerprint, saved_fingerprint
@@ -255,17 +255,7 @@ class Trainer:
         # a checkpoint from before a key existed was made with BEFORE_KEY's value (resume with that flag)
         check_fingerprint(self.ckpt_path, saved_fingerprint(state["fingerprint"], self.fingerprint), self.fingerprint)
         self.pipeline.load_state_dict(state["model"])  # Pipeline.load_state_dict upgrades pre-split checkpoints
-        live = state.get("live_params")  # with an average the model is the average: go on from the live weights
-        if self.ema is not None:
-            if live is not None:
-                try:
-                    self.ema.load(self.pipeline, live, state.get("ema_updates", 0))
-                except ValueError as e:
-                    raise ValueError(f"{self.ckpt_path}: {e}") from None
-            else:  # a checkpoint without an average: start one from its weights
-                self.ema = WeightAverage(self.pipeline, self.tc.ema_decay)
-        elif live is not None:
-            copy_into(self.pipeline, live)
+        self.ema = restore_average(self.pipeline, state, self.tc.ema_decay, self.ckpt_path)
         self.optimizer.load_state_dict(state["optimizer"])
         sampler_state = state["sampler"]
         if self.dist.rank > 0:  # other ranks keep their own random stream, moved on by the iteration
