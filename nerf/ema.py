@@ -57,7 +57,7 @@ def restore_average(module: nn.Module, state: dict, decay: float, path) -> Weigh
     average = WeightAverage(module, decay) if decay != 0 else None  # the loaded model: the average (or the weights)
     live = state.get("live_params")
     if live is not None:
-        missing = sorted(set(average.params if average else params_of(module)) - set(live))
+        missing = sorted({name for name, _ in module.named_parameters()} - set(live))
         if missing:
             raise ValueError(f"{path}: live_params lacks {len(missing)} of the model's parameters, first {missing[0]}")
         copy_into(module, live)
