@@ -20,6 +20,9 @@ def parse_args(argv=None):
     p.add_argument("--aud_pose", default="static", help="pose for --aud: static | train | poses.json")
     p.add_argument("--no_video", action="store_true", help="skip side_by_side.mp4")
     p.add_argument("--out_dir", default="", help="default: logs/<expname>/eval")
+    p.add_argument("--mouth_shape", default="predicted", choices=("predicted", "measured"),
+                   help="the mouth-shape input of the held-out frames: predicted from their audio (default, what new "
+                   "speech gets) or measured on their own landmarks (a diagnostic: the drawing of a known mouth)")
     p.add_argument("--lpips_backbone", default=None, help="torchvision's alexnet-owt-7be5be79.pth (default: torch's "
                    "hub cache when it holds it; never downloaded)")
     p.add_argument("--lpips_heads", default=None, help="the lpips package's weights/v0.1/alex.pth (default: the "
@@ -41,7 +44,8 @@ def main(argv=None) -> int:
         print(lpips[1])
         run = load_run(rest, split="val")
         out_dir = Path(args.out_dir) if args.out_dir else run.run_dir / "eval"
-        res = evaluate_run(run, out_dir, args.max_frames, video=not args.no_video, lpips=lpips)
+        res = evaluate_run(run, out_dir, args.max_frames, video=not args.no_video, lpips=lpips,
+                           mouth_shape=args.mouth_shape)
         if args.aud:
             res["new_audio"] = mouth_vs_loudness(run, args.aud, out_dir, args.aud_pose)
             from nerf.evaluation import _clean

@@ -9,6 +9,8 @@
 2. per variant and seed, a run with the CPU preset (`<subject>_<variant>_s<seed>`; a run already finished by this
    script is reused: output/<subject>/<run>.done),
 3. evaluate.py on every held-out frame (PSNR overall and per region, LMD, sync),
+3b. for a model with the mouth-shape input, evaluate.py --mouth_shape measured as well (`*_told`: lips, inner
+   mouth and LMD of the held-out frames drawn with their own measured shape: the drawing apart from the prediction),
 4. (unless --no_render) render.py of new speech in another voice (voice 1) at the training poses at --render_size;
    the landmark back-end measures the mouth on the rendered frames (corner-to-corner width and inner-lip gap over the
    eye-corner distance, 3D) and correlates them with the ground-truth visemes of that speech
@@ -76,7 +78,7 @@ ABLATIONS = {
 VARIANTS = {name: [arg for k, v in {**FULL, **diff}.items() for arg in (f"--{k}", v)]
             for name, diff in ABLATIONS.items()}
 SPEECH = {"seed": 7, "voice": 1}
-KEYS = ("psnr", "lips", "inner_mouth", "face", "eyes", "lmd", "sync", "r_width", "r_opening", "r_loudness",
+KEYS = ("psnr", "lips", "inner_mouth", "face", "eyes", "lmd", "sync", "lips_told", "inner_mouth_told", "lmd_told", "r_width", "r_opening", "r_loudness",
         "r_width_talking", "r_opening_talking", "r_loudness_talking")
 
 
@@ -138,6 +140,7 @@ def one_run(exp: str, extra: list[str], seed: int, args, config: Path, speech: P
         run([py, "train.py", "--config", str(config), "--expname", exp, "--seed", str(seed), *extra], log)
         done.write_text("trained\n")
     run([py, "evaluate.py", "--config", str(config), "--expname", exp, "--no_video"], log)
+    told = told_mouth(exp, extra, config, log)
     shape = render_shape(exp, args, config, speech, log, out_dir) if args.render else {"width": [], "opening": []}
     n = len(shape["opening"])
     ev = json.loads((ROOT / "logs" / exp / "eval" / "metrics.json").read_text())
@@ -148,10 +151,24 @@ def one_run(exp: str, extra: list[str], seed: int, args, config: Path, speech: P
             "train_seconds": rows[-1].get("time_s"), "frames": ev.get("frames"), "psnr": ev.get("psnr"),
             "ssim": ev.get("ssim"), "miou": ev.get("miou"), "lmd": num(ev.get("lmd")), "sync": num(ev.get("sync")),
             "lips": region.get("lips"), "inner_mouth": region.get("inner_mouth"), "face": region.get("face"),
-            "eyes": region.get("eyes"),
+            "eyes": region.get("eyes"), **told,
             **correlations(truth, shape, np.ones(n, bool)),
             **{f"{k}_talking": v for k, v in correlations(truth, shape, talking_frames(n, name)).items()},
             "curves": {k: np.round(v, 4).tolist() for k, v in shape.items()}}
+
+
+def told_mouth(exp: str, extra: list[str], config: Path, log: Path) -> dict[str, float]:
+    """evaluate.py --mouth_shape measured (a model with the mouth input): lips, inner mouth and LMD of the held-out
+    frames drawn with their own measured mouth shape, apart from the audio's prediction of it."""
+    if "--mouth" not in extra or extra[extra.index("--mouth") + 1] != "true":
+        return {}
+    out = ROOT / "logs" / exp / "eval_measured"
+    run([sys.executable, "evaluate.py", "--config", str(config), "--expname", exp, "--no_video", "--mouth_shape",
+         "measured", "--out_dir", str(out)], log)
+    ev = json.loads((out / "metrics.json").read_text())
+    region = ev.get("region_psnr") or {}
+    return {"lips_told": region.get("lips"), "inner_mouth_told": region.get("inner_mouth"),
+            "lmd_told": ev.get("lmd") if isinstance(ev.get("lmd"), float) else None}
 
 
 def render_shape(exp: str, args, config: Path, speech: Path, log: Path, out_dir: Path) -> dict[str, np.ndarray]:

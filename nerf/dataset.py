@@ -6,6 +6,7 @@ convention), so `near`/`far` are depths along the camera axis.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from dataclasses import dataclass, field
@@ -26,12 +27,25 @@ class DataConfig:
     datadir: str = ""  # dataset/<name>/
     downsample: float = 1.0  # images are resized to round(size / downsample)
     img_size: int = 0  # >0: resize so the longer side is at most this many pixels (never enlarged; overrides downsample)
+    train_supersample: int = 1  # training images this many times larger than img_size (never above the source): up to k^2 rays per rendered pixel; renders stay at img_size
     near: float = 0.0  # ray start depth; 0: mean camera distance - 0.2 (AD-NeRF)
     far: float = 0.0  # ray end depth; 0: mean camera distance + 0.4 (AD-NeRF)
     bg: str = field(default="image", metadata={"choices": ("image", "white", "black")})  # background behind the field: image (bc.jpg) | white | black
     preload: bool = True  # keep all images in memory (uint8); false: read frames on demand
     use_parsing: bool = True  # read parsing/ when present (semantic head and sampler need it)
     zero_audio: bool = False  # control experiment: every audio feature is 0, so the model cannot use the audio
+
+    def for_training(self) -> "DataConfig":
+        """The config of the training images: `train_supersample` times the size of img_size / downsample (never
+        enlarged past the source; evaluation and renders keep img_size)."""
+        k = self.train_supersample
+        if k < 1:
+            raise ValueError(f"train_supersample = {k}: must be >= 1")
+        if k == 1:
+            return self
+        if self.img_size > 0:
+            return dataclasses.replace(self, img_size=self.img_size * k)
+        return dataclasses.replace(self, downsample=min(self.downsample, max(self.downsample / k, 1.0)))
 
 
 def get_rays(h: int, w: int, focal: float, cx: float, cy: float, c2w: Tensor,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from common.fileio import atomic_path, save_json
 from nerf import metrics
@@ -117,14 +118,27 @@ def select_frames(n: int, max_frames: int) -> list[int]:
     return sorted(set(np.linspace(0, n - 1, max_frames).round().astype(int).tolist()))
 
 
+def measured_mouth(run: LoadedRun, idx: list[int]) -> Tensor:
+    """[V,2] the mouth shape measured on frames idx's own landmarks (ValueError when there is none or the model
+    takes no mouth input)."""
+    if run.model.mouth is None:
+        raise ValueError(f"{run.run_dir}: the model has no mouth-shape input (mouth = false): nothing to measure")
+    if run.ds.mouth is None:
+        raise ValueError(f"{run.ds.root}: {run.ds.mouth_source}: no measured mouth shape for the held-out frames")
+    return run.ds.mouth[torch.tensor(idx)]
+
+
 def evaluate_run(run: LoadedRun, out_dir: str | Path, max_frames: int = 0, video: bool = True,
-                 lpips: tuple = (None, "skipped: no LPIPS weights")) -> dict:
+                 lpips: tuple = (None, "skipped: no LPIPS weights"), mouth_shape: str = "predicted") -> dict:
     """Render run.ds (the val split) frames with their own audio and pose; write metrics.json, video and plots.
-    lpips: (network or None, the line saying which weights or why not) from nerf.lpips.load_lpips."""
+    lpips: (network or None, the line saying which weights or why not) from nerf.lpips.load_lpips.
+    mouth_shape: "predicted" from the frames' audio (what new speech gets) | "measured" on their own landmarks
+    (how well the model draws a mouth it is told, apart from the audio's prediction of it)."""
     ds, out_dir = run.ds, Path(out_dir)
     idx = select_frames(len(ds), max_frames)
     eye = None if ds.eye is None else ds.eye[torch.tensor(idx)]  # the frames' own eye openness
-    codes = run.pipeline.frame_codes(ds.aud, ds.aud_ids[torch.tensor(idx)], eye=eye)  # [V, A(+1)]
+    mouth = measured_mouth(run, idx) if mouth_shape == "measured" else None
+    codes = run.pipeline.frame_codes(ds.aud, ds.aud_ids[torch.tensor(idx)], eye=eye, mouth=mouth)  # [V, A(+3)]
     poses = ds.c2w[idx]
     preds, labels = [], []
     for res in iter_frames(run, codes, poses, desc="evaluate"):
@@ -138,6 +152,7 @@ def evaluate_run(run: LoadedRun, out_dir: str | Path, max_frames: int = 0, video
     res: dict = {
         "expname": run.cfg.train.expname, "iteration": run.iteration, "datadir": str(ds.root), "split": ds.split,
         "frames": len(idx), "img_ids": [int(ds.img_ids[f]) for f in idx], "size": [ds.h, ds.w],
+        "mouth_shape": mouth_shape if run.model.mouth is not None else "none (no mouth input)",
         "psnr": metrics.psnr(preds, gts),
         "psnr_frame_mean": float(np.mean(psnr_frames)),
         "ssim": float(np.mean(ssim_frames)) if ssim_frames else "skipped: image smaller than 7 px",

@@ -216,20 +216,20 @@ class Pipeline(nn.Module):
     # ---- audio --------------------------------------------------------------------------------------------
     @torch.no_grad()
     def frame_codes(self, feats: Tensor, ids: Tensor | None = None, use_attention: bool | None = None,
-                    batch: int = 256, eye: Tensor | None = None) -> Tensor:
+                    batch: int = 256, eye: Tensor | None = None, mouth: Tensor | None = None) -> Tensor:
         """Audio features feats [N,16,D] -> conditions [F,cond_dim] of frames ids [F] (rows of feats; default all):
         the audio codes, with the attention smoothing over 2*smooth+1 neighbours when on (default:
-        self.use_attention), the mouth shape predicted from the features when the model takes it, and the eye
-        openness eye [F] when the model takes it (None: open eyes)."""
+        self.use_attention), the mouth shape predicted from the features when the model takes it (mouth [F,2]:
+        these shapes instead), and the eye openness eye [F] when the model takes it (None: open eyes)."""
         att = self.use_attention if use_attention is None else use_attention
         ids = torch.arange(len(feats)) if ids is None else ids
         dev = self.model.aabb.device
-        codes, mouth = [], []
+        codes, predicted = [], []
         for part in ids.split(batch):
             codes.append(self.model.audio_codes(audio_windows(feats, part, self.smooth if att else 0).to(dev), att))
-            if self.model.mouth is not None:
-                mouth.append(self.model.mouth(feats[part].to(dev)))
-        return self.model.condition(torch.cat(codes), eye, torch.cat(mouth) if mouth else None)
+            if self.model.mouth is not None and mouth is None:
+                predicted.append(self.model.mouth(feats[part].to(dev)))
+        return self.model.condition(torch.cat(codes), eye, torch.cat(predicted) if predicted else mouth)
 
     def remember_code(self, code: Tensor) -> None:
         """code [A] of a training batch, for the estimator's next update (a ring buffer)."""

@@ -1,10 +1,12 @@
 """Device-aware presets: settings sized for the device a run trains on (`preset = auto | cpu | gpu | none`).
 
-- cpu: a run that reaches its plateau in about 20 minutes on 2 CPU cores: 128 px images (never upsampled), 512
-  rays of 48 samples, a 12-level 2^15 hash grid, 4500 iterations with the learning rate decaying over them, the
-  audio attention from iteration 3000, and a 25-minute time budget as a guard (~4 iterations/s on this project's
-  2-core machine: ~19 minutes; on a slower day the guard ends the run at 25 minutes). On the sample clip this is what
-  `configs/example.txt` used to spell out by hand (benchmarks/NOTES.md: ~25 dB after 20 minutes).
+- cpu: a run that reaches its plateau within about 20 minutes on 2 CPU cores: 128 px renders (never upsampled),
+  trained on rays through the images at twice that size (train_supersample 2, at most the source's size: the
+  held-out mouth landmarks ~0.08 px closer on the sample, benchmarks/NOTES.md 2026-12-05 sixth session), 512 rays
+  of 48 samples, a 12-level 2^15 hash grid, 4500 iterations with the learning rate decaying over them, the audio
+  attention from iteration 3000, and a 25-minute time budget as a guard. On this project's 2-core machines the
+  sample trains in 6-9 minutes (~4 iterations/s with the first version of the code: ~19 minutes); longer runs did
+  not raise the held-out PSNR (NOTES: 9000 and 12000 iterations).
 - gpu: the full model at the subject's resolution (up to 512 px, AD-NeRF's 450-512): 2048 rays of 128 samples, a
   16-level 2^17 hash grid, 20000 iterations, the learning rate decaying over them.
 - auto (default): cpu or gpu by the device train.py runs on (`device`: auto picks CUDA when there is one).
@@ -18,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "cpu": {"img_size": 128, "n_rand": 512, "hash_samples": 48, "hash_levels": 12, "hash_log2_table": 15,
+    "cpu": {"img_size": 128, "train_supersample": 2, "n_rand": 512, "hash_samples": 48, "hash_levels": 12, "hash_log2_table": 15,
             "iters": 4500, "lr_decay_iters": 0, "att_start": 3000, "time_budget": 1500.0},
     "gpu": {"img_size": 512, "n_rand": 2048, "hash_samples": 128, "hash_levels": 16, "hash_log2_table": 17,
             "iters": 20000, "lr_decay_iters": 0, "att_start": 10000},

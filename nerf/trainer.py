@@ -84,7 +84,7 @@ class Trainer:
     def __init__(self, cfg, dist: DistInfo | None = None):
         """cfg: the parsed nerf.config.Config (sections data, model, render, sampler, train)."""
         self.dist = dist or DistInfo()
-        self.train_ds = TalkingDataset(cfg.data, "train")
+        self.train_ds = TalkingDataset(cfg.data.for_training(), "train")
         if not self.train_ds.class_names:  # an AD-NeRF folder: no parsing, so no semantic head or sampling
             cfg = without_parsing(cfg)
             if self.dist.is_main:
@@ -118,6 +118,8 @@ class Trainer:
 
         self.val_ds = TalkingDataset(cfg.data, "val") if self.dist.is_main else None
         ds = self.train_ds
+        if self.val_ds is not None and (ds.h, ds.w) != (self.val_ds.h, self.val_ds.w):
+            print(f"training rays through {ds.w}x{ds.h} images; validation at {self.val_ds.w}x{self.val_ds.h}")
         self.class_names = ds.class_names or []
         self.sampler = make_sampler(ds, cfg.sampler, seed=self.tc.seed + 1000 * self.dist.rank)
         meta = ModelMeta.from_dataset(ds)

@@ -36,6 +36,24 @@ def test_downsample_scales_intrinsics(tiny):
     assert (ds8.h, ds8.w) == (8, 8) and ds8.focal == pytest.approx(10.0)
 
 
+@pytest.mark.parametrize("keys, train_size", [({"img_size": 8}, 16), ({"img_size": 16}, 32), ({"img_size": 32}, 32),
+                                              ({"downsample": 4.0}, 16), ({"downsample": 2.0}, 32)])
+def test_train_supersample_enlarges_training_images_up_to_the_source(tiny, keys, train_size):
+    """train_supersample = 2: training images twice the rendered size, never past the 32 px source; the rays of
+    a training pixel's 2x2 block average to the ray of the rendered pixel that covers it."""
+    cfg = DataConfig(datadir=str(tiny), train_supersample=2, **keys)
+    train, val = TalkingDataset(cfg.for_training(), "train"), TalkingDataset(cfg, "val")
+    plain = TalkingDataset(DataConfig(datadir=str(tiny), **keys), "val")
+    assert (train.h, train.w) == (train_size, train_size) and (val.h, val.w) == (plain.h, plain.w)
+    if train.h == 2 * val.h:
+        _, d_fine = get_rays(train.h, train.w, train.focal, train.cx, train.cy, train.c2w[0])
+        _, d_coarse = get_rays(val.h, val.w, val.focal, val.cx, val.cy, train.c2w[0])
+        fine = d_fine.reshape(val.h, 2, val.w, 2, 3).mean((1, 3)).reshape(-1, 3)
+        assert torch.allclose(fine, d_coarse.to(fine.dtype), atol=1e-5)
+    with pytest.raises(ValueError, match="train_supersample = 0"):
+        DataConfig(datadir=str(tiny), train_supersample=0).for_training()
+
+
 def test_rays_hit_the_head_where_parsing_says_head(tiny):
     """Rays through pixels labelled face/eyes/lips pass within the head radius of the origin."""
     ds = TalkingDataset(DataConfig(datadir=str(tiny)), "train")

@@ -161,6 +161,22 @@ def test_evaluate_end_to_end(run, tmp_path, capsys, monkeypatch):
     assert one["miou"] == pytest.approx(last["miou"], abs=1e-6)
 
 
+def test_evaluate_with_the_measured_mouth_shape(run, tmp_path, capsys):
+    """--mouth_shape measured: the held-out frames' own landmark shape as the input; a model without the input
+    gets a one-line error."""
+    for shape in ("predicted", "measured"):
+        assert evaluate.main(["--config", str(run["config"]), "--no_video", "--mouth_shape", shape,
+                              "--out_dir", str(tmp_path / shape)]) == 0
+    pred, meas = (json.loads((tmp_path / s / "metrics.json").read_text()) for s in ("predicted", "measured"))
+    assert (pred["mouth_shape"], meas["mouth_shape"]) == ("predicted", "measured")
+    assert meas["per_frame"]["psnr"] != pred["per_frame"]["psnr"]  # another input, another image
+    plain = train_tiny(tmp_path / "plain", expname="plain", extra=("--mouth", "false"))
+    capsys.readouterr()
+    assert evaluate.main(["--config", str(plain["config"]), "--no_video", "--mouth_shape", "measured"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "no mouth-shape input" in err
+
+
 def test_evaluate_missing_checkpoint(run, capsys):
     assert evaluate.main(["--config", str(run["config"]), "--expname", "nothing_here"]) == 1
     err = capsys.readouterr().err.strip()

@@ -78,6 +78,9 @@ def test_frame_codes_use_the_predicted_shape_and_a_checkpoint_keeps_the_fit():
     want = pipe.model.mouth.normalise(pipe.model.mouth(feats[300:]))
     assert torch.allclose(cond[:, 64:66], want, atol=1e-5)
     assert np.corrcoef(cond[:, 64].numpy(), shape[300:, 0].numpy())[0, 1] > 0.9
+    told = pipe.frame_codes(feats, torch.arange(300, 400), mouth=shape[300:400])  # evaluate.py --mouth_shape measured
+    assert torch.allclose(told[:, 64:66], pipe.model.mouth.normalise(shape[300:400]), atol=1e-5)
+    assert torch.equal(told[:, :64], cond[:, :64])
 
     again = build_pipeline(cfg, ModelMeta(13, CLASSES, AABB))  # no training frames: the fit comes from the state
     assert not torch.allclose(again.model.mouth(feats[300:]), pipe.model.mouth(feats[300:]))

@@ -22,6 +22,7 @@ def test_cpu_preset_fills_unset_keys_only(tmp_path):
     assert cfg.train.n_rand == 1024  # from the config file: kept
     assert cfg.model.hash_levels == 8  # from the command line: kept
     assert cfg.train.iters == cpu["iters"] and cfg.data.img_size == cpu["img_size"]
+    assert cfg.data.train_supersample == 2 and cfg.data.for_training().img_size == 2 * cpu["img_size"]
     assert cfg.render.hash_samples == cpu["hash_samples"] and cfg.model.hash_log2_table == cpu["hash_log2_table"]
     assert "preset cpu" in cfg.preset_note and "n_rand" in cfg.preset_note.split("kept")[0].split("(your")[1]
     path = tmp_path / "resolved.txt"
@@ -35,6 +36,7 @@ def test_gpu_and_none_presets():
     assert gpu.model.hash_levels == PRESETS["gpu"]["hash_levels"] and gpu.data.img_size == PRESETS["gpu"]["img_size"]
     none = parse(["--datadir", "/d/x", "--preset", "none", "--device", "cpu"])
     assert none.train.iters == 20000 and none.model.hash_levels == 16 and none.data.img_size == 0
+    assert gpu.data.train_supersample == 1 and none.data.train_supersample == 1
 
 
 def test_generated_config_trains_in_cpu_size():

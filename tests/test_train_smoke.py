@@ -87,6 +87,15 @@ def test_config_mismatch_is_one_line_error(tmp_path, tiny, capsys):
     assert "latest.pt" in err and "backbone" in err and "Traceback" not in err
 
 
+def test_supersampled_training_validates_at_img_size(tmp_path, tiny, capsys):
+    """train_supersample = 2: rays from 16 px training images, validation (and the saved config) at img_size 8."""
+    rc, run = _train(tmp_path, tiny, "--backbone", "hash", "--img_size", "8", "--train_supersample", "2")
+    assert rc == 0 and "training rays through 16x16 images; validation at 8x8" in capsys.readouterr().out
+    assert 5 < _records(run)[0]["psnr"] < 60
+    cfg = (run / "config.txt").read_text()
+    assert "img_size = 8" in cfg and "train_supersample = 2" in cfg
+
+
 def test_bad_input_exit_code(tmp_path, capsys):
     rc, _ = _train(tmp_path, tmp_path / "missing")
     assert rc == 1 and "missing" in capsys.readouterr().err
