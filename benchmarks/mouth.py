@@ -24,7 +24,8 @@
    mouth-shape input (`mouth = true`, the default since 2026-12-04; the variants before pin it off) trained on the
    measured shape, `mouthho` on the held-out prediction (`mouth_teacher`), `mouthglobal` that without region
    attention; `defaults` is what train.py does without flags, `defuniform`, `defnosem`, `defnodeform` the paper's
-   ablations of it.
+   ablations of it; `ss2` is today's cpu preset with `train_supersample = 2` pinned, `ss2uniform` its uniform
+   ablation.
 Writes benchmarks/results/<subject>.json (every run, and per variant the mean and the spread over seeds) and .png.
 """
 from __future__ import annotations
@@ -74,6 +75,9 @@ ABLATIONS = {
     "defuniform": {**DEFAULTS, "sampling": "uniform"},
     "defnosem": {**DEFAULTS, "semantic": "false", "sampling": "uniform"},  # no parsing head: nothing to sample by
     "defnodeform": {**DEFAULTS, "deform": "false"},
+    # the cpu preset since 2026-12-05 (sixth session): rays through the frames at twice the rendered size, pinned
+    "ss2": {**DEFAULTS, "train_supersample": "2"},
+    "ss2uniform": {**DEFAULTS, "train_supersample": "2", "sampling": "uniform"},
 }
 VARIANTS = {name: [arg for k, v in {**FULL, **diff}.items() for arg in (f"--{k}", v)]
             for name, diff in ABLATIONS.items()}
@@ -229,7 +233,7 @@ def draw(path: Path, results: dict, truth: dict, name: str) -> None:
     ax.set_ylim(10, 32)
     ax.legend(fontsize=8, ncol=3)
     ax.grid(alpha=0.3, axis="y")
-    wanted = [f"{name}_{v}_s0" for v in ("full", "eyedirs", "defaults")]  # the last two there: before and after
+    wanted = [f"{name}_{v}_s0" for v in ("full", "eyedirs", "defaults", "ss2")]  # the last two there: before, after
     shown_runs = ([r for r in results["runs"] if r["expname"] in wanted and r.get("curves", {}).get("width")][-2:]
                   or results["runs"][:1])
     t = np.arange(len(truth["width"])) / 25
