@@ -31,7 +31,10 @@ from tests.render_fixtures import FAST
 BIG, SIZE, N_FRAMES = 64, 32, 24
 LEARN = ["--preset", "none", "--device", "cpu", "--threads", "1", "--backbone", "hash", "--img_size", str(SIZE),
          "--hash_samples", "32", "--hash_log2_table", "12", "--occ_res", "16", "--occ_every", "10",
-         "--n_rand", "256", "--lr_warmup", "0", "--val_every", "10", "--val_frames", "1", "--log_every", "1000"]
+         "--n_rand", "256", "--lr_warmup", "0", "--val_every", "10", "--val_frames", "1", "--log_every", "1000",
+         "--cpu_kernels", "torch"]  # the pure-torch path, which conftest.py pins to AVX2 on every x86-64 machine: the
+# compiled kernels pick AVX-512 where the CPU has it, and these 100-iteration runs are sensitive to the rounding
+# (on an AMD EPYC with AVX-512, 2026-12-05: mouth slope 0.17 through the kernels, 0.99 through torch; NOTES)
 ITERS = 100  # both the audio model and its zero-audio control
 HELD_OUT = np.array([0.0, 0.57, 0.14, 1.0, 0.43, 0.86, 0.29, 0.71])  # mouth openings of the new audio
 # claim thresholds. Measured at 100 iterations, seeds 0-2 (seed 0 is what runs): r 0.984-0.989, slope 0.39-0.47;
@@ -128,7 +131,8 @@ def _follows(dark: np.ndarray, gt_dark: np.ndarray) -> tuple[float, float]:
 def test_training_learns(trained):
     """No warm-up, 100 iterations of 256 rays: the loss falls >= 3x and the validation PSNR gains >= 3 dB and ends
     above 19 dB; mIoU ends above 0.4 (seeds 0-2: loss 0.031-0.037 -> 0.006-0.009 (3.6-5.3x), PSNR 16.0-16.2 ->
-    20.8-23.2 dB, mIoU 0.08-0.20 -> 0.60-0.70; with the learning rate zeroed on purpose the loss does not fall)."""
+    20.8-23.2 dB, mIoU 0.08-0.20 -> 0.60-0.70; with the learning rate zeroed on purpose the loss does not fall;
+    2026-12-05, today's model on the pure-torch path, seed 0: 3.1x, 16.4 -> 21.4 dB, mIoU 0.62)."""
     rows = _rows(trained)
     assert [r["iter"] for r in rows] == list(range(10, ITERS + 1, 10))
     loss0 = np.mean([r["loss_photo"] for r in rows[:2]])
@@ -159,10 +163,9 @@ def test_zero_audio_model_does_not_follow_audio(subject, held_out, tmp_path):
     feats, rect, gt_dark = held_out
     # The control's slope on real features is chance: its audio net never learnt, and the float rounding of the
     # run decides which way its codes drift (benchmarks/NOTES.md: -0.52 .. +0.67 across CPU instruction sets, 0.30
-    # with the compiled hash lookup). The pure-torch lookup and the AVX2 kernels (conftest.py) reproduce the run the
-    # thresholds above were measured on; the compiled lookup's own tests are in tests/test_hash_kernel.py.
-    control = _train(root, data, "zero_audio", ITERS, "--zero_audio", "true", "--val_every", str(ITERS),
-                     "--hash_kernel", "torch")
+    # with the compiled hash lookup). The pure-torch path (LEARN) and the AVX2 kernels (conftest.py) reproduce the run
+    # the thresholds above were measured on; the compiled kernels' own tests are in tests/test_cpu_kernels.py.
+    control = _train(root, data, "zero_audio", ITERS, "--zero_audio", "true", "--val_every", str(ITERS))
     assert "zero_audio = true" in (control / "config.txt").read_text()
     # as render.py does for such a run: the audio is zeroed, so mouth closed or wide open give the same frame
     ends = tmp_path / "ends.npy"
