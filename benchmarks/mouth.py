@@ -82,8 +82,8 @@ ABLATIONS = {
 VARIANTS = {name: [arg for k, v in {**FULL, **diff}.items() for arg in (f"--{k}", v)]
             for name, diff in ABLATIONS.items()}
 SPEECH = {"seed": 7, "voice": 1}
-KEYS = ("psnr", "lips", "inner_mouth", "face", "eyes", "lmd", "sync", "lips_told", "inner_mouth_told", "lmd_told", "r_width", "r_opening", "r_loudness",
-        "r_width_talking", "r_opening_talking", "r_loudness_talking")
+KEYS = ("psnr", "lips", "inner_mouth", "face", "eyes", "lmd", "sync", "lips_told", "inner_mouth_told", "lmd_told",
+        "r_width", "r_opening", "r_loudness", "r_width_talking", "r_opening_talking", "r_loudness_talking")
 
 
 def run(cmd: list[str], log: Path) -> float:

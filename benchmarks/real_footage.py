@@ -51,7 +51,8 @@ def training_numbers(run_dir: Path) -> dict:
     rows = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
     last = rows[-1]
     cfg = (run_dir / "config.txt").read_text()
-    keys = ("preset", "img_size", "train_supersample", "n_rand", "hash_samples", "hash_levels", "hash_log2_table", "iters")
+    keys = ("preset", "img_size", "train_supersample", "n_rand", "hash_samples", "hash_levels", "hash_log2_table",
+            "iters")
     picked = {ln.split("=")[0].strip(): ln.split("=", 1)[1].strip() for ln in cfg.splitlines()
               if "=" in ln and ln.split("=")[0].strip() in keys}
     return {"iterations": last.get("iter"), "train_seconds": last.get("time_s"), "config": picked,
