@@ -27,4 +27,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from nerf.distributed import exit_process
+
+    exit_process(main())

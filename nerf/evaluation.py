@@ -106,6 +106,12 @@ def lmd_and_sync(pred_u8: list[np.ndarray], gt_u8: list[np.ndarray]) -> dict:
             "opening_render": _list(p["opening"]), "opening_gt": _list(g["opening"])}
 
 
+def _zscore(a: np.ndarray) -> np.ndarray:
+    """(a - mean) / std over the finite entries; `a` itself when none is finite."""
+    finite = a[np.isfinite(a)]
+    return (a - finite.mean()) / (finite.std() + 1e-9) if finite.size else a
+
+
 def _list(a: np.ndarray) -> list[float | None]:
     return [None if not np.isfinite(v) else round(float(v), 5) for v in np.asarray(a).reshape(-1)]
 
@@ -273,7 +279,6 @@ def mouth_vs_loudness(run: LoadedRun, aud: str | Path, out_dir: str | Path, pose
     out = {"r": r if r is not None else "skipped: fewer than 3 frames with a face, or no variation",
            "frames": n, "faces_found": int(np.isfinite(m["opening"]).sum()), "aud": str(aud), "pose": pose,
            "opening": _list(m["opening"]), "loudness_db": [round(float(v), 3) for v in loud]}
-    z = lambda a: (a - np.nanmean(a)) / (np.nanstd(a) + 1e-9)  # noqa: E731
-    plot_opening(Path(out_dir) / "new_audio_opening.png", list(range(n)), _list(z(m["opening"])), _list(z(loud)),
-                 r, label_gt="loudness (dB)")
+    plot_opening(Path(out_dir) / "new_audio_opening.png", list(range(n)), _list(_zscore(m["opening"])),
+                 _list(_zscore(loud)), r, label_gt="loudness (dB)")
     return out

@@ -64,7 +64,7 @@ class SpeechFeatures:
     def chunk(self, a: int, b: int) -> tuple[np.ndarray, int]:
         a0, b1 = max(0, a - CONTEXT_FRAMES), min(self.n, b + CONTEXT_FRAMES)
         if self.given is not None:
-            return np.asarray(self.given[a0:b1], np.float32), a0
+            return np.array(self.given[a0:b1], np.float32), a0  # a writable copy (the file may be mapped)
         return self._extract(a0, b1).astype(np.float32), a0
 
     @property

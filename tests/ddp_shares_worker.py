@@ -16,7 +16,7 @@ import torch.distributed as tdist
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nerf.config import parse  # noqa: E402
-from nerf.distributed import setup, teardown  # noqa: E402
+from nerf.distributed import exit_process, setup, teardown  # noqa: E402
 from nerf.trainer import Trainer  # noqa: E402
 
 RANK_LOCAL = {"occ_codes"}
@@ -105,4 +105,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())
