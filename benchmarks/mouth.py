@@ -25,7 +25,7 @@
    measured shape, `mouthho` on the held-out prediction (`mouth_teacher`), `mouthglobal` that without region
    attention; `defaults` is what train.py does without flags, `defuniform`, `defnosem`, `defnodeform` the paper's
    ablations of it; `ss2` is today's cpu preset with `train_supersample = 2` pinned, `ss2uniform` its uniform
-   ablation.
+   ablation, `ss2face` it with half the rays drawn as AD-NeRF's face rays (`sampler_face_mix = 0.5`).
 Writes benchmarks/results/<subject>.json (every run, and per variant the mean and the spread over seeds) and .png.
 """
 from __future__ import annotations
@@ -78,6 +78,7 @@ ABLATIONS = {
     # the cpu preset since 2026-12-05 (sixth session): rays through the frames at twice the rendered size, pinned
     "ss2": {**DEFAULTS, "train_supersample": "2"},
     "ss2uniform": {**DEFAULTS, "train_supersample": "2", "sampling": "uniform"},
+    "ss2face": {**DEFAULTS, "train_supersample": "2", "face_mix": "0.5"},  # half the rays as AD-NeRF's face rays
 }
 VARIANTS = {name: [arg for k, v in {**FULL, **diff}.items() for arg in (f"--{k}", v)]
             for name, diff in ABLATIONS.items()}

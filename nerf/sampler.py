@@ -31,6 +31,7 @@ class SamplerConfig:
     ema: float = field(default=0.9, metadata=_key("ema"))  # semantic: running mean of each class's per-ray loss, L <- ema*L + (1-ema)*batch mean
     eye_share: float = field(default=0.05, metadata=_key("eye_share"))  # semantic: share of the rays drawn around the eyes (squares of the eye radius about the projected eye centres), from frames weighted by how far their eye openness is from open (0.05 + |1 - eye|): the few blink frames get most of them; needs the eye input and the eye region, else 0
     face_share: float = field(default=0.95, metadata=_key("face_share"))  # uniform: share of rays inside the frame's face_rect (AD-NeRF); 0: whole image
+    face_mix: float = field(default=0.0, metadata=_key("face_mix"))  # semantic: share of the rays drawn as AD-NeRF draws its face rays (a random frame, uniform inside its face_rect); the class shares split the rest
 
 
 def class_shares(area: np.ndarray, loss: np.ndarray, alpha: float, beta: float, p_min: float) -> np.ndarray:
@@ -69,6 +70,14 @@ def _split_counts(n: int, p: np.ndarray, rng: np.random.Generator) -> np.ndarray
     return counts
 
 
+def in_face_rect(ds, frame: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(x [k], y [k]): a pixel uniform inside each given frame's face_rect (x, y, w, h), clipped to the image."""
+    r = ds.face_rect[frame]  # [k,4]
+    x = np.clip(r[:, 0] + (rng.random(len(frame)) * r[:, 2]).astype(np.int64), 0, ds.w - 1)
+    y = np.clip(r[:, 1] + (rng.random(len(frame)) * r[:, 3]).astype(np.int64), 0, ds.h - 1)
+    return x, y
+
+
 class UniformSampler:
     """AD-NeRF: each ray from a random training frame; `face_share` of them inside its face_rect."""
 
@@ -85,9 +94,7 @@ class UniformSampler:
         x = rng.integers(0, ds.w, n)
         n_face = int(round(n * self.cfg.face_share)) if ds.face_rect is not None else 0
         if n_face > 0:
-            r = ds.face_rect[frame[:n_face]]  # [k,4] x, y, w, h
-            x[:n_face] = np.clip(r[:, 0] + (rng.random(n_face) * r[:, 2]).astype(np.int64), 0, ds.w - 1)
-            y[:n_face] = np.clip(r[:, 1] + (rng.random(n_face) * r[:, 3]).astype(np.int64), 0, ds.h - 1)
+            x[:n_face], y[:n_face] = in_face_rect(ds, frame[:n_face], rng)
             for _ in range(10):  # the other rays outside the rectangle (AD-NeRF), by rejection
                 r = ds.face_rect[frame[n_face:]]
                 xo, yo = x[n_face:], y[n_face:]
@@ -163,7 +170,8 @@ class SemanticSampler:
 
     def sample(self, n: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         n_eye = int(round(n * self.cfg.eye_share)) if self.eyes is not None else 0
-        counts = _split_counts(n - n_eye, self.p, self.rng)
+        n_face = int(round(n * self.cfg.face_mix)) if self.ds.face_rect is not None else 0
+        counts = _split_counts(n - n_eye - n_face, self.p, self.rng)
         flat = np.concatenate([self._draw_class(c, k) for c, k in enumerate(counts) if k > 0])
         cls = np.repeat(np.arange(len(counts)), counts)
         hw = self.ds.h * self.ds.w
@@ -172,6 +180,11 @@ class SemanticSampler:
         out = [torch.from_numpy(a.astype(np.int64)) for a in (frame, y, x, cls)]
         if n_eye:
             f, yy, xx = self.eyes.draw(n_eye, self.rng)
+            out = [torch.cat([a, b]) for a, b in zip(out, (f, yy, xx, self.ds.labels(f, yy, xx)))]
+        if n_face:
+            frame = self.rng.integers(0, len(self.ds), n_face)
+            x, y = in_face_rect(self.ds, frame, self.rng)
+            f, yy, xx = (torch.from_numpy(a) for a in (frame, y, x))
             out = [torch.cat([a, b]) for a, b in zip(out, (f, yy, xx, self.ds.labels(f, yy, xx)))]
         return tuple(out)
 

@@ -115,6 +115,18 @@ def test_uniform_sampler_face_share(ds):
     assert torch.equal(s.sample(10)[0], a[0])
 
 
+def test_semantic_face_mix(ds):
+    """`face_mix` of the rays are drawn inside the frames' face_rect, the rest by the class shares."""
+    s = SemanticSampler(ds, SamplerConfig(face_mix=0.5, p_min=0.0), seed=0)
+    f, y, x, cls = s.sample(20000)
+    assert len(f) == 20000 and torch.equal(ds.parsing[f, y, x].long(), cls)
+    r = torch.from_numpy(ds.face_rect)[f[10000:]]  # the face rays come last
+    assert bool(((x[10000:] >= r[:, 0]) & (x[10000:] < r[:, 0] + r[:, 2]) & (y[10000:] >= r[:, 1])
+                 & (y[10000:] < r[:, 1] + r[:, 3])).all())
+    freq = np.bincount(cls[:10000].numpy(), minlength=11) / 10000
+    assert np.abs(freq - s.p).max() < 1e-3  # the first half split by the shares as without the mix
+
+
 def test_make_sampler_errors(ds, tmp_path):
     with pytest.raises(ValueError, match="sampling = 'nope'"):
         make_sampler(ds, SamplerConfig(sampling="nope"))
