@@ -97,7 +97,7 @@ def draw(path: Path, result: dict) -> None:
         ax.set_xlim(-0.3, 1.3)
         ax.grid(alpha=0.3, axis="y")
     axes[0].set_ylabel("held-out value (dB; LMD px)")
-    axes[0].legend(fontsize=7, loc="lower left")
+    axes[-1].legend(fontsize=7, loc="center left")  # the last panel (PSNR) has room there
     save_figure(fig, path)
 
 
