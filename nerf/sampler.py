@@ -206,6 +206,8 @@ class SemanticSampler:
             self.p = class_shares(self.area, self.loss, self.cfg.alpha, self.cfg.beta, self.cfg.p_min)
 
     def shares(self) -> dict[str, float]:
+        """The class shares that split the class-drawn rays (logged as `shares`); the eye_share and face_mix rays
+        come on top, drawn by place, so a class's share of all rays can differ (the face's, with face_mix)."""
         return {name: float(self.p[c]) for c, name in enumerate(self.ds.class_names)}
 
     def state_dict(self) -> dict:
