@@ -2,7 +2,7 @@
 """Semantic against uniform ray sampling, paired by seed, from the runs benchmarks/mouth.py recorded.
 
     python benchmarks/sampler_pairs.py [--results benchmarks/results/mouth24.json]
-                                       [--pairs ss2:ss2uniform,defaults:defuniform,eyedirs:eyeuniform]
+                                       [--pairs ss2:ss2uniform,defaults:defuniform,eyedirs:eyeuniform] [--no-pool]
 
 A pair `A:B` is two variants of mouth.py that differ only in `sampling`; run `<subject>_A_s<seed>` is paired with
 `<subject>_B_s<seed>` (same clip, seed and settings otherwise). Per pair and measure: both arms' values, the mean
@@ -53,8 +53,8 @@ def difference(a: list[float], b: list[float]) -> dict:
     return out
 
 
-def compare(runs: list[dict], subject: str, pairs: list[tuple[str, str]]) -> dict:
-    """Per pair and pooled: {key: difference(...)} over the seeds with both arms and the key."""
+def compare(runs: list[dict], subject: str, pairs: list[tuple[str, str]], pool: bool = True) -> dict:
+    """Per pair and (pool) pooled: {key: difference(...)} over the seeds with both arms and the key."""
     result, pooled = {}, {k: ([], []) for k in KEYS}
     for a, b in pairs:
         seeds = paired(runs, subject, a, b)
@@ -66,7 +66,8 @@ def compare(runs: list[dict], subject: str, pairs: list[tuple[str, str]]) -> dic
                 pooled[k][0].extend(x for x, _ in both)
                 pooled[k][1].extend(y for _, y in both)
         result[f"{a}:{b}"] = entry
-    result["pooled"] = {k: difference(*v) for k, v in pooled.items() if v[0]}
+    if pool:
+        result["pooled"] = {k: difference(*v) for k, v in pooled.items() if v[0]}
     return result
 
 
@@ -87,16 +88,19 @@ def draw(path: Path, result: dict) -> None:
             colour = f"C{j}"
             for x, y in zip(e["a"], e["b"]):
                 ax.plot([0, 1], [x, y], "-o", color=colour, alpha=0.6, ms=3)
-            ax.plot([], [], "-o", color=colour, label=f"{name} ({e['n']})")
-        p = result["pooled"].get(key)
-        if p:
-            ci = p.get("ci95")
-            ax.set_title(f"{key}\nA-B {p['mean_diff']:+.2f}" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else ""),
-                         fontsize=8)
-        ax.set_xticks([0, 1], ["semantic (A)", "uniform (B)"], fontsize=8)
+            ax.plot([], [], "-o", color=colour, label=f"A:B = {name} ({e['n']} seeds)")
+        shown_diff = {"pooled": result["pooled"]} if "pooled" in result else {n: result[n] for n in names}
+        lines = []
+        for name, entry in shown_diff.items():
+            p = entry.get(key)
+            if p:
+                ci = p.get("ci95")
+                lines.append(f"{name} A-B {p['mean_diff']:+.2f}" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else ""))
+        ax.set_title("\n".join([key, *lines]), fontsize=7)
+        ax.set_xticks([0, 1], ["A", "B"], fontsize=8)
         ax.set_xlim(-0.3, 1.3)
         ax.grid(alpha=0.3, axis="y")
-    axes[0].set_ylabel("held-out value (dB; LMD px)")
+    axes[0].set_ylabel("held-out value (dB; LMD px), A | B of each pair")
     axes[-1].legend(fontsize=7, loc="center left")  # the last panel (PSNR) has room there
     save_figure(fig, path)
 
@@ -106,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "mouth24.json")
     p.add_argument("--pairs", default="ss2:ss2uniform,defaults:defuniform,eyedirs:eyeuniform")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sampler_pairs.json")
+    p.add_argument("--pool", action=argparse.BooleanOptionalAction, default=True,
+                   help="also pool the pairs' seeds (for pairs that compare the same thing)")
     args = p.parse_args(argv)
     if not args.results.is_file():
         print(f"error: {args.results}: no such file (benchmarks/mouth.py writes it)", file=sys.stderr)
@@ -117,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     subject = args.results.stem
     result = {"command": "python benchmarks/sampler_pairs.py " + " ".join(argv or sys.argv[1:]),
               "results": str(args.results.relative_to(ROOT) if args.results.is_relative_to(ROOT) else args.results),
-              **compare(runs, subject, pairs)}
+              **compare(runs, subject, pairs, args.pool)}
     return write_results(args.out, result, lambda png: draw(png, {k: v for k, v in result.items()
                                                                   if isinstance(v, dict)}))
 
