@@ -154,6 +154,8 @@ class SemanticSampler:
             order = np.argsort(allpix, kind="stable").astype(np.int64)
             self.flat = np.split(order, np.cumsum(self.counts.sum(0))[:-1])
         self.eyes = EyeRays.of(dataset) if cfg.eye_share > 0 else None
+        if not 0.0 <= cfg.face_mix <= 1.0 - (cfg.eye_share if self.eyes is not None else 0.0):
+            raise ValueError(f"sampler_face_mix = {cfg.face_mix}: must be in [0, 1 - sampler_eye_share]")
 
     def _draw_class(self, c: int, k: int) -> np.ndarray:
         """k flat pixel indices (f*H*W + y*W + x) uniform over all training pixels of class c."""

@@ -125,6 +125,8 @@ def test_semantic_face_mix(ds):
                  & (y[10000:] < r[:, 1] + r[:, 3])).all())
     freq = np.bincount(cls[:10000].numpy(), minlength=11) / 10000
     assert np.abs(freq - s.p).max() < 1e-3  # the first half split by the shares as without the mix
+    with pytest.raises(ValueError, match="sampler_face_mix = 1.5"):
+        SemanticSampler(ds, SamplerConfig(face_mix=1.5))
 
 
 def test_make_sampler_errors(ds, tmp_path):
