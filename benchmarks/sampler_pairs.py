@@ -6,8 +6,8 @@
 
 A pair `A:B` is two variants of mouth.py that differ only in `sampling`; run `<subject>_A_s<seed>` is paired with
 `<subject>_B_s<seed>` (same clip, seed and settings otherwise). Per pair and measure: both arms' values, the mean
-difference A - B, its standard deviation over the seeds and a 95% t-interval (scipy), and the same over every
-pair's seeds pooled. Why paired and why many seeds: a mouth number moves 2-2.6 dB between runs whose random streams
+difference A - B, its standard deviation over the seeds and a 95% t-interval (scipy), and (unless --no-pool,
+for pairs that compare different things) the same over every pair's seeds pooled. Why paired and why many seeds: a mouth number moves 2-2.6 dB between runs whose random streams
 differ (benchmarks/NOTES.md, 2026-12-05 sixth session), more than the effect #16 asks to show (1 dB).
 Writes benchmarks/results/sampler_pairs.json and .png (each seed's pair joined by a line).
 """

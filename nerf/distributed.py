@@ -31,9 +31,14 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
+def launched_world() -> int:
+    """How many processes torchrun started (WORLD_SIZE; 1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def setup(device: str = "auto") -> DistInfo:
     """Join the process group torchrun describes in the environment; a single process needs none."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = launched_world()
     if world <= 1:
         return DistInfo()
     info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
@@ -61,7 +66,7 @@ def exit_process(code: int) -> None:
     threads) alive past destroy_process_group, and a worker thread that drops the last reference to a tensor
     Python once held while the interpreter shuts down aborts the process (SIGABRT, "terminate called without an
     active exception"; 1 in ~10-20 two-rank runs, after all work was saved). Call it after teardown()."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    if launched_world() <= 1:
         sys.exit(code)
     sys.stdout.flush()
     sys.stderr.flush()
