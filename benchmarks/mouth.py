@@ -25,7 +25,9 @@
    measured shape, `mouthho` on the held-out prediction (`mouth_teacher`), `mouthglobal` that without region
    attention; `defaults` is what train.py does without flags, `defuniform`, `defnosem`, `defnodeform` the paper's
    ablations of it; `ss2` is today's cpu preset with `train_supersample = 2` pinned, `ss2uniform` its uniform
-   ablation, `ss2face` it with half the rays drawn as AD-NeRF's face rays (`sampler_face_mix = 0.5`).
+   ablation, `ss2face` it with half the rays drawn as AD-NeRF's face rays (`sampler_face_mix = 0.5`); `ss2shape`
+   is `ss2` without the learned audio code (`audio_code = false`: the field hears the audio through the predicted
+   mouth shape alone), `ss2shapeuni` its uniform ablation.
 Writes benchmarks/results/<subject>.json (every run, and per variant the mean and the spread over seeds) and .png.
 """
 from __future__ import annotations
@@ -45,7 +47,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 from benchmarks.results_io import run_stage, sample_subject, save_figure, write_results  # noqa: E402
 
 FULL = {"region_attention": "true", "eye_region": "true", "audio_at_eyes": "true", "sampling": "semantic",
-        "semantic": "true", "deform": "true", "view_dirs": "all", "mouth": "false"}  # explicit, so that a later change of a default does not change what
+        "semantic": "true", "deform": "true", "view_dirs": "all", "mouth": "false",
+        "audio_code": "true"}  # explicit, so that a later change of a default does not change what
 # a variant is (audio_at_eyes: the full and global runs on record predate its default false of 2026-12-03)
 MOUTHHO = {"view_dirs": "eyes", "mouth": "true", "mouth_teacher": "held_out"}  # eyedirs with the mouth input
 DEFAULTS = {**MOUTHHO, "region_attention": "false", "audio_at_eyes": "false"}  # what train.py does without flags
@@ -79,6 +82,10 @@ ABLATIONS = {
     "ss2": {**DEFAULTS, "train_supersample": "2"},
     "ss2uniform": {**DEFAULTS, "train_supersample": "2", "sampling": "uniform"},
     "ss2face": {**DEFAULTS, "train_supersample": "2", "face_mix": "0.5"},  # half the rays as AD-NeRF's face rays
+    # the field hears the audio only through the predicted mouth shape (no learned audio code), and its uniform
+    # ablation
+    "ss2shape": {**DEFAULTS, "train_supersample": "2", "audio_code": "false"},
+    "ss2shapeuni": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "sampling": "uniform"},
 }
 VARIANTS = {name: [arg for k, v in {**FULL, **diff}.items() for arg in (f"--{k}", v)]
             for name, diff in ABLATIONS.items()}

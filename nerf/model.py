@@ -35,6 +35,7 @@ class ModelConfig:
     semantic: bool = True  # semantic parsing head (ablation: false)
     deform: bool = True  # torso deformation field (ablation: false)
     aud_code_dim: int = 64  # audio code size (AudioNet output)
+    audio_code: bool = True  # the learned audio code (AudioNet + attention) is part of the field's condition; false: the field hears the audio only through the mouth shape predicted from it (needs mouth = true)
     eyes: bool = True  # eye openness (per frame, from the landmarks) as an input of the field: blinks at render time (render.py --blink); off when the dataset has none
     eye_code: str = dc_field(default="closure", metadata={"choices": ("closure", "openness")})  # the eye input as the field sees it: closure (0 open, 1 at the training clip's blinks, nerf/blinks.closed_level, kept with the model) | openness (1 open, ~0.3 shut; checkpoints before 2026-12-03)
     eye_region: bool = True  # the eye input acts only around the eyes of the tracked face (a Gaussian of 0.6 eye widths about each eye centre, head frame); false: the field may use it anywhere
@@ -108,7 +109,11 @@ class SSPNeRF(nn.Module):
         self.n_classes = n_classes if mc.semantic else 0
         self.eye_dim = 1 if mc.eyes else 0  # the per-frame condition is [audio code, mouth shape, eye openness]
         self.mouth_dim = 2 if mc.mouth else 0
-        self.cond_dim = mc.aud_code_dim + self.mouth_dim + self.eye_dim
+        if not mc.audio_code and not mc.mouth:
+            raise ValueError("audio_code = false needs the mouth input (mouth = true and the dataset's landmarks.npy):"
+                             " without either the field would not hear the audio")
+        self.code_dim = mc.aud_code_dim if mc.audio_code else 0  # the learned audio code's channels
+        self.cond_dim = self.code_dim + self.mouth_dim + self.eye_dim
         self.mouth = MouthPredictor(aud_dim) if mc.mouth else None  # audio -> mouth shape (fitted by the pipeline)
         if mc.eye_code not in ("closure", "openness"):
             raise ValueError(f"eye_code must be closure or openness, got {mc.eye_code!r}")
@@ -117,16 +122,17 @@ class SSPNeRF(nn.Module):
         gated_eyes = bool(self.eye_dim and mc.eye_region)
         groups = None
         if mc.region_attention or gated_eyes:  # audio channel i -> group i * G // A (G = 1: ungated); the mouth
-            g = max(1, min(mc.region_groups, mc.aud_code_dim)) if mc.region_attention else 1  # its own group when
+            g = max(1, min(mc.region_groups, self.code_dim)) if mc.region_attention else 1  # its own group when
             own = mc.region_attention and self.mouth_dim  # the gates are learned (else the audio's), the eye last
             mouth, eye = (g, g + 1) if own else (g - 1, g)
-            groups = ([i * g // mc.aud_code_dim for i in range(mc.aud_code_dim)] + [mouth] * self.mouth_dim
+            groups = ([i * g // self.code_dim for i in range(self.code_dim)] + [mouth] * self.mouth_dim
                       + [eye] * self.eye_dim)
         gating = {"cond_groups": groups, "learned_gates": mc.region_attention, "eye_region": gated_eyes,
                   "quiet_eyes": gated_eyes and not mc.audio_at_eyes,
                   "view_dirs": "all" if mc.view_dirs == "eyes" and not gated_eyes else mc.view_dirs}  # no eyes: all
-        self.audio_net = AudioNet(aud_dim, mc.aud_code_dim)
-        self.audio_att = AudioAttNet(mc.aud_code_dim, 2 * mc.smooth + 1)
+        if mc.audio_code:
+            self.audio_net = AudioNet(aud_dim, mc.aud_code_dim)
+            self.audio_att = AudioAttNet(mc.aud_code_dim, 2 * mc.smooth + 1)
         self.deformation = TorsoDeformation(aabb, mc.deform_freqs, mc.deform_width, anchor=mc.deform_anchor,
                                             anchor_t=anchor_t, rigid=mc.deform_rigid,
                                             pose_ref=pose_ref) if mc.deform else None
@@ -167,8 +173,11 @@ class SSPNeRF(nn.Module):
         return torch.cat([codes, eye.view(-1, 1)], -1)
 
     def audio_codes(self, aud: Tensor, use_attention: bool) -> Tensor:
-        """aud [F, W, 16, D] (W neighbouring windows, centre in the middle) -> codes [F, aud_code_dim]."""
+        """aud [F, W, 16, D] (W neighbouring windows, centre in the middle) -> codes [F, code_dim] ([F, 0] without
+        the audio code)."""
         f, w = aud.shape[:2]
+        if not self.code_dim:
+            return aud.new_zeros(f, 0)
         if not use_attention:  # only the centre window matters (AudioNet is per window: no batch statistics)
             return self.audio_net(aud[:, w // 2])
         return self.audio_att(self.audio_net(aud.reshape(f * w, *aud.shape[2:])).view(f, w, -1))

@@ -141,3 +141,34 @@ def test_zero_audio_control_trains_without_the_input(tmp_path, capsys):
     trainer = Trainer(cfg)
     assert trainer.pipeline.model.mouth is None and "zero_audio -> training without the mouth input" in \
         capsys.readouterr().out
+
+
+def test_without_the_audio_code_the_field_hears_the_audio_through_the_shape_alone():
+    feats, shape = _speech(d=13)
+    pipe = make("hash", mouth=True, eyes=False, audio_code=False)
+    model = pipe.model
+    assert model.cond_dim == 2 and not hasattr(model, "audio_net") and not hasattr(model, "audio_att")
+    model.mouth.fit(feats[:300], shape[:300])
+    assert model.audio_codes(torch.randn(3, 9, 16, 13), use_attention=True).shape == (3, 0)
+    cond = pipe.frame_codes(feats, torch.arange(300, 310))
+    assert torch.allclose(cond, model.mouth.normalise(model.mouth(feats[300:310])), atol=1e-5)
+    o = torch.tensor([0.0, 0.0, 1.0]).expand(4, 3).clone()
+    d = torch.tensor([0.0, 0.0, -1.0]).expand(4, 3).clone()
+    near, far = torch.full((4,), 0.6), torch.full((4,), 1.4)
+    out = pipe.render_rays(o, d, near, far, cond[:4], torch.zeros(4, 6), torch.rand(4, 3), perturb=False)
+    (out["rgb"].sum() + out["deform_l2"]).backward()  # every parameter the model has takes part
+    assert all(p.grad is not None for n, p in model.named_parameters() if n.startswith("field.density_net"))
+    with pytest.raises(ValueError, match="audio_code = false needs the mouth input"):
+        make("hash", mouth=False, audio_code=False)
+
+
+def test_a_run_without_the_audio_code_trains_and_renders(tmp_path, capsys):
+    from nerf.runs import load_run
+    from tests.render_fixtures import train_tiny
+
+    tiny = train_tiny(tmp_path, extra=("--audio_code", "false"))
+    assert "audio_code = false" in (tiny["run_dir"] / "config.txt").read_text()
+    run = load_run(["--config", str(tiny["config"])])
+    assert run.model.cond_dim == 2 + 1 and run.model.code_dim == 0  # mouth shape and eye only
+    feats = torch.randn(5, 16, run.model.mouth.feat_mean.numel() // 16)
+    assert run.pipeline.frame_codes(feats).shape == (5, 3)
