@@ -23,11 +23,12 @@
    `eyedirs` (README's table), `eyelong` is `eyedirs` trained twice as long, `eyenoatt` without the audio attention; `mouth` is `eyedirs` with the
    mouth-shape input (`mouth = true`, the default since 2026-12-04; the variants before pin it off) trained on the
    measured shape, `mouthho` on the held-out prediction (`mouth_teacher`), `mouthglobal` that without region
-   attention; `defaults` is what train.py does without flags, `defuniform`, `defnosem`, `defnodeform` the paper's
-   ablations of it; `ss2` is today's cpu preset with `train_supersample = 2` pinned, `ss2uniform` its uniform
+   attention; `defaults` is what train.py did without flags on 2026-12-05, `defuniform`, `defnosem`,
+   `defnodeform` the paper's ablations of it; `ss2` is the cpu preset with `train_supersample = 2` pinned, `ss2uniform` its uniform
    ablation, `ss2face` it with half the rays drawn as AD-NeRF's face rays (`sampler_face_mix = 0.5`); `ss2shape`
-   is `ss2` without the learned audio code (`audio_code = false`: the field hears the audio through the predicted
-   mouth shape alone), `ss2shapeuni` its uniform ablation.
+   is `ss2` without the learned audio code (`audio_code = false`, the default since 2026-12-06: the field hears the
+   audio through the predicted mouth shape alone; `full` pins `audio_code = true` for every variant before it),
+   `ss2shapeuni` its uniform ablation.
 Writes benchmarks/results/<subject>.json (every run, and per variant the mean and the spread over seeds) and .png.
 """
 from __future__ import annotations
@@ -51,7 +52,7 @@ FULL = {"region_attention": "true", "eye_region": "true", "audio_at_eyes": "true
         "audio_code": "true"}  # explicit, so that a later change of a default does not change what
 # a variant is (audio_at_eyes: the full and global runs on record predate its default false of 2026-12-03)
 MOUTHHO = {"view_dirs": "eyes", "mouth": "true", "mouth_teacher": "held_out"}  # eyedirs with the mouth input
-DEFAULTS = {**MOUTHHO, "region_attention": "false", "audio_at_eyes": "false"}  # what train.py does without flags
+DEFAULTS = {**MOUTHHO, "region_attention": "false", "audio_at_eyes": "false"}  # train.py's defaults of 2026-12-05
 ABLATIONS = {
     "full": {},
     "global": {"region_attention": "false"},  # the old audio conditioning: every point sees the same code

@@ -120,7 +120,7 @@ def marching_settings(rc: RenderConfig) -> dict | None:
 # model keys added after checkpoints were already made: the value that rebuilds a checkpoint without the key
 BEFORE_KEY = {"eyes": False, "eye_code": "openness", "eye_region": False, "audio_at_eyes": True,
               "region_attention": False, "region_groups": ModelConfig.region_groups, "view_dirs": "all",
-              "mouth": False}
+              "mouth": False, "audio_code": True}
 
 
 # keys that act only when the named keys are on: a checkpoint predating one takes the current value where they are off

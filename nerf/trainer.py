@@ -105,6 +105,10 @@ class Trainer:
             if self.dist.is_main:
                 why = "zero_audio" if cfg.data.zero_audio else self.train_ds.mouth_source
                 print(f"{self.train_ds.root}: {why} -> training without the mouth input")
+        if not cfg.model.mouth and not cfg.model.audio_code:  # the field must hear the audio one way
+            cfg = cfg.replace("model", audio_code=True)
+            if self.dist.is_main:
+                print("no mouth input -> the field hears the audio through a learned audio code (audio_code = true)")
         self.cfg, self.tc = cfg, cfg.train
         if self.tc.threads > 0:
             torch.set_num_threads(self.tc.threads)

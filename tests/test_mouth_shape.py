@@ -126,7 +126,7 @@ def test_a_trained_run_takes_the_input_and_keeps_its_fit(tmp_path, capsys):
     assert "mouth input: audio -> lip opening / width" in capsys.readouterr().out
     assert "mouth = true" in (tiny["run_dir"] / "config.txt").read_text()
     run = load_run(["--config", str(tiny["config"])])
-    assert run.model.mouth is not None and run.model.cond_dim == 64 + 2 + 1
+    assert run.model.mouth is not None and run.model.cond_dim == 2 + 1  # the default: no learned audio code
     assert float(run.model.mouth.weight.abs().sum()) > 0  # the fit came back from the checkpoint
 
 
@@ -162,13 +162,13 @@ def test_without_the_audio_code_the_field_hears_the_audio_through_the_shape_alon
         make("hash", mouth=False, audio_code=False)
 
 
-def test_a_run_without_the_audio_code_trains_and_renders(tmp_path, capsys):
+def test_a_run_without_the_mouth_input_hears_the_audio_through_the_code(tmp_path, capsys):
     from nerf.runs import load_run
     from tests.render_fixtures import train_tiny
 
-    tiny = train_tiny(tmp_path, extra=("--audio_code", "false"))
-    assert "audio_code = false" in (tiny["run_dir"] / "config.txt").read_text()
+    tiny = train_tiny(tmp_path, extra=("--mouth", "false"))
+    assert "no mouth input -> the field hears the audio through a learned audio code" in capsys.readouterr().out
+    saved = (tiny["run_dir"] / "config.txt").read_text()
+    assert "audio_code = true" in saved and "mouth = false" in saved
     run = load_run(["--config", str(tiny["config"])])
-    assert run.model.cond_dim == 2 + 1 and run.model.code_dim == 0  # mouth shape and eye only
-    feats = torch.randn(5, 16, run.model.mouth.feat_mean.numel() // 16)
-    assert run.pipeline.frame_codes(feats).shape == (5, 3)
+    assert run.model.mouth is None and run.model.cond_dim == 64 + 1  # the code and the eye input

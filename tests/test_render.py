@@ -201,11 +201,12 @@ def test_audio_windows_neighbours_clamped():
                                         [2, 3, 4, 4, 4]]
 
 
-def test_audio_codes_attention_switch(run):
+def test_audio_codes_attention_switch(tmp_path):
     import torch
 
     from nerf.runs import load_run
 
+    run = train_tiny(tmp_path, extra=("--audio_code", "true"))  # the learned code beside the mouth input
     loaded = load_run(["--config", str(run["config"])])
     feats = torch.randn(7, 16, MFCC_DIM)
     plain = loaded.pipeline.frame_codes(feats, use_attention=False)  # [7, 64 audio + 2 mouth + 1 eye]

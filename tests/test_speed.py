@@ -45,7 +45,7 @@ def _marching_kwargs(run, monkeypatch) -> dict:
         return real(*args, **kwargs)
 
     monkeypatch.setattr(pipeline_mod, "composite_marching", spy)
-    code = run.model.condition(torch.zeros(1, run.model.mc.aud_code_dim), None)[0]
+    code = run.model.condition(torch.zeros(1, run.model.code_dim), None)[0]
     run.pipeline.render_frame(run.ds, run.ds.c2w[0], code, semantics=False)
     return seen
 
