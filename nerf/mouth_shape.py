@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 LAMBDAS = (1.0, 10.0, 100.0, 1000.0, 10000.0)  # ridge penalties tried (features standardised)
+WEAK_R = 0.3  # a held-out r of the fit below this on both outputs: the training log says the audio hardly predicts the mouth
 FOLDS = 5  # contiguous blocks of frames: neighbouring frames are near copies, so random folds would overfit
 
 
@@ -110,8 +111,12 @@ class MouthPredictor(nn.Module):
         if info is None:
             return "mouth input: the fit of the checkpoint"
         r = info["cv_r"]
-        return (f"mouth input: audio -> lip opening / width by ridge regression (penalty {info['lambda']:g}); on "
+        line = (f"mouth input: audio -> lip opening / width by ridge regression (penalty {info['lambda']:g}); on "
                 f"held-out blocks of the training frames r = {r[0]:.2f} / {r[1]:.2f}")
+        if not np.nanmax(r) >= WEAK_R:  # NaN too: a shape that never changes
+            line += (f" (below {WEAK_R}: the audio hardly predicts this clip's mouth, so renders of new speech will "
+                     "barely move it; is the audio track the video's own speech?)")
+        return line
 
     def forward(self, feats: Tensor) -> Tensor:  # [F,16,D] -> [F,2]
         x = (feats.reshape(len(feats), -1) - self.feat_mean) / self.feat_std

@@ -26,7 +26,7 @@ def test_predictor_recovers_the_shape_of_unheard_frames():
     pred = MouthPredictor(aud_dim=6)
     info = pred.fit(feats[:300], shape[:300])
     assert info["lambda"] in LAMBDAS and min(info["cv_r"]) > 0.9  # the fit's own held-out blocks
-    assert "r = " in pred.describe()
+    assert "r = " in pred.describe() and "hardly predicts" not in pred.describe()
     got = pred(feats[300:]).numpy()
     for j in range(2):  # both outputs follow the truth on frames the fit never saw
         assert np.corrcoef(got[:, j], shape[300:, j].numpy())[0, 1] > 0.9
@@ -41,6 +41,13 @@ def test_cross_validation_prefers_a_penalty_when_features_are_noise():
     y = rng.normal(size=(200, 2))
     lam, err = choose_lambda(x, y)
     assert lam >= 100 and err[lam] < err[min(LAMBDAS)]
+
+
+def test_the_log_says_when_the_audio_does_not_predict_the_mouth():
+    feats, shape = _speech(n=300)
+    pred = MouthPredictor(aud_dim=6)
+    pred.fit(feats, shape[torch.randperm(300, generator=torch.Generator().manual_seed(0))])  # speech of another clip
+    assert max(pred.fit_info["cv_r"]) < 0.3 and "the audio hardly predicts this clip's mouth" in pred.describe()
 
 
 def test_dual_solution_equals_the_primal_one():
