@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 LAMBDAS = (1.0, 10.0, 100.0, 1000.0, 10000.0)  # ridge penalties tried (features standardised)
-WEAK_R = 0.3  # a held-out r of the fit below this on both outputs: the training log says the audio hardly predicts the mouth
+WEAK_R = 0.3  # held-out r below this on both outputs: the training log says the audio hardly predicts the mouth
 FOLDS = 5  # contiguous blocks of frames: neighbouring frames are near copies, so random folds would overfit
 
 

@@ -12,8 +12,8 @@ from nerf.pipeline import ModelMeta, Pipeline, RenderConfig, build_pipeline, upg
 
 AABB = torch.tensor([-0.4, -0.4, -0.4, 0.4, 0.4, 0.4])
 SMALL = dict(mlp_width=32, mlp_depth=4, hash_levels=8, hash_log2_table=12, hash_max_res=128,
-             eyes=False, mouth=False, audio_code=True)  # the audio path alone; the eye input: tests/test_blinks.py, the mouth
-# input: tests/test_mouth_shape.py
+             eyes=False, mouth=False, audio_code=True)  # the audio path alone; the eye input: tests/test_blinks.py,
+# the mouth input: tests/test_mouth_shape.py
 FAST = dict(n_samples=16, n_importance=16, hash_samples=32, occ_res=16, occ_every=1)
 
 

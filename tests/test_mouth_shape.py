@@ -163,7 +163,7 @@ def test_without_the_audio_code_the_field_hears_the_audio_through_the_shape_alon
     d = torch.tensor([0.0, 0.0, -1.0]).expand(4, 3).clone()
     near, far = torch.full((4,), 0.6), torch.full((4,), 1.4)
     out = pipe.render_rays(o, d, near, far, cond[:4], torch.zeros(4, 6), torch.rand(4, 3), perturb=False)
-    (out["rgb"].sum() + out["deform_l2"]).backward()  # every parameter the model has takes part
+    (out["rgb"].sum() + out["deform_l2"]).backward()  # the gradient reaches the field through the shape alone
     assert all(p.grad is not None for n, p in model.named_parameters() if n.startswith("field.density_net"))
     with pytest.raises(ValueError, match="audio_code = false needs the mouth input"):
         make("hash", mouth=False, audio_code=False)
