@@ -28,7 +28,8 @@
    ablation, `ss2face` it with half the rays drawn as AD-NeRF's face rays (`sampler_face_mix = 0.5`); `ss2shape`
    is `ss2` without the learned audio code (`audio_code = false`, the default since 2026-12-06: the field hears the
    audio through the predicted mouth shape alone; `full` pins `audio_code = true` for every variant before it),
-   `ss2shapeuni`, `ss2shapenosem`, `ss2shapenodeform` the paper's ablations of it.
+   `ss2shapeuni`, `ss2shapenosem`, `ss2shapenodeform` the paper's ablations of it, `ss2shapemeas` it trained on the
+   measured mouth shape (`mouth_teacher = measured`).
 Writes benchmarks/results/<subject>.json (every run, and per variant the mean and the spread over seeds) and .png.
 """
 from __future__ import annotations
@@ -90,6 +91,8 @@ ABLATIONS = {
     "ss2shapenosem": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "semantic": "false",
                       "sampling": "uniform"},  # no parsing head: nothing to sample by
     "ss2shapenodeform": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "deform": "false"},
+    # ss2shape trained on the landmarks' shape instead of the held-out prediction
+    "ss2shapemeas": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_teacher": "measured"},
 }
 VARIANTS = {name: [arg for k, v in {**FULL, **diff}.items() for arg in (f"--{k}", v)]
             for name, diff in ABLATIONS.items()}
