@@ -142,7 +142,8 @@ def build_parser(sections: dict[str, type] | None = None) -> configargparse.ArgP
                 if key in seen:
                     raise ValueError(f"config key '{key}' is defined twice ({seen[key]} and {cls.__name__})")
                 seen[key] = cls.__name__
-            _add_field(group, f, hints[f.name], f.metadata.get("help", helps.get(f.name, "")))
+            text = f.metadata.get("help", helps.get(f.name, ""))
+            _add_field(group, f, hints[f.name], text.replace("%", "%%"))  # argparse %-formats help strings
     return p
 
 

@@ -111,3 +111,25 @@ def test_old_run_config_keys_still_load(tmp_path):
                 "audio_smooth = 2"):
         assert key in text
     assert as_dict(parse(["--alpha", "0.75"]))["sampler_alpha"] == 0.75
+
+
+@pytest.mark.parametrize("script", ["train.py", "render.py", "evaluate.py"])
+def test_help_prints(script):
+    """`--help` lists every key: a help text with a % sign (argparse formats help strings) once made it a traceback."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, script, "--help"], cwd=root, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-500:]
+    assert "--config" in out.stdout and "Traceback" not in out.stderr
+
+
+def test_percent_in_help_is_literal():
+    @dataclass
+    class S:
+        share: int = 15  # 15% of the rays
+
+    text = build_parser({"s": S}).format_help()
+    assert "15% of the rays" in text
