@@ -29,7 +29,8 @@
    is `ss2` without the learned audio code (`audio_code = false`, the default since 2026-12-06: the field hears the
    audio through the predicted mouth shape alone; `full` pins `audio_code = true` for every variant before it),
    `ss2shapeuni`, `ss2shapenosem`, `ss2shapenodeform` the paper's ablations of it, `ss2shapemeas` it trained on the
-   measured mouth shape (`mouth_teacher = measured`).
+   measured mouth shape (`mouth_teacher = measured`), `ss2shapemix` on the measured shape plus half the held-out
+   prediction's error (`mouth_teacher = mix`).
 Writes benchmarks/results/<subject>.json (every run, and per variant the mean and the spread over seeds) and .png.
 """
 from __future__ import annotations
@@ -93,6 +94,8 @@ ABLATIONS = {
     "ss2shapenodeform": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "deform": "false"},
     # ss2shape trained on the landmarks' shape instead of the held-out prediction
     "ss2shapemeas": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_teacher": "measured"},
+    "ss2shapemix": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_teacher": "mix",
+                    "mouth_teacher_mix": "0.5"},  # half the prediction's error
 }
 VARIANTS = {name: [arg for k, v in {**FULL, **diff}.items() for arg in (f"--{k}", v)]
             for name, diff in ABLATIONS.items()}
