@@ -30,7 +30,8 @@
    audio through the predicted mouth shape alone; `full` pins `audio_code = true` for every variant before it),
    `ss2shapeuni`, `ss2shapenosem`, `ss2shapenodeform` the paper's ablations of it, `ss2shapemeas` it trained on the
    measured mouth shape (`mouth_teacher = measured`), `ss2shapemix` on the measured shape plus half the held-out
-   prediction's error (`mouth_teacher = mix`).
+   prediction's error (`mouth_teacher = mix`); `ss2shapeenv` and `ss2shapemeasenv` are `ss2shape` and `ss2shapemeas`
+   with the amplitude envelope in the shape's regression (`mouth_envelope = true`).
 Writes benchmarks/results/<subject>.json (every run, and per variant the mean and the spread over seeds) and .png.
 """
 from __future__ import annotations
@@ -51,7 +52,7 @@ from benchmarks.results_io import run_stage, sample_subject, save_figure, write_
 
 FULL = {"region_attention": "true", "eye_region": "true", "audio_at_eyes": "true", "sampling": "semantic",
         "semantic": "true", "deform": "true", "view_dirs": "all", "mouth": "false",
-        "audio_code": "true"}  # explicit, so that a later change of a default does not change what
+        "audio_code": "true", "mouth_envelope": "false"}  # explicit, so that a later change of a default does not change what
 # a variant is (audio_at_eyes: the full and global runs on record predate its default false of 2026-12-03)
 MOUTHHO = {"view_dirs": "eyes", "mouth": "true", "mouth_teacher": "held_out"}  # eyedirs with the mouth input
 DEFAULTS = {**MOUTHHO, "region_attention": "false", "audio_at_eyes": "false"}  # train.py's defaults of 2026-12-05
@@ -96,6 +97,10 @@ ABLATIONS = {
     "ss2shapemeas": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_teacher": "measured"},
     "ss2shapemix": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_teacher": "mix",
                     "mouth_teacher_mix": "0.5"},  # half the prediction's error
+    # the mouth input's regression also reads the amplitude envelope (mouth_envelope), with either teacher
+    "ss2shapeenv": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_envelope": "true"},
+    "ss2shapemeasenv": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_envelope": "true",
+                        "mouth_teacher": "measured"},
 }
 VARIANTS = {name: [arg for k, v in {**FULL, **diff}.items() for arg in (f"--{k}", v)]
             for name, diff in ABLATIONS.items()}

@@ -10,6 +10,14 @@ chosen by blocked cross-validation), gives the shape of any new speech. A traini
 the regression predicts for it from a fit on the other blocks (`held_out_predictions`; train.mouth_teacher), so
 the field learns how far the prediction can be trusted, as it will be used; or its measured shape. The regression
 is a few thousand numbers kept in the checkpoint (`MouthPredictor`'s buffers).
+
+The amplitude envelope (`envelope`, model key mouth_envelope): how far the lips part follows the speech's amplitude
+envelope (Chandrasekaran et al. 2009, "The natural statistics of audiovisual speech"), a loudness on a linear
+scale, while the MFCC extractor gives its log. A linear read-out of the log does not follow it, so the predictor also
+reads exp(log energy / 2) of the window's 16 steps (an RMS amplitude) when the subject's extractor is the MFCC
+one (dim 0 of its steps is the log energy, normalised with the mean and std of aud_meta.json); with other
+extractors those 16 inputs are zero and get no weight. On the 24 s sample it cuts the held-out error of the
+opening by a fifth to a third (benchmarks/NOTES.md, 2026-12-06, third session).
 """
 from __future__ import annotations
 
@@ -40,6 +48,21 @@ def read_mouth_shape(root: Path, img_ids: np.ndarray) -> tuple[np.ndarray | None
     if bad:  # process_data.sh fills the frames without a face; a NaN would make the whole regression NaN
         return None, f"{path.name} has no finite mouth points in {bad} of the split's frames"
     return out, f"measured on {path.name}"
+
+
+def log_energy_norm(root: Path) -> tuple[float, float] | None:
+    """(mean, std) that normalised the log energy (dim 0) of the subject's MFCC features, from aud_meta.json, or
+    None when its extractor gives no log energy (deepspeech, hubert, given features) or the file is missing."""
+    import json
+
+    path = root / "aud_meta.json"
+    if not path.is_file():
+        return None
+    meta = json.loads(path.read_text())
+    if meta.get("extractor") != "mfcc" or not str(meta.get("features", "log energy")).startswith("log energy"):
+        return None
+    mean, std = meta.get("mean"), meta.get("std")
+    return (float(mean[0]), float(std[0])) if mean and std else (0.0, 1.0)
 
 
 def ridge(x: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
@@ -74,12 +97,16 @@ def choose_lambda(x: np.ndarray, y: np.ndarray) -> tuple[float, dict[float, floa
 
 class MouthPredictor(nn.Module):
     """Audio features of a frame [F,16,D] -> its mouth shape [F,2] (opening, width); `normalise` turns a shape into
-    the field's input (z-scores over the training frames). All state is buffers: `fit` sets them, a checkpoint
-    restores them."""
+    the field's input (z-scores over the training frames). With `envelope` the regression also reads the window's
+    amplitude envelope [F,16] (module docs; `set_energy` says how to undo the log energy's normalisation). All
+    state is buffers: `fit` sets them, a checkpoint restores them."""
 
-    def __init__(self, aud_dim: int):
+    def __init__(self, aud_dim: int, envelope: bool = False):
         super().__init__()
-        k = 16 * aud_dim
+        self.envelope = envelope
+        k = 16 * aud_dim + (16 if envelope else 0)
+        if envelope:  # mean, std of the log energy (dim 0); std 0: none (not an MFCC extractor)
+            self.register_buffer("energy", torch.zeros(2))
         self.register_buffer("feat_mean", torch.zeros(k))
         self.register_buffer("feat_std", torch.ones(k))
         self.register_buffer("weight", torch.zeros(k, 2))
@@ -87,11 +114,26 @@ class MouthPredictor(nn.Module):
         self.register_buffer("shape_mean", torch.zeros(2))
         self.register_buffer("shape_std", torch.ones(2))
 
+    def set_energy(self, mean: float, std: float) -> None:
+        """The normalisation of the features' log energy (dim 0): raw = feature * std + mean (log_energy_norm); a
+        predictor without the envelope ignores it."""
+        if self.envelope:
+            self.energy.copy_(torch.tensor([mean, std]))
+
+    def inputs(self, feats: Tensor) -> Tensor:
+        """feats [F,16,D] -> the regression's inputs [F,16*D (+16)]: the window, then its amplitude envelope."""
+        x = feats.reshape(len(feats), -1)
+        if not self.envelope:
+            return x
+        mean, std = self.energy.to(feats.dtype)
+        amp = torch.exp(0.5 * (feats[:, :, 0] * std + mean)) if bool(std > 0) else torch.zeros_like(feats[:, :, 0])
+        return torch.cat([x, amp], 1)
+
     def fit(self, feats: Tensor, shape: Tensor) -> dict:
         """feats [F,16,D] of the training frames, their measured shape [F,2] -> {"lambda", "cv_error", "cv_r"
         (Pearson r of the held-out blocks' predicted opening and width with the measured ones), "held_out" (those
         predictions [F,2])}; the buffers are set and the result kept as `fit_info`."""
-        x = feats.reshape(len(feats), -1).double().cpu().numpy()
+        x = self.inputs(feats.double().cpu()).numpy()
         y = shape.double().cpu().numpy()
         mean, std = x.mean(0), x.std(0).clip(1e-6)
         xs = (x - mean) / std
@@ -111,7 +153,8 @@ class MouthPredictor(nn.Module):
         if info is None:
             return "mouth input: the fit of the checkpoint"
         r = info["cv_r"]
-        line = (f"mouth input: audio -> lip opening / width by ridge regression (penalty {info['lambda']:g}); on "
+        env = " with its amplitude envelope" if self.envelope and bool(self.energy[1] > 0) else ""
+        line = (f"mouth input: audio{env} -> lip opening / width by ridge regression (penalty {info['lambda']:g}); on "
                 f"held-out blocks of the training frames r = {r[0]:.2f} / {r[1]:.2f}")
         if not np.nanmax(r) >= WEAK_R:  # NaN too: a shape that never changes
             line += (f" (below {WEAK_R}: the audio hardly predicts this clip's mouth, so renders of new speech will "
@@ -119,7 +162,7 @@ class MouthPredictor(nn.Module):
         return line
 
     def forward(self, feats: Tensor) -> Tensor:  # [F,16,D] -> [F,2]
-        x = (feats.reshape(len(feats), -1) - self.feat_mean) / self.feat_std
+        x = (self.inputs(feats) - self.feat_mean) / self.feat_std
         return x @ self.weight + self.bias
 
     def normalise(self, shape: Tensor) -> Tensor:  # [F,2] -> [F,2] z-scores of the training frames

@@ -32,6 +32,7 @@ from nerf.estimators import CoarseToFine, Estimator, OccupancyGrid
 from nerf.field import HashField
 from nerf.marching import composite_marching, composite_reference
 from nerf.model import ModelConfig, SSPNeRF, mean_head_translation, pose6
+from nerf.mouth_shape import log_energy_norm
 from nerf.speed import Speed, by_device
 
 OLD_GRID_KEYS = {"occ_density": "density", "occ_mask": "mask", "occ_ready": "is_ready", "occ_torso": "aux"}
@@ -70,13 +71,15 @@ class ModelMeta:
     eye_region: Tensor | None = None  # [2,4] eye centres and radii in the head frame (nerf/blinks.eye_region)
     eye_closed: float | None = None  # the training frames' openness at their blinks (nerf/blinks.closed_level)
     mouth_train: tuple[Tensor, Tensor] | None = None  # the training frames' features [F,16,D] and mouth shapes [F,2]
+    log_energy: tuple[float, float] | None = None  # the features' log-energy normalisation (mouth_shape.log_energy_norm)
 
     @classmethod
     def from_dataset(cls, ds) -> "ModelMeta":
         closed = None if ds.eye is None else closed_level(ds.eye.numpy())
         mouth = None if ds.mouth is None else (ds.aud[ds.aud_ids], ds.mouth)
         return cls(ds.aud_dim, list(ds.class_names or []), ds.aabb(), mean_head_translation(ds.c2w),
-                   pose6(ds.c2w).mean(0), ds.eye_region, closed, mouth)
+                   pose6(ds.c2w).mean(0), ds.eye_region, closed, mouth,
+                   log_energy_norm(ds.root) if getattr(ds, "root", None) else None)
 
     @property
     def torso_classes(self) -> list[int]:
@@ -97,6 +100,8 @@ def build_pipeline(cfg, meta: ModelMeta) -> "Pipeline":
                     anchor_t=meta.anchor_t, pose_ref=meta.pose_ref, eye_region=meta.eye_region,
                     eye_closed=meta.eye_closed)
     if model.mouth is not None and meta.mouth_train is not None:  # a checkpoint restores it otherwise
+        if meta.log_energy is not None:
+            model.mouth.set_energy(*meta.log_energy)
         model.mouth.fit(*meta.mouth_train)
     rc = cfg.render
     samples = rc.n_samples + rc.n_importance if cfg.model.backbone == "mlp" else rc.hash_samples
@@ -120,11 +125,11 @@ def marching_settings(rc: RenderConfig) -> dict | None:
 # model keys added after checkpoints were already made: the value that rebuilds a checkpoint without the key
 BEFORE_KEY = {"eyes": False, "eye_code": "openness", "eye_region": False, "audio_at_eyes": True,
               "region_attention": False, "region_groups": ModelConfig.region_groups, "view_dirs": "all",
-              "mouth": False, "audio_code": True}
+              "mouth": False, "audio_code": True, "mouth_envelope": False}
 
 
 # keys that act only when the named keys are on: a checkpoint predating one takes the current value where they are off
-INERT_WITHOUT = {"audio_at_eyes": ("eyes", "eye_region"), "eye_code": ("eyes",)}
+INERT_WITHOUT = {"audio_at_eyes": ("eyes", "eye_region"), "eye_code": ("eyes",), "mouth_envelope": ("mouth",)}
 
 
 def saved_fingerprint(saved: dict, current: dict) -> dict:

@@ -1,5 +1,7 @@
 """The mouth-shape input (nerf/mouth_shape.py): the ridge regression from audio to lip opening and width, where
 the field finds the shape in its condition, the measured shape of a dataset, and a checkpoint keeping the fit."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -93,6 +95,49 @@ def test_frame_codes_use_the_predicted_shape_and_a_checkpoint_keeps_the_fit():
     assert not torch.allclose(again.model.mouth(feats[300:]), pipe.model.mouth(feats[300:]))
     again.load_state_dict(pipe.state_dict())
     assert torch.equal(again.model.mouth(feats[300:]), pipe.model.mouth(feats[300:]))
+
+
+def _loud_speech(n=400, d=6, seed=3):
+    """Features [n,16,d] whose dim 0 is the normalised log energy (mean -8, std 4) of an amplitude envelope a [n,16]
+    with pauses, and a lip opening that follows the envelope linearly (0.5 a at the window's centre): [n,2]."""
+    rng = np.random.default_rng(seed)
+    a = np.clip(np.convolve(rng.normal(size=n * 2 + 40), np.ones(6) / 6, "same")[:n * 2 + 16], 0, None) + 1e-4
+    steps = np.stack([a[2 * i: 2 * i + 16] for i in range(n)])  # [n,16]: frame i's window of 50 Hz steps
+    feats = 0.3 * rng.normal(size=(n, 16, d))
+    feats[:, :, 0] = (np.log(steps ** 2) + 8.0) / 4.0
+    shape = np.stack([0.5 * steps[:, 8], 0.8 + 0.01 * rng.normal(size=n)], 1)
+    return torch.tensor(feats, dtype=torch.float32), torch.tensor(shape, dtype=torch.float32)
+
+
+def test_the_amplitude_envelope_predicts_an_opening_that_follows_loudness():
+    feats, shape = _loud_speech()
+    plain, env = MouthPredictor(aud_dim=6), MouthPredictor(aud_dim=6, envelope=True)
+    env.set_energy(-8.0, 4.0)  # what aud_meta.json says of the MFCC log energy
+    err = {}
+    for name, pred in (("plain", plain), ("envelope", env)):
+        pred.fit(feats[:300], shape[:300])
+        err[name] = float(((pred(feats[300:])[:, 0] - shape[300:, 0]) ** 2).mean().sqrt())
+    assert err["envelope"] < 0.6 * err["plain"], err
+    assert "with its amplitude envelope" in env.describe() and "envelope" not in plain.describe()
+    buffers = lambda on: dict(make("hash", mouth=True, mouth_envelope=on).model.mouth.named_buffers())  # noqa: E731
+    assert "energy" in buffers(True) and "energy" not in buffers(False)  # checkpoints from before the key load
+
+
+def test_without_an_mfcc_log_energy_the_envelope_is_left_out(tmp_path):
+    from nerf.mouth_shape import log_energy_norm
+
+    assert log_energy_norm(tmp_path) is None  # no aud_meta.json
+    meta = {"extractor": "mfcc", "features": "log energy, mfcc c1-c12, deltas of all 13", "mean": [-8.0, 1.0],
+            "std": [4.0, 2.0]}
+    (tmp_path / "aud_meta.json").write_text(json.dumps(meta))
+    assert log_energy_norm(tmp_path) == (-8.0, 4.0)
+    (tmp_path / "aud_meta.json").write_text(json.dumps({**meta, "extractor": "deepspeech", "mean": None}))
+    assert log_energy_norm(tmp_path) is None
+    feats, shape = _speech()
+    plain, env = MouthPredictor(aud_dim=6), MouthPredictor(aud_dim=6, envelope=True)  # energy never set
+    plain.fit(feats[:300], shape[:300]), env.fit(feats[:300], shape[:300])
+    assert torch.allclose(plain(feats[300:]), env(feats[300:]), atol=1e-4)
+    assert "envelope" not in env.describe()
 
 
 def test_read_mouth_shape(tmp_path):
