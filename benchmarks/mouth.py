@@ -31,7 +31,8 @@
    `ss2shapeuni`, `ss2shapenosem`, `ss2shapenodeform` the paper's ablations of it, `ss2shapemeas` it trained on the
    measured mouth shape (`mouth_teacher = measured`), `ss2shapemix` on the measured shape plus half the held-out
    prediction's error (`mouth_teacher = mix`); `ss2shapeenv` and `ss2shapemeasenv` are `ss2shape` and `ss2shapemeas`
-   with the amplitude envelope in the shape's regression (`mouth_envelope = true`).
+   with the amplitude envelope in the shape's regression (`mouth_envelope = true`), `ss2shapemixenv` `ss2shapemix`
+   with it.
 Writes benchmarks/results/<subject>.json (every run, and per variant the mean and the spread over seeds) and .png.
 """
 from __future__ import annotations
@@ -101,6 +102,8 @@ ABLATIONS = {
     "ss2shapeenv": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_envelope": "true"},
     "ss2shapemeasenv": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_envelope": "true",
                         "mouth_teacher": "measured"},
+    "ss2shapemixenv": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_envelope": "true",
+                       "mouth_teacher": "mix", "mouth_teacher_mix": "0.5"},
 }
 VARIANTS = {name: [arg for k, v in {**FULL, **diff}.items() for arg in (f"--{k}", v)]
             for name, diff in ABLATIONS.items()}
