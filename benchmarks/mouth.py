@@ -32,7 +32,7 @@
    measured mouth shape (`mouth_teacher = measured`), `ss2shapemix` on the measured shape plus half the held-out
    prediction's error (`mouth_teacher = mix`); `ss2shapeenv` and `ss2shapemeasenv` are `ss2shape` and `ss2shapemeas`
    with the amplitude envelope in the shape's regression (`mouth_envelope = true`), `ss2shapemixenv` `ss2shapemix`
-   with it.
+   with it; `ss2shapeenvuni` the uniform ablation of `ss2shapeenv` (the default since 2026-12-06, third session).
 Writes benchmarks/results/<subject>.json (every run, and per variant the mean and the spread over seeds) and .png.
 """
 from __future__ import annotations
@@ -102,6 +102,8 @@ ABLATIONS = {
     "ss2shapeenv": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_envelope": "true"},
     "ss2shapemeasenv": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_envelope": "true",
                         "mouth_teacher": "measured"},
+    "ss2shapeenvuni": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_envelope": "true",
+                       "sampling": "uniform"},
     "ss2shapemixenv": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_envelope": "true",
                        "mouth_teacher": "mix", "mouth_teacher_mix": "0.5"},
 }

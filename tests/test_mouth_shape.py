@@ -175,7 +175,7 @@ def test_a_trained_run_takes_the_input_and_keeps_its_fit(tmp_path, capsys):
     from tests.render_fixtures import train_tiny
 
     tiny = train_tiny(tmp_path)  # its landmarks.npy: the mouth opens with the audio
-    assert "mouth input: audio -> lip opening / width" in capsys.readouterr().out
+    assert "mouth input: audio with its amplitude envelope -> lip opening / width" in capsys.readouterr().out
     assert "mouth = true" in (tiny["run_dir"] / "config.txt").read_text()
     run = load_run(["--config", str(tiny["config"])])
     assert run.model.mouth is not None and run.model.cond_dim == 2 + 1  # the default: no learned audio code
