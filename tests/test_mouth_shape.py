@@ -224,3 +224,25 @@ def test_a_run_without_the_mouth_input_hears_the_audio_through_the_code(tmp_path
     assert "audio_code = true" in saved and "mouth = false" in saved
     run = load_run(["--config", str(tiny["config"])])
     assert run.model.mouth is None and run.model.cond_dim == 64 + 1  # the code and the eye input
+
+
+def test_the_teacher_shapes_training_frames_see(tmp_path):
+    """train.mouth_teacher: held_out = the regression's held-out predictions, measured = the landmarks' shape, mix
+    = the measured shape plus mouth_teacher_mix of the difference."""
+    from nerf.config import parse
+    from nerf.trainer import Trainer
+    from tests.render_fixtures import tiny_subject
+
+    root = tiny_subject(tmp_path / "d", n_frames=12)
+    seen = {}
+    for teacher in ("held_out", "measured", "mix"):
+        cfg = parse(["--datadir", str(root), "--preset", "none", "--img_size", "16", "--iters", "1", "--basedir",
+                     str(tmp_path / "logs"), "--expname", teacher, "--mouth_teacher", teacher,
+                     "--mouth_teacher_mix", "0.25"])
+        trainer = Trainer(cfg)
+        seen[teacher] = trainer.train_mouth
+    measured = trainer.train_ds.mouth
+    held_out = torch.from_numpy(trainer.pipeline.model.mouth.fit_info["held_out"]).float()
+    assert torch.equal(seen["measured"], measured) and torch.allclose(seen["held_out"], held_out)
+    assert not torch.allclose(held_out, measured, atol=1e-4)
+    assert torch.allclose(seen["mix"], 0.75 * measured + 0.25 * held_out, atol=1e-6)
