@@ -169,9 +169,8 @@ class Trainer:
         if self.tc.mouth_teacher == "measured":
             return ds.mouth
         held_out = torch.from_numpy(mouth.fit_info["held_out"]).float()
-        if self.tc.mouth_teacher == "held_out":
-            return held_out
-        return ds.mouth + self.tc.mouth_teacher_mix * (held_out - ds.mouth)
+        share = 1.0 if self.tc.mouth_teacher == "held_out" else self.tc.mouth_teacher_mix
+        return torch.lerp(ds.mouth, held_out, share)  # exactly held_out at share 1 (lerp's formula above 0.5)
 
     # ---- one iteration ---------------------------------------------------------------------------------
     def step(self, it: int) -> dict[str, float]:

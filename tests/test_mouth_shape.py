@@ -243,6 +243,6 @@ def test_the_teacher_shapes_training_frames_see(tmp_path):
         seen[teacher] = trainer.train_mouth
     measured = trainer.train_ds.mouth
     held_out = torch.from_numpy(trainer.pipeline.model.mouth.fit_info["held_out"]).float()
-    assert torch.equal(seen["measured"], measured) and torch.allclose(seen["held_out"], held_out)
+    assert torch.equal(seen["measured"], measured) and torch.equal(seen["held_out"], held_out)
     assert not torch.allclose(held_out, measured, atol=1e-4)
     assert torch.allclose(seen["mix"], 0.75 * measured + 0.25 * held_out, atol=1e-6)
