@@ -32,7 +32,8 @@
    measured mouth shape (`mouth_teacher = measured`), `ss2shapemix` on the measured shape plus half the held-out
    prediction's error (`mouth_teacher = mix`); `ss2shapeenv` and `ss2shapemeasenv` are `ss2shape` and `ss2shapemeas`
    with the amplitude envelope in the shape's regression (`mouth_envelope = true`), `ss2shapemixenv` `ss2shapemix`
-   with it; `ss2shapeenvuni` the uniform ablation of `ss2shapeenv` (the default since 2026-12-06, third session).
+   with it; `ss2shapeenvuni`, `ss2shapeenvnosem`, `ss2shapeenvnodeform` the paper's ablations of `ss2shapeenv` (the default
+   since 2026-12-06, third session).
 Writes benchmarks/results/<subject>.json (every run, and per variant the mean and the spread over seeds) and .png.
 """
 from __future__ import annotations
@@ -104,6 +105,10 @@ ABLATIONS = {
                         "mouth_teacher": "measured"},
     "ss2shapeenvuni": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_envelope": "true",
                        "sampling": "uniform"},
+    "ss2shapeenvnosem": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_envelope": "true",
+                         "semantic": "false", "sampling": "uniform"},  # no parsing head: nothing to sample by
+    "ss2shapeenvnodeform": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_envelope": "true",
+                            "deform": "false"},
     "ss2shapemixenv": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_envelope": "true",
                        "mouth_teacher": "mix", "mouth_teacher_mix": "0.5"},
 }
