@@ -108,7 +108,8 @@ def _none_or(conv):
 def _add_field(group, f: dataclasses.Field, tp: Any, help_text: str) -> None:
     base, optional = _unwrap_optional(tp)
     default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-    kwargs: dict[str, Any] = {"default": default, "help": f"{help_text} (default: {default})".strip()}
+    help_text = f"{help_text} (default: {default})".strip().replace("%", "%%")  # argparse %-formats help strings
+    kwargs: dict[str, Any] = {"default": default, "help": help_text}
     origin = typing.get_origin(base)
     if origin in (list, tuple):
         elem = (typing.get_args(base) or (str,))[0]
@@ -142,8 +143,7 @@ def build_parser(sections: dict[str, type] | None = None) -> configargparse.ArgP
                 if key in seen:
                     raise ValueError(f"config key '{key}' is defined twice ({seen[key]} and {cls.__name__})")
                 seen[key] = cls.__name__
-            text = f.metadata.get("help", helps.get(f.name, ""))
-            _add_field(group, f, hints[f.name], text.replace("%", "%%"))  # argparse %-formats help strings
+            _add_field(group, f, hints[f.name], f.metadata.get("help", helps.get(f.name, "")))
     return p
 
 

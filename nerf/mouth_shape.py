@@ -95,6 +95,17 @@ def choose_lambda(x: np.ndarray, y: np.ndarray) -> tuple[float, dict[float, floa
     return min(err, key=err.get), err
 
 
+def teacher_shapes(teacher: str, measured: Tensor, held_out: Tensor, mix: float) -> Tensor:
+    """The mouth shape [F,2] training frames see (train.mouth_teacher): the measured one [F,2], the held-out
+    prediction [F,2], or (mix) the measured one plus `mix` of the prediction's error."""
+    if teacher == "measured":
+        return measured
+    if teacher == "mix" and not 0.0 <= mix <= 1.0:
+        raise ValueError(f"mouth_teacher_mix = {mix}: must lie in [0, 1] (0: measured, 1: held-out)")
+    share = 1.0 if teacher == "held_out" else mix
+    return torch.lerp(measured, held_out, share)  # exactly held_out at share 1 (lerp's formula above 0.5)
+
+
 class MouthPredictor(nn.Module):
     """Audio features of a frame [F,16,D] -> its mouth shape [F,2] (opening, width); `normalise` turns a shape into
     the field's input (z-scores over the training frames). With `envelope` the regression also reads the window's

@@ -30,6 +30,7 @@ from nerf.dataset import TalkingDataset
 from nerf.ema import WeightAverage, params_of, restore_average
 from nerf.distributed import DistInfo, all_gather_cat, all_mean, broadcast_buffers, pick_device
 from nerf.model import pose6
+from nerf.mouth_shape import teacher_shapes
 from nerf.pipeline import ModelMeta, build_pipeline, fingerprint, saved_fingerprint
 from nerf.sampler import make_sampler
 
@@ -165,12 +166,10 @@ class Trainer:
         if mouth is None:
             return None
         if self.dist.is_main:
-            print(mouth.describe() + f"; training frames see the {self.tc.mouth_teacher.replace('_', '-')} shape")
-        if self.tc.mouth_teacher == "measured":
-            return ds.mouth
+            mix = f" ({self.tc.mouth_teacher_mix:g} of the prediction's error)" if self.tc.mouth_teacher == "mix" else ""
+            print(mouth.describe() + f"; training frames see the {self.tc.mouth_teacher.replace('_', '-')} shape{mix}")
         held_out = torch.from_numpy(mouth.fit_info["held_out"]).float()
-        share = 1.0 if self.tc.mouth_teacher == "held_out" else self.tc.mouth_teacher_mix
-        return torch.lerp(ds.mouth, held_out, share)  # exactly held_out at share 1 (lerp's formula above 0.5)
+        return teacher_shapes(self.tc.mouth_teacher, ds.mouth, held_out, self.tc.mouth_teacher_mix)
 
     # ---- one iteration ---------------------------------------------------------------------------------
     def step(self, it: int) -> dict[str, float]:

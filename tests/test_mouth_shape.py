@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from nerf.mouth_shape import LAMBDAS, MouthPredictor, choose_lambda, read_mouth_shape, ridge
+from nerf.mouth_shape import LAMBDAS, MouthPredictor, choose_lambda, read_mouth_shape, ridge, teacher_shapes
 from tests.test_model import AABB, CLASSES, make, _Cfg
 from nerf.pipeline import ModelMeta, build_pipeline
 from tests.nerf_fixtures import mouth_landmarks, mouth_opening
@@ -246,3 +246,26 @@ def test_the_teacher_shapes_training_frames_see(tmp_path):
     assert torch.equal(seen["measured"], measured) and torch.equal(seen["held_out"], held_out)
     assert not torch.allclose(held_out, measured, atol=1e-4)
     assert torch.allclose(seen["mix"], 0.75 * measured + 0.25 * held_out, atol=1e-6)
+    with pytest.raises(ValueError, match=r"mouth_teacher_mix = 1.5: must lie in \[0, 1\]"):
+        teacher_shapes("mix", measured, held_out, 1.5)
+
+
+def test_a_checkpoint_from_before_the_envelope_loads_without_it(tmp_path):
+    """A run with the mouth input whose checkpoint predates mouth_envelope (trained without it, the key not in its
+    fingerprint) loads with the envelope off (pipeline.BEFORE_KEY): the same predictor, no energy buffer."""
+    from nerf.runs import load_run
+    from tests.render_fixtures import train_tiny
+
+    tiny = train_tiny(tmp_path, extra=("--mouth_envelope", "false"))
+    before = load_run(["--config", str(tiny["config"])]).model.mouth
+    ckpt = tiny["run_dir"] / "ckpt" / "latest.pt"
+    state = torch.load(ckpt, weights_only=True)
+    del state["fingerprint"]["mouth_envelope"]
+    torch.save(state, ckpt)
+    text = (tiny["run_dir"] / "config.txt").read_text()
+    (tiny["run_dir"] / "config.txt").write_text("\n".join(ln for ln in text.splitlines()
+                                                         if not ln.startswith("mouth_envelope")))
+    after = load_run(["--config", str(tiny["config"])]).model.mouth
+    assert not after.envelope and "energy" not in dict(after.named_buffers())
+    feats = torch.randn(5, 16, before.feat_mean.numel() // 16)
+    assert torch.equal(after(feats), before(feats))
