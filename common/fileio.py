@@ -1,6 +1,7 @@
 """Atomic file writes: every output goes to a temporary file first, then is renamed into place.
 
 A run killed mid-step therefore never leaves a half-written output that a later run would take as finished.
+`read_json` reads one back, with a one-line error naming a broken file.
 """
 from __future__ import annotations
 
@@ -30,6 +31,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 def save_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2))
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """The JSON in path; ValueError naming the file when it is not valid JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
 
 
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:

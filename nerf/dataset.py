@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from common.fileio import read_json
 from nerf.audio import audio_windows
 from nerf.blinks import eye_region, read_eye_openness
 from nerf.mouth_shape import read_mouth_shape
@@ -89,10 +89,7 @@ def _resize(img: np.ndarray, h: int, w: int, nearest: bool) -> np.ndarray:
 def _load_json(path: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing (is this a processed dataset folder?)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
+    return read_json(path)
 
 
 class TalkingDataset:

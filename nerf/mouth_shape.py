@@ -53,12 +53,12 @@ def read_mouth_shape(root: Path, img_ids: np.ndarray) -> tuple[np.ndarray | None
 def log_energy_norm(root: Path) -> tuple[float, float] | None:
     """(mean, std) that normalised the log energy (dim 0) of the subject's MFCC features, from aud_meta.json, or
     None when its extractor gives no log energy (deepspeech, hubert, given features) or the file is missing."""
-    import json
+    from common.fileio import read_json
 
     path = root / "aud_meta.json"
     if not path.is_file():
         return None
-    meta = json.loads(path.read_text())
+    meta = read_json(path)  # a broken file: one line naming it
     if meta.get("extractor") != "mfcc" or not str(meta.get("features", "log energy")).startswith("log energy"):
         return None
     mean, std = meta.get("mean"), meta.get("std")
@@ -131,14 +131,20 @@ class MouthPredictor(nn.Module):
         if self.envelope:
             self.energy.copy_(torch.tensor([mean, std]))
 
+    @property
+    def reads_envelope(self) -> bool:
+        """Whether the envelope inputs carry anything: the model key is on and the extractor gave a log energy."""
+        return self.envelope and bool(self.energy[1] > 0)
+
     def inputs(self, feats: Tensor) -> Tensor:
         """feats [F,16,D] -> the regression's inputs [F,16*D (+16)]: the window, then its amplitude envelope."""
         x = feats.reshape(len(feats), -1)
         if not self.envelope:
             return x
+        if not self.reads_envelope:
+            return torch.cat([x, torch.zeros_like(feats[:, :, 0])], 1)
         mean, std = self.energy.to(feats.dtype)
-        amp = torch.exp(0.5 * (feats[:, :, 0] * std + mean)) if bool(std > 0) else torch.zeros_like(feats[:, :, 0])
-        return torch.cat([x, amp], 1)
+        return torch.cat([x, torch.exp(0.5 * (feats[:, :, 0] * std + mean))], 1)
 
     def fit(self, feats: Tensor, shape: Tensor) -> dict:
         """feats [F,16,D] of the training frames, their measured shape [F,2] -> {"lambda", "cv_error", "cv_r"
@@ -164,7 +170,7 @@ class MouthPredictor(nn.Module):
         if info is None:
             return "mouth input: the fit of the checkpoint"
         r = info["cv_r"]
-        env = " with its amplitude envelope" if self.envelope and bool(self.energy[1] > 0) else ""
+        env = " with its amplitude envelope" if self.reads_envelope else ""
         line = (f"mouth input: audio{env} -> lip opening / width by ridge regression (penalty {info['lambda']:g}); on "
                 f"held-out blocks of the training frames r = {r[0]:.2f} / {r[1]:.2f}")
         if not np.nanmax(r) >= WEAK_R:  # NaN too: a shape that never changes
