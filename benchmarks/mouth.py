@@ -33,7 +33,7 @@
    prediction's error (`mouth_teacher = mix`); `ss2shapeenv` and `ss2shapemeasenv` are `ss2shape` and `ss2shapemeas`
    with the amplitude envelope in the shape's regression (`mouth_envelope = true`), `ss2shapemixenv` `ss2shapemix`
    with it; `ss2shapeenvuni`, `ss2shapeenvnosem`, `ss2shapeenvnodeform` the paper's ablations of `ss2shapeenv` (the default
-   since 2026-12-06, third session).
+   since 2026-12-06, third session), `ss2shapeenvlong` it trained for 12000 iterations.
 Writes benchmarks/results/<subject>.json (every run, and per variant the mean and the spread over seeds) and .png.
 """
 from __future__ import annotations
@@ -111,6 +111,9 @@ ABLATIONS = {
                             "deform": "false"},
     "ss2shapemixenv": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_envelope": "true",
                        "mouth_teacher": "mix", "mouth_teacher_mix": "0.5"},
+    # the default of 2026-12-06 trained for the whole 20 minutes of #16's protocol (12000 iterations)
+    "ss2shapeenvlong": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_envelope": "true",
+                        "iters": "12000"},
 }
 VARIANTS = {name: [arg for k, v in {**FULL, **diff}.items() for arg in (f"--{k}", v)]
             for name, diff in ABLATIONS.items()}
