@@ -33,7 +33,8 @@
    prediction's error (`mouth_teacher = mix`); `ss2shapeenv` and `ss2shapemeasenv` are `ss2shape` and `ss2shapemeas`
    with the amplitude envelope in the shape's regression (`mouth_envelope = true`), `ss2shapemixenv` `ss2shapemix`
    with it; `ss2shapeenvuni`, `ss2shapeenvnosem`, `ss2shapeenvnodeform` the paper's ablations of `ss2shapeenv` (the default
-   since 2026-12-06, third session), `ss2shapeenvlong` it trained for 12000 iterations.
+   since 2026-12-06, third session), `ss2shapeenvlong` it trained for 12000 iterations; `ss2shapeenvcal` and `ss2shapemeasenvcal` are `ss2shapeenv` and
+   `ss2shapemeasenv` with the regression's monotone calibration (`mouth_calibrate = true`).
 Writes benchmarks/results/<subject>.json (every run, and per variant the mean and the spread over seeds) and .png.
 """
 from __future__ import annotations
@@ -54,7 +55,7 @@ from benchmarks.results_io import run_stage, sample_subject, save_figure, write_
 
 FULL = {"region_attention": "true", "eye_region": "true", "audio_at_eyes": "true", "sampling": "semantic",
         "semantic": "true", "deform": "true", "view_dirs": "all", "mouth": "false",
-        "audio_code": "true", "mouth_envelope": "false"}  # explicit, so that a later change of a default does not change what
+        "audio_code": "true", "mouth_envelope": "false", "mouth_calibrate": "false"}  # explicit, so that a later change of a default does not change what
 # a variant is (audio_at_eyes: the full and global runs on record predate its default false of 2026-12-03)
 MOUTHHO = {"view_dirs": "eyes", "mouth": "true", "mouth_teacher": "held_out"}  # eyedirs with the mouth input
 DEFAULTS = {**MOUTHHO, "region_attention": "false", "audio_at_eyes": "false"}  # train.py's defaults of 2026-12-05
@@ -111,6 +112,11 @@ ABLATIONS = {
                             "deform": "false"},
     "ss2shapemixenv": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_envelope": "true",
                        "mouth_teacher": "mix", "mouth_teacher_mix": "0.5"},
+    # the mouth input's regression through a monotone calibration curve (mouth_calibrate), with either teacher
+    "ss2shapeenvcal": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_envelope": "true",
+                       "mouth_calibrate": "true"},
+    "ss2shapemeasenvcal": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_envelope": "true",
+                           "mouth_calibrate": "true", "mouth_teacher": "measured"},
     # the default of 2026-12-06 trained for the whole 20 minutes of #16's protocol (12000 iterations)
     "ss2shapeenvlong": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_envelope": "true",
                         "iters": "12000"},

@@ -18,6 +18,13 @@ reads exp(log energy / 2) of the window's 16 steps (an RMS amplitude) when the s
 one (dim 0 of its steps is the log energy, normalised with the mean and std of aud_meta.json); with other
 extractors those 16 inputs are zero and get no weight. On the 24 s sample it cuts the held-out error of the
 opening by a fifth to a third (benchmarks/NOTES.md, 2026-12-06, third session).
+
+The calibration (`calibrate`, model key mouth_calibrate): a linear read-out cannot saturate, while the lips have a
+floor (shut on pauses and bilabials) and a ceiling (the jaw's widest opening): it opens a shut mouth a little and
+falls short of the widest openings. So each output of the ridge is mapped through a monotone curve, the isotonic
+regression of the measured shape on the held-out blocks' predictions, kept as CALIB_KNOTS knots at quantiles of
+those predictions (linear between them, flat beyond). An output keeps the identity curve when the curve does not
+lower its error on held-out blocks of the held-out predictions themselves (nested, as the field will use it).
 """
 from __future__ import annotations
 
@@ -30,6 +37,7 @@ from torch import Tensor, nn
 LAMBDAS = (1.0, 10.0, 100.0, 1000.0, 10000.0)  # ridge penalties tried (features standardised)
 WEAK_R = 0.3  # held-out r below this on both outputs: the training log says the audio hardly predicts the mouth
 FOLDS = 5  # contiguous blocks of frames: neighbouring frames are near copies, so random folds would overfit
+CALIB_KNOTS = 33  # knots of the monotone calibration curve of each output
 
 
 def read_mouth_shape(root: Path, img_ids: np.ndarray) -> tuple[np.ndarray | None, str]:
@@ -95,6 +103,35 @@ def choose_lambda(x: np.ndarray, y: np.ndarray) -> tuple[float, dict[float, floa
     return min(err, key=err.get), err
 
 
+def isotonic_knots(pred: np.ndarray, y: np.ndarray, k: int = CALIB_KNOTS) -> tuple[np.ndarray, np.ndarray]:
+    """The isotonic (non-decreasing) regression of y [N] on pred [N], as k knots (x at quantiles of pred, y on
+    the fitted curve) -> (kx [k], ky [k])."""
+    from scipy.optimize import isotonic_regression
+
+    order = np.argsort(pred, kind="stable")
+    fitted = isotonic_regression(y[order]).x
+    kx = np.quantile(pred, np.linspace(0.0, 1.0, k))
+    return kx, np.interp(kx, pred[order], fitted)
+
+
+def nested_calibration(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Each of FOLDS contiguous blocks of pred [N] calibrated by the curve fitted on the other blocks -> [N]."""
+    out = np.empty_like(pred)
+    for b in np.array_split(np.arange(len(pred)), FOLDS):
+        fit = np.setdiff1d(np.arange(len(pred)), b)
+        out[b] = np.interp(pred[b], *isotonic_knots(pred[fit], y[fit]))
+    return out
+
+
+def interp(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:
+    """Piecewise-linear curve through knots (xp [K] non-decreasing, fp [K]) at x [F] -> [F]; flat beyond the ends
+    (numpy.interp in torch)."""
+    i = torch.searchsorted(xp, x.contiguous()).clamp(1, len(xp) - 1)
+    x0, x1, f0, f1 = xp[i - 1], xp[i], fp[i - 1], fp[i]
+    t = ((x - x0) / (x1 - x0).clamp_min(1e-12)).clamp(0.0, 1.0)
+    return f0 + t * (f1 - f0)
+
+
 def teacher_shapes(teacher: str, measured: Tensor, held_out: Tensor, mix: float) -> Tensor:
     """The mouth shape [F,2] training frames see (train.mouth_teacher): the measured one [F,2], the held-out
     prediction [F,2], or (mix) the measured one plus `mix` of the prediction's error."""
@@ -109,12 +146,13 @@ def teacher_shapes(teacher: str, measured: Tensor, held_out: Tensor, mix: float)
 class MouthPredictor(nn.Module):
     """Audio features of a frame [F,16,D] -> its mouth shape [F,2] (opening, width); `normalise` turns a shape into
     the field's input (z-scores over the training frames). With `envelope` the regression also reads the window's
-    amplitude envelope [F,16] (module docs; `set_energy` says how to undo the log energy's normalisation). All
-    state is buffers: `fit` sets them, a checkpoint restores them."""
+    amplitude envelope [F,16] (module docs; `set_energy` says how to undo the log energy's normalisation); with
+    `calibrate` each output goes through a monotone curve (module docs). All state is buffers: `fit` sets them, a
+    checkpoint restores them."""
 
-    def __init__(self, aud_dim: int, envelope: bool = False):
+    def __init__(self, aud_dim: int, envelope: bool = False, calibrate: bool = False):
         super().__init__()
-        self.envelope = envelope
+        self.envelope, self.calibrate = envelope, calibrate
         k = 16 * aud_dim + (16 if envelope else 0)
         if envelope:  # mean, std of the log energy (dim 0); std 0: none (not an MFCC extractor)
             self.register_buffer("energy", torch.zeros(2))
@@ -124,6 +162,9 @@ class MouthPredictor(nn.Module):
         self.register_buffer("bias", torch.zeros(2))
         self.register_buffer("shape_mean", torch.zeros(2))
         self.register_buffer("shape_std", torch.ones(2))
+        if calibrate:  # knots [2,K] of each output's curve (identity until fitted)
+            self.register_buffer("calib_x", torch.linspace(-1.0, 1.0, CALIB_KNOTS).repeat(2, 1))
+            self.register_buffer("calib_y", self.calib_x.clone())
 
     def set_energy(self, mean: float, std: float) -> None:
         """The normalisation of the features' log energy (dim 0): raw = feature * std + mean (log_energy_norm); a
@@ -161,8 +202,25 @@ class MouthPredictor(nn.Module):
         for name, v in (("feat_mean", mean), ("feat_std", std), ("weight", w[:-1]), ("bias", w[-1]),
                         ("shape_mean", y.mean(0)), ("shape_std", y.std(0).clip(1e-3))):
             getattr(self, name).copy_(torch.from_numpy(np.asarray(v)).float())
-        self.fit_info = {"lambda": lam, "cv_error": err, "cv_r": cv_r, "held_out": oof}
+        self.fit_info = {"lambda": lam, "cv_error": err, "cv_r": cv_r, "held_out": oof, "calibrated": [False, False]}
+        if self.calibrate:
+            self.fit_calibration(oof, y)
         return self.fit_info
+
+    def fit_calibration(self, oof: np.ndarray, y: np.ndarray) -> None:
+        """Each output's monotone curve from the held-out predictions oof [F,2] and the measured shape y [F,2],
+        kept where its nested held-out error is lower than the raw prediction's (else the identity); the field's
+        held-out teacher then sees the nested calibrated predictions."""
+        for j in range(2):
+            kx, ky = isotonic_knots(oof[:, j], y[:, j])
+            nested = nested_calibration(oof[:, j], y[:, j])
+            if ((nested - y[:, j]) ** 2).mean() < ((oof[:, j] - y[:, j]) ** 2).mean():
+                self.fit_info["held_out"][:, j] = nested
+                self.fit_info["calibrated"][j] = True
+            else:
+                ky = kx
+            self.calib_x[j] = torch.from_numpy(kx).float()
+            self.calib_y[j] = torch.from_numpy(ky).float()
 
     def describe(self) -> str:
         """One line for the training log: how well the audio predicts the mouth on frames the fit did not see."""
@@ -171,8 +229,10 @@ class MouthPredictor(nn.Module):
             return "mouth input: the fit of the checkpoint"
         r = info["cv_r"]
         env = " with its amplitude envelope" if self.reads_envelope else ""
-        line = (f"mouth input: audio{env} -> lip opening / width by ridge regression (penalty {info['lambda']:g}); on "
-                f"held-out blocks of the training frames r = {r[0]:.2f} / {r[1]:.2f}")
+        cal = [name for name, on in zip(("opening", "width"), info["calibrated"]) if on]
+        cal = f", the {' and '.join(cal)} through a monotone curve" if cal else ""
+        line = (f"mouth input: audio{env} -> lip opening / width by ridge regression (penalty {info['lambda']:g}){cal};"
+                f" on held-out blocks of the training frames r = {r[0]:.2f} / {r[1]:.2f}")
         if not np.nanmax(r) >= WEAK_R:  # NaN too: a shape that never changes
             line += (f" (below {WEAK_R}: the audio hardly predicts this clip's mouth, so renders of new speech will "
                      "barely move it; is the audio track the video's own speech?)")
@@ -180,7 +240,10 @@ class MouthPredictor(nn.Module):
 
     def forward(self, feats: Tensor) -> Tensor:  # [F,16,D] -> [F,2]
         x = (self.inputs(feats) - self.feat_mean) / self.feat_std
-        return x @ self.weight + self.bias
+        raw = x @ self.weight + self.bias
+        if not self.calibrate:
+            return raw
+        return torch.stack([interp(raw[:, j], self.calib_x[j], self.calib_y[j]) for j in range(2)], 1)
 
     def normalise(self, shape: Tensor) -> Tensor:  # [F,2] -> [F,2] z-scores of the training frames
         return (shape - self.shape_mean) / self.shape_std

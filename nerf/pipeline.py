@@ -125,11 +125,13 @@ def marching_settings(rc: RenderConfig) -> dict | None:
 # model keys added after checkpoints were already made: the value that rebuilds a checkpoint without the key
 BEFORE_KEY = {"eyes": False, "eye_code": "openness", "eye_region": False, "audio_at_eyes": True,
               "region_attention": False, "region_groups": ModelConfig.region_groups, "view_dirs": "all",
-              "mouth": False, "audio_code": True, "mouth_envelope": False}
+              "mouth": False, "audio_code": True, "mouth_envelope": False,
+              "mouth_calibrate": False}
 
 
 # keys that act only when the named keys are on: a checkpoint predating one takes the current value where they are off
-INERT_WITHOUT = {"audio_at_eyes": ("eyes", "eye_region"), "eye_code": ("eyes",), "mouth_envelope": ("mouth",)}
+INERT_WITHOUT = {"audio_at_eyes": ("eyes", "eye_region"), "eye_code": ("eyes",), "mouth_envelope": ("mouth",),
+                 "mouth_calibrate": ("mouth",)}
 
 
 def saved_fingerprint(saved: dict, current: dict) -> dict:

@@ -140,6 +140,67 @@ def test_without_an_mfcc_log_energy_the_envelope_is_left_out(tmp_path):
     assert "envelope" not in env.describe()
 
 
+def _saturating_speech(n=500, d=2, seed=5):
+    """Features [n,16,d] whose centre step's dim 0 is a loudness l, and a lip opening that follows it with a floor
+    and a ceiling, as a jaw does: clip(l, 0, 0.4) (shut in pauses, no wider than the jaw opens) -> (feats, shape)."""
+    rng = np.random.default_rng(seed)
+    loud = np.convolve(rng.normal(size=n + 8), np.ones(5) / 5, "same")[4:n + 4] * 0.6
+    feats = 0.1 * rng.normal(size=(n, 16, d))
+    feats[:, 8, 0] = loud
+    shape = np.stack([np.clip(loud, 0.0, 0.4) + 0.005 * rng.normal(size=n), 0.7 + 0.01 * rng.normal(size=n)], 1)
+    return torch.tensor(feats, dtype=torch.float32), torch.tensor(shape, dtype=torch.float32)
+
+
+def test_the_calibration_curve_reaches_a_shut_mouth_and_the_widest_opening():
+    feats, shape = _saturating_speech()
+    plain, cal = MouthPredictor(aud_dim=2), MouthPredictor(aud_dim=2, calibrate=True)
+    plain.fit(feats[:350], shape[:350])
+    info = cal.fit(feats[:350], shape[:350])
+    assert info["calibrated"][0]
+    truth, raw, curved = shape[350:, 0], plain(feats[350:])[:, 0], cal(feats[350:])[:, 0]
+    rmse = lambda p: float(((p - truth) ** 2).mean().sqrt())  # noqa: E731
+    assert rmse(curved) < 0.6 * rmse(raw), (rmse(curved), rmse(raw))
+    shut, widest = truth < 0.01, truth > 0.39
+    assert shut.sum() > 20 and widest.sum() > 5
+    assert curved[shut].abs().mean() < 0.02 < 0.05 < raw[shut].abs().mean()  # a line opens a shut mouth
+    assert curved[widest].mean() > 0.37 > 0.3 > raw[widest].mean()  # and falls short of the ceiling
+    assert "the opening" in cal.describe() and "through a monotone curve" in cal.describe()
+    teacher = torch.as_tensor(info["held_out"][:, 0])  # nested: each block's curve fitted on the other blocks
+    assert ((teacher - shape[:350, 0]) ** 2).mean() < ((torch.as_tensor(plain.fit_info["held_out"][:, 0])
+                                                         - shape[:350, 0]) ** 2).mean()
+
+
+def test_an_output_the_curve_does_not_help_keeps_the_identity():
+    """Held-out predictions that are already exact (width) keep the identity curve; a saturating opening gets one."""
+    rng = np.random.default_rng(1)
+    raw = rng.normal(size=300)
+    y = np.stack([np.clip(raw, 0, 0.5), 0.7 + 0.05 * raw], 1)
+    oof = np.stack([raw, y[:, 1]], 1)
+    pred = MouthPredictor(aud_dim=1, calibrate=True)
+    pred.fit_info = {"held_out": oof.copy(), "calibrated": [False, False]}
+    pred.fit_calibration(oof, y)
+    assert pred.fit_info["calibrated"] == [True, False]
+    assert torch.equal(pred.calib_x[1], pred.calib_y[1])
+    x = torch.linspace(-3, 3, 50, dtype=torch.float64)
+    from nerf.mouth_shape import interp
+
+    curve = interp(x, pred.calib_x[0].double(), pred.calib_y[0].double())
+    assert curve.min() > -0.01 and curve.max() < 0.51 and np.all(np.diff(curve.numpy()) >= 0)
+
+
+def test_interp_is_numpys_interp():
+    from nerf.mouth_shape import interp
+
+    rng = np.random.default_rng(0)
+    xp = np.sort(rng.normal(size=9))
+    xp[4] = xp[3]  # a tie, as quantiles of repeated predictions give
+    fp = np.cumsum(rng.random(9))
+    x = np.concatenate([rng.normal(scale=2, size=50), xp])
+    got = interp(torch.tensor(x), torch.tensor(xp), torch.tensor(fp)).numpy()
+    ok = np.abs(x - xp[3]) > 1e-9  # numpy's value at a tied knot is either side's
+    np.testing.assert_allclose(got[ok], np.interp(x, xp, fp)[ok], atol=1e-12)
+
+
 def test_read_mouth_shape(tmp_path):
     ids = np.array([0, 2])
     got, why = read_mouth_shape(tmp_path, ids)
@@ -250,22 +311,23 @@ def test_the_teacher_shapes_training_frames_see(tmp_path):
         teacher_shapes("mix", measured, held_out, 1.5)
 
 
-def test_a_checkpoint_from_before_the_envelope_loads_without_it(tmp_path):
-    """A run with the mouth input whose checkpoint predates mouth_envelope (trained without it, the key not in its
-    fingerprint) loads with the envelope off (pipeline.BEFORE_KEY): the same predictor, no energy buffer."""
+@pytest.mark.parametrize("key, attr, buffer", [("mouth_envelope", "envelope", "energy"),
+                                               ("mouth_calibrate", "calibrate", "calib_x")])
+def test_a_checkpoint_from_before_a_predictor_key_loads_without_it(tmp_path, key, attr, buffer):
+    """A run with the mouth input whose checkpoint predates mouth_envelope / mouth_calibrate (trained without it,
+    the key not in its fingerprint) loads with it off (pipeline.BEFORE_KEY): the same predictor, no such buffer."""
     from nerf.runs import load_run
     from tests.render_fixtures import train_tiny
 
-    tiny = train_tiny(tmp_path, extra=("--mouth_envelope", "false"))
+    tiny = train_tiny(tmp_path, extra=(f"--{key}", "false"))
     before = load_run(["--config", str(tiny["config"])]).model.mouth
     ckpt = tiny["run_dir"] / "ckpt" / "latest.pt"
     state = torch.load(ckpt, weights_only=True)
-    del state["fingerprint"]["mouth_envelope"]
+    del state["fingerprint"][key]
     torch.save(state, ckpt)
     text = (tiny["run_dir"] / "config.txt").read_text()
-    (tiny["run_dir"] / "config.txt").write_text("\n".join(ln for ln in text.splitlines()
-                                                         if not ln.startswith("mouth_envelope")))
+    (tiny["run_dir"] / "config.txt").write_text("\n".join(ln for ln in text.splitlines() if not ln.startswith(key)))
     after = load_run(["--config", str(tiny["config"])]).model.mouth
-    assert not after.envelope and "energy" not in dict(after.named_buffers())
-    feats = torch.randn(5, 16, before.feat_mean.numel() // 16)
+    assert not getattr(after, attr) and buffer not in dict(after.named_buffers())
+    feats = torch.randn(5, 16, (before.feat_mean.numel() - (16 if before.envelope else 0)) // 16)
     assert torch.equal(after(feats), before(feats))
