@@ -35,7 +35,7 @@
    with it; `ss2shapeenvuni`, `ss2shapeenvnosem`, `ss2shapeenvnodeform` the paper's ablations of `ss2shapeenv` (the default
    since 2026-12-06, third session), `ss2shapeenvlong` it trained for 12000 iterations; `ss2shapeenvcal` and `ss2shapemeasenvcal` are `ss2shapeenv` and
    `ss2shapemeasenv` with the regression's monotone calibration (`mouth_calibrate = true`), `ss2shapeenvcallong`,
-   `ss2shapemeasenvcallong` those for 12000 iterations, `ss2shapeenvcallonguni` the first's uniform ablation.
+   `ss2shapemeasenvcallong` those for 12000 iterations, `ss2shapeenvcallonguni` and `ss2shapemeasenvcallonguni` their uniform ablations.
 Writes benchmarks/results/<subject>.json (every run, and per variant the mean and the spread over seeds) and .png.
 """
 from __future__ import annotations
@@ -123,6 +123,9 @@ ABLATIONS = {
                            "mouth_calibrate": "true", "iters": "12000"},
     "ss2shapemeasenvcallong": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_envelope": "true",
                                "mouth_calibrate": "true", "iters": "12000", "mouth_teacher": "measured"},
+    "ss2shapemeasenvcallonguni": {**DEFAULTS, "train_supersample": "2", "audio_code": "false",
+                                  "mouth_envelope": "true", "mouth_calibrate": "true", "iters": "12000",
+                                  "mouth_teacher": "measured", "sampling": "uniform"},
     "ss2shapeenvcallonguni": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_envelope": "true",
                               "mouth_calibrate": "true", "iters": "12000", "sampling": "uniform"},
     # the default of 2026-12-06 trained for the whole 20 minutes of #16's protocol (12000 iterations)
