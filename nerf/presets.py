@@ -3,10 +3,11 @@
 - cpu: a run that reaches its plateau within about 20 minutes on 2 CPU cores: 128 px renders (never upsampled),
   trained on rays through the images at twice that size (train_supersample 2, at most the source's size: the
   held-out mouth landmarks ~0.08 px closer on the sample, benchmarks/NOTES.md 2026-12-05 sixth session), 512 rays
-  of 48 samples, a 12-level 2^15 hash grid, 4500 iterations with the learning rate decaying over them, the audio
-  attention from iteration 3000, and a 25-minute time budget as a guard. On this project's 2-core machines the
-  sample trains in 6-9 minutes (~4 iterations/s with the first version of the code: ~19 minutes); longer runs did
-  not raise the held-out PSNR (NOTES: 9000 and 12000 iterations).
+  of 48 samples, a 12-level 2^15 hash grid, 12000 iterations with the learning rate decaying over them, the audio
+  attention (with audio_code = true) from iteration 8000, and a 25-minute time budget as a guard. On this project's
+  2-core machines the sample trains in 15-17 minutes. 4500 iterations until 2026-12-06: while the field had a
+  learned audio code, longer runs lost the held-out mouth (it learnt each training mouth by its code); with the
+  mouth heard through its shape alone, 12000 iterations sharpen it (NOTES, 2026-12-06 fourth session).
 - gpu: the full model at the subject's resolution (up to 512 px, AD-NeRF's 450-512): 2048 rays of 128 samples, a
   16-level 2^17 hash grid, 20000 iterations, the learning rate decaying over them.
 - auto (default): cpu or gpu by the device train.py runs on (`device`: auto picks CUDA when there is one).
@@ -21,7 +22,7 @@ from typing import Any
 
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {"img_size": 128, "train_supersample": 2, "n_rand": 512, "hash_samples": 48, "hash_levels": 12,
-            "hash_log2_table": 15, "iters": 4500, "lr_decay_iters": 0, "att_start": 3000, "time_budget": 1500.0},
+            "hash_log2_table": 15, "iters": 12000, "lr_decay_iters": 0, "att_start": 8000, "time_budget": 1500.0},
     "gpu": {"img_size": 512, "n_rand": 2048, "hash_samples": 128, "hash_levels": 16, "hash_log2_table": 17,
             "iters": 20000, "lr_decay_iters": 0, "att_start": 10000},
 }

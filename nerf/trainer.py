@@ -56,7 +56,7 @@ class TrainConfig:
     # a hash field can blow its density up in the first ~15 steps and get stuck with a wall at the near plane)
     att_lr_mult: float = 5.0  # the audio attention net learns at lr * this (AD-NeRF: 5)
     att_start: int = 3000  # iteration at which the audio attention (smoothing) net starts
-    mouth_teacher: str = dc_field(default="held_out", metadata={"choices": ("held_out", "measured", "mix")})  # the mouth shape the field sees on a training frame (model key mouth): held_out = the audio's prediction from a fit that did not see the frame's block (so the field learns how far to trust it, as when rendering) | measured = its landmarks' shape | mix = measured + mouth_teacher_mix * (held_out - measured)
+    mouth_teacher: str = dc_field(default="measured", metadata={"choices": ("held_out", "measured", "mix")})  # the mouth shape the field sees on a training frame (model key mouth): held_out = the audio's prediction from a fit that did not see the frame's block (so the field learns how far to trust it, as when rendering) | measured = its landmarks' shape | mix = measured + mouth_teacher_mix * (held_out - measured)
     mouth_teacher_mix: float = 0.5  # mouth_teacher = mix: the share of the held-out prediction's error the field sees (0 = measured, 1 = held_out)
     lambda_sem: float = 0.05  # weight of the semantic cross-entropy (0.2: -0.6 dB on the sample, NOTES.md)
     lambda_deform: float = 0.01  # weight of the torso deformation's mean ||dx||^2
