@@ -38,6 +38,7 @@ LAMBDAS = (1.0, 10.0, 100.0, 1000.0, 10000.0)  # ridge penalties tried (features
 WEAK_R = 0.3  # held-out r below this on both outputs: the training log says the audio hardly predicts the mouth
 FOLDS = 5  # contiguous blocks of frames: neighbouring frames are near copies, so random folds would overfit
 CALIB_KNOTS = 33  # knots of the monotone calibration curve of each output
+TRUST_R = 0.8  # mouth_teacher = auto: an output whose held-out r reaches this is taught by its measured shape
 
 
 def read_mouth_shape(root: Path, img_ids: np.ndarray) -> tuple[np.ndarray | None, str]:
@@ -132,15 +133,32 @@ def interp(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:
     return f0 + t * (f1 - f0)
 
 
-def teacher_shapes(teacher: str, measured: Tensor, held_out: Tensor, mix: float) -> Tensor:
-    """The mouth shape [F,2] training frames see (train.mouth_teacher): the measured one [F,2], the held-out
-    prediction [F,2], or (mix) the measured one plus `mix` of the prediction's error."""
-    if teacher == "measured":
-        return measured
+def teacher_shares(teacher: str, mix: float, cv_r: list[float]) -> list[float]:
+    """Per output (opening, width), the share of the held-out prediction's error a training frame's shape carries
+    (train.mouth_teacher): 0 measured, 1 held_out, `mix`; auto: 0 where the held-out r of that output (cv_r) is at
+    least TRUST_R, else 1 (taught the measured shape, a field draws whatever the prediction says, which only pays
+    when the prediction is good: on a clip whose audio does not predict its mouth it drew a wide-open mouth on a
+    smile, benchmarks/NOTES.md 2026-12-06 fourth session)."""
     if teacher == "mix" and not 0.0 <= mix <= 1.0:
         raise ValueError(f"mouth_teacher_mix = {mix}: must lie in [0, 1] (0: measured, 1: held-out)")
-    share = 1.0 if teacher == "held_out" else mix
-    return torch.lerp(measured, held_out, share)  # exactly held_out at share 1 (lerp's formula above 0.5)
+    if teacher == "auto":
+        return [0.0 if r >= TRUST_R else 1.0 for r in cv_r]  # NaN (a shape that never changes): held-out
+    return [{"measured": 0.0, "held_out": 1.0}.get(teacher, mix)] * 2
+
+
+def teacher_note(shares: list[float]) -> str:
+    """What training frames see, for the log: 'training frames see the measured opening, the held-out width'."""
+    name = {0.0: "measured", 1.0: "held-out"}
+    parts = [f"{name.get(s, f'measured + {s:g} x the error of the held-out')} {what}"
+             for s, what in zip(shares, ("opening", "width"))]
+    return "training frames see the " + ", the ".join(parts)
+
+
+def teacher_shapes(shares: list[float], measured: Tensor, held_out: Tensor) -> Tensor:
+    """The mouth shape [F,2] training frames see: the measured one [F,2] plus each output's share (teacher_shares)
+    of the held-out prediction's [F,2] error."""
+    w = torch.tensor(shares, dtype=measured.dtype).expand_as(measured)
+    return torch.lerp(measured, held_out, w)  # exactly held_out at share 1 (lerp's formula above 0.5)
 
 
 class MouthPredictor(nn.Module):

@@ -30,7 +30,7 @@ from nerf.dataset import TalkingDataset
 from nerf.ema import WeightAverage, params_of, restore_average
 from nerf.distributed import DistInfo, all_gather_cat, all_mean, broadcast_buffers, pick_device
 from nerf.model import pose6
-from nerf.mouth_shape import teacher_shapes
+from nerf.mouth_shape import teacher_note, teacher_shapes, teacher_shares
 from nerf.pipeline import ModelMeta, build_pipeline, fingerprint, saved_fingerprint
 from nerf.sampler import make_sampler
 
@@ -56,7 +56,7 @@ class TrainConfig:
     # a hash field can blow its density up in the first ~15 steps and get stuck with a wall at the near plane)
     att_lr_mult: float = 5.0  # the audio attention net learns at lr * this (AD-NeRF: 5)
     att_start: int = 3000  # iteration at which the audio attention (smoothing) net starts
-    mouth_teacher: str = dc_field(default="measured", metadata={"choices": ("held_out", "measured", "mix")})  # the mouth shape the field sees on a training frame (model key mouth): held_out = the audio's prediction from a fit that did not see the frame's block (so the field learns how far to trust it, as when rendering) | measured = its landmarks' shape | mix = measured + mouth_teacher_mix * (held_out - measured)
+    mouth_teacher: str = dc_field(default="auto", metadata={"choices": ("auto", "held_out", "measured", "mix")})  # the mouth shape the field sees on a training frame (model key mouth): held_out = the audio's prediction from a fit that did not see the frame's block (so the field learns how far to trust it, as when rendering) | measured = its landmarks' shape | mix = measured + mouth_teacher_mix * (held_out - measured) | auto = per output (opening, width) measured where the prediction's held-out r >= 0.8, else held_out
     mouth_teacher_mix: float = 0.5  # mouth_teacher = mix: the share of the held-out prediction's error the field sees (0 = measured, 1 = held_out)
     lambda_sem: float = 0.05  # weight of the semantic cross-entropy (0.2: -0.6 dB on the sample, NOTES.md)
     lambda_deform: float = 0.01  # weight of the torso deformation's mean ||dx||^2
@@ -165,11 +165,10 @@ class Trainer:
         mouth = self.pipeline.model.mouth
         if mouth is None:
             return None
+        shares = teacher_shares(self.tc.mouth_teacher, self.tc.mouth_teacher_mix, mouth.fit_info["cv_r"])
         if self.dist.is_main:
-            mix = f" ({self.tc.mouth_teacher_mix:g} of the prediction's error)" if self.tc.mouth_teacher == "mix" else ""
-            print(mouth.describe() + f"; training frames see the {self.tc.mouth_teacher.replace('_', '-')} shape{mix}")
-        held_out = torch.from_numpy(mouth.fit_info["held_out"]).float()
-        return teacher_shapes(self.tc.mouth_teacher, ds.mouth, held_out, self.tc.mouth_teacher_mix)
+            print(f"{mouth.describe()}; {teacher_note(shares)}")
+        return teacher_shapes(shares, ds.mouth, torch.from_numpy(mouth.fit_info["held_out"]).float())
 
     # ---- one iteration ---------------------------------------------------------------------------------
     def step(self, it: int) -> dict[str, float]:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from nerf.mouth_shape import LAMBDAS, MouthPredictor, choose_lambda, read_mouth_shape, ridge, teacher_shapes
+from nerf.mouth_shape import (LAMBDAS, MouthPredictor, choose_lambda, read_mouth_shape, ridge, teacher_shapes,
+                              teacher_shares)
 from tests.test_model import AABB, CLASSES, make, _Cfg
 from nerf.pipeline import ModelMeta, build_pipeline
 from tests.nerf_fixtures import mouth_landmarks, mouth_opening
@@ -308,7 +309,22 @@ def test_the_teacher_shapes_training_frames_see(tmp_path):
     assert not torch.allclose(held_out, measured, atol=1e-4)
     assert torch.allclose(seen["mix"], 0.75 * measured + 0.25 * held_out, atol=1e-6)
     with pytest.raises(ValueError, match=r"mouth_teacher_mix = 1.5: must lie in \[0, 1\]"):
-        teacher_shapes("mix", measured, held_out, 1.5)
+        teacher_shares("mix", 1.5, [0.9, 0.9])
+
+
+def test_auto_teaches_the_measured_shape_only_where_the_audio_predicts_it():
+    """mouth_teacher = auto: per output, the measured shape where the held-out r reaches TRUST_R, else the held-out
+    prediction; the log says which."""
+    from nerf.mouth_shape import TRUST_R, teacher_note
+
+    measured, held_out = torch.zeros(4, 2), torch.ones(4, 2)
+    shares = teacher_shares("auto", 0.5, [TRUST_R + 0.1, TRUST_R - 0.1])
+    assert shares == [0.0, 1.0]
+    seen = teacher_shapes(shares, measured, held_out)
+    assert torch.equal(seen[:, 0], measured[:, 0]) and torch.equal(seen[:, 1], held_out[:, 1])
+    assert teacher_note(shares) == "training frames see the measured opening, the held-out width"
+    assert teacher_shares("auto", 0.5, [-0.35, float("nan")]) == [1.0, 1.0]  # a silent clip: nothing to trust
+    assert teacher_shares("mix", 0.25, [0.9, 0.9]) == [0.25, 0.25]
 
 
 @pytest.mark.parametrize("key, attr, buffer", [("mouth_envelope", "envelope", "energy"),
