@@ -286,8 +286,8 @@ def draw(path: Path, results: dict, truth: dict, name: str) -> None:
     ax.set_ylim(10, 32)
     ax.legend(fontsize=8, ncol=3)
     ax.grid(alpha=0.3, axis="y")
-    wanted = [f"{name}_{v}_s0" for v in ("full", "eyedirs", "defaults", "ss2", "ss2shape", "ss2shapeenv")]  # the last
-    # two there: before, after
+    wanted = [f"{name}_{v}_s0" for v in ("full", "eyedirs", "defaults", "ss2", "ss2shape", "ss2shapeenv",
+                                         "ss2shapemeasenvcallong")]  # the last two there: before, after
     shown_runs = ([r for r in results["runs"] if r["expname"] in wanted and r.get("curves", {}).get("width")][-2:]
                   or results["runs"][:1])
     t = np.arange(len(truth["width"])) / 25
