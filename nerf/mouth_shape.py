@@ -86,11 +86,16 @@ def ridge(x: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
     return np.vstack([w, ym - xm @ w])
 
 
+def blocks(n: int):
+    """(held-out rows, the other rows) for each of FOLDS contiguous blocks of n frames."""
+    for b in np.array_split(np.arange(n), FOLDS):
+        yield b, np.setdiff1d(np.arange(n), b)
+
+
 def held_out_predictions(x: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
     """Each of FOLDS contiguous blocks of frames predicted by the ridge fitted on the others -> [N,k]."""
     out = np.empty_like(y)
-    for b in np.array_split(np.arange(len(x)), FOLDS):
-        fit = np.setdiff1d(np.arange(len(x)), b)
+    for b, fit in blocks(len(x)):
         w = ridge(x[fit], y[fit], lam)
         out[b] = x[b] @ w[:-1] + w[-1]
     return out
@@ -118,8 +123,7 @@ def isotonic_knots(pred: np.ndarray, y: np.ndarray, k: int = CALIB_KNOTS) -> tup
 def nested_calibration(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Each of FOLDS contiguous blocks of pred [N] calibrated by the curve fitted on the other blocks -> [N]."""
     out = np.empty_like(pred)
-    for b in np.array_split(np.arange(len(pred)), FOLDS):
-        fit = np.setdiff1d(np.arange(len(pred)), b)
+    for b, fit in blocks(len(pred)):
         out[b] = np.interp(pred[b], *isotonic_knots(pred[fit], y[fit]))
     return out
 
