@@ -35,7 +35,8 @@
    with it; `ss2shapeenvuni`, `ss2shapeenvnosem`, `ss2shapeenvnodeform` the paper's ablations of `ss2shapeenv` (the default
    since 2026-12-06, third session), `ss2shapeenvlong` it trained for 12000 iterations; `ss2shapeenvcal` and `ss2shapemeasenvcal` are `ss2shapeenv` and
    `ss2shapemeasenv` with the regression's monotone calibration (`mouth_calibrate = true`), `ss2shapeenvcallong`,
-   `ss2shapemeasenvcallong` those for 12000 iterations, `ss2shapeenvcallonguni` and `ss2shapemeasenvcallonguni` their uniform ablations.
+   `ss2shapemeasenvcallong` those for 12000 iterations, `ss2shapeenvcallonguni` and `ss2shapemeasenvcallonguni` their uniform ablations,
+   `ss2shapemeasenvcallongnosem` and `ss2shapemeasenvcallongnodeform` the paper's other two ablations of the latter.
 Writes benchmarks/results/<subject>.json (every run, and per variant the mean and the spread over seeds) and .png.
 """
 from __future__ import annotations
@@ -128,6 +129,13 @@ ABLATIONS = {
                                   "mouth_teacher": "measured", "sampling": "uniform"},
     "ss2shapeenvcallonguni": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_envelope": "true",
                               "mouth_calibrate": "true", "iters": "12000", "sampling": "uniform"},
+    # the paper's other two ablations of the default of 2026-12-06 (fourth session; README's table)
+    "ss2shapemeasenvcallongnosem": {**DEFAULTS, "train_supersample": "2", "audio_code": "false",
+                                    "mouth_envelope": "true", "mouth_calibrate": "true", "iters": "12000",
+                                    "mouth_teacher": "measured", "semantic": "false", "sampling": "uniform"},
+    "ss2shapemeasenvcallongnodeform": {**DEFAULTS, "train_supersample": "2", "audio_code": "false",
+                                       "mouth_envelope": "true", "mouth_calibrate": "true", "iters": "12000",
+                                       "mouth_teacher": "measured", "deform": "false"},
     # the default of 2026-12-06 trained for the whole 20 minutes of #16's protocol (12000 iterations)
     "ss2shapeenvlong": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_envelope": "true",
                         "iters": "12000"},
