@@ -36,7 +36,8 @@
    since 2026-12-06, third session), `ss2shapeenvlong` it trained for 12000 iterations; `ss2shapeenvcal` and `ss2shapemeasenvcal` are `ss2shapeenv` and
    `ss2shapemeasenv` with the regression's monotone calibration (`mouth_calibrate = true`), `ss2shapeenvcallong`,
    `ss2shapemeasenvcallong` those for 12000 iterations, `ss2shapeenvcallonguni` and `ss2shapemeasenvcallonguni` their uniform ablations,
-   `ss2shapemeasenvcallongnosem` and `ss2shapemeasenvcallongnodeform` the paper's other two ablations of the latter.
+   `ss2shapemeasenvcallongnosem` and `ss2shapemeasenvcallongnodeform` the paper's other two ablations of the latter,
+   `ss2shapemeasenvcallongmbox` it with a fifth of the rays about the mouth (`sampler_mouth_share = 0.2`).
 Writes benchmarks/results/<subject>.json (every run, and per variant the mean and the spread over seeds) and .png.
 """
 from __future__ import annotations
@@ -136,6 +137,10 @@ ABLATIONS = {
     "ss2shapemeasenvcallongnodeform": {**DEFAULTS, "train_supersample": "2", "audio_code": "false",
                                        "mouth_envelope": "true", "mouth_calibrate": "true", "iters": "12000",
                                        "mouth_teacher": "measured", "deform": "false"},
+    # the default of 2026-12-06 (fourth session) with a fifth of the rays in a box about each frame's mouth
+    "ss2shapemeasenvcallongmbox": {**DEFAULTS, "train_supersample": "2", "audio_code": "false",
+                                   "mouth_envelope": "true", "mouth_calibrate": "true", "iters": "12000",
+                                   "mouth_teacher": "measured", "sampler_mouth_share": "0.2"},
     # the default of 2026-12-06 trained for the whole 20 minutes of #16's protocol (12000 iterations)
     "ss2shapeenvlong": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_envelope": "true",
                         "iters": "12000"},

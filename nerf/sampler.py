@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-FLAT_INDEX_LIMIT = 1 << 24  # up to this many training pixels, keep per-class flat pixel index arrays
+FLAT_INDEX_LIMIT = 1 << 24
+MOUTH_MARGIN = 0.5  # sampler_mouth_share: the mouth box grows by this share of its width on every side  # up to this many training pixels, keep per-class flat pixel index arrays
 
 
 def _key(name: str) -> dict:
@@ -31,6 +32,7 @@ class SamplerConfig:
     ema: float = field(default=0.9, metadata=_key("ema"))  # semantic: running mean of each class's per-ray loss, L <- ema*L + (1-ema)*batch mean
     eye_share: float = field(default=0.05, metadata=_key("eye_share"))  # semantic: share of the rays drawn around the eyes (squares of the eye radius about the projected eye centres), from frames weighted by how far their eye openness is from open (0.05 + |1 - eye|): the few blink frames get most of them; needs the eye input and the eye region, else 0
     face_share: float = field(default=0.95, metadata=_key("face_share"))  # uniform: share of rays inside the frame's face_rect (AD-NeRF); 0: whole image
+    mouth_share: float = field(default=0.0, metadata=_key("mouth_share"))  # semantic: share of the rays drawn in a box about each training frame's mouth (its lips and inner-mouth pixels, grown by half the box's width on every side: the lip corners, chin and cheeks that move with the jaw)
     face_mix: float = field(default=0.0, metadata=_key("face_mix"))  # semantic: share of the rays drawn as AD-NeRF draws its face rays (a random frame, uniform inside its face_rect); the class shares split the rest
 
 
@@ -154,8 +156,11 @@ class SemanticSampler:
             order = np.argsort(allpix, kind="stable").astype(np.int64)
             self.flat = np.split(order, np.cumsum(self.counts.sum(0))[:-1])
         self.eyes = EyeRays.of(dataset) if cfg.eye_share > 0 else None
-        if not 0.0 <= cfg.face_mix <= 1.0 - (cfg.eye_share if self.eyes is not None else 0.0):
-            raise ValueError(f"sampler_face_mix = {cfg.face_mix}: must be in [0, 1 - sampler_eye_share]")
+        self.mouth = MouthRays.of(maps, dataset) if cfg.mouth_share > 0 else None
+        placed = (cfg.eye_share if self.eyes is not None else 0.0) + cfg.mouth_share
+        if not 0.0 <= cfg.face_mix <= 1.0 - placed:
+            raise ValueError(f"sampler_face_mix = {cfg.face_mix}: must be in [0, 1 - sampler_eye_share - "
+                             f"sampler_mouth_share]")
 
     def _draw_class(self, c: int, k: int) -> np.ndarray:
         """k flat pixel indices (f*H*W + y*W + x) uniform over all training pixels of class c."""
@@ -173,7 +178,8 @@ class SemanticSampler:
     def sample(self, n: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         n_eye = int(round(n * self.cfg.eye_share)) if self.eyes is not None else 0
         n_face = int(round(n * self.cfg.face_mix)) if self.ds.face_rect is not None else 0
-        counts = _split_counts(n - n_eye - n_face, self.p, self.rng)
+        n_mouth = int(round(n * self.cfg.mouth_share)) if self.mouth is not None else 0
+        counts = _split_counts(n - n_eye - n_face - n_mouth, self.p, self.rng)
         flat = np.concatenate([self._draw_class(c, k) for c, k in enumerate(counts) if k > 0])
         cls = np.repeat(np.arange(len(counts)), counts)
         hw = self.ds.h * self.ds.w
@@ -182,6 +188,9 @@ class SemanticSampler:
         out = [torch.from_numpy(a.astype(np.int64)) for a in (frame, y, x, cls)]
         if n_eye:
             f, yy, xx = self.eyes.draw(n_eye, self.rng)
+            out = [torch.cat([a, b]) for a, b in zip(out, (f, yy, xx, self.ds.labels(f, yy, xx)))]
+        if n_mouth:
+            f, yy, xx = self.mouth.draw(n_mouth, self.rng)
             out = [torch.cat([a, b]) for a, b in zip(out, (f, yy, xx, self.ds.labels(f, yy, xx)))]
         if n_face:
             frame = self.rng.integers(0, len(self.ds), n_face)
@@ -252,6 +261,42 @@ class EyeRays:
         xy = c + (rng.random((n, 2)) * 2 - 1) * r[:, None]
         x = np.clip(np.floor(xy[:, 0]), 0, self.w - 1).astype(np.int64)
         y = np.clip(np.floor(xy[:, 1]), 0, self.h - 1).astype(np.int64)
+        return torch.from_numpy(frame.astype(np.int64)), torch.from_numpy(y), torch.from_numpy(x)
+
+
+class MouthRays:
+    """Rays about the mouth: a training frame that shows a mouth, then a pixel uniform in its box: the bounding box
+    of its lips and inner-mouth pixels grown by MOUTH_MARGIN of the box's width on every side, so the rays also
+    fall on the lip corners, chin and cheeks that move with the jaw (where AD-NeRF's face rays carried the
+    held-out mouth better than the lips' own pixels, benchmarks/NOTES.md 2026-12-06)."""
+
+    def __init__(self, boxes: np.ndarray):
+        self.boxes = boxes  # [F,4] int64 x0, y0, x1, y1 (x1, y1 exclusive); x1 == x0 for a frame without a mouth
+        self.frames = np.flatnonzero(boxes[:, 2] > boxes[:, 0])  # [F'] frames that show one
+
+    @classmethod
+    def of(cls, maps: list[np.ndarray], ds) -> "MouthRays | None":
+        """From the training frames' flat parsing maps [H*W] each; None when the classes are not parsed."""
+        names = ds.class_names or []
+        ids = [names.index(c) for c in ("lips", "inner_mouth") if c in names]
+        if not ids:
+            return None
+        boxes = np.zeros((len(maps), 4), np.int64)
+        for f, m in enumerate(maps):
+            ys, xs = np.nonzero(np.isin(m.reshape(ds.h, ds.w), ids))
+            if len(xs):
+                grow = MOUTH_MARGIN * (xs.max() + 1 - xs.min())
+                boxes[f] = (max(0, int(xs.min() - grow)), max(0, int(ys.min() - grow)),
+                            min(ds.w, int(np.ceil(xs.max() + 1 + grow))), min(ds.h, int(np.ceil(ys.max() + 1 + grow))))
+        out = cls(boxes)
+        return out if len(out.frames) else None
+
+    def draw(self, n: int, rng: np.random.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        """(frame [n], y [n], x [n]) long."""
+        frame = self.frames[rng.integers(0, len(self.frames), n)]
+        b = self.boxes[frame]
+        x = b[:, 0] + (rng.random(n) * (b[:, 2] - b[:, 0])).astype(np.int64)
+        y = b[:, 1] + (rng.random(n) * (b[:, 3] - b[:, 1])).astype(np.int64)
         return torch.from_numpy(frame.astype(np.int64)), torch.from_numpy(y), torch.from_numpy(x)
 
 

@@ -161,3 +161,29 @@ def test_eye_rays_go_to_the_eyes_of_the_blink_frames(ds, tmp_path):
     assert no_eye_input.eyes is None and len(plain[0]) == 500
     reference = make_sampler(ds, SamplerConfig(eye_share=0.0), seed=0)
     assert all(torch.equal(a, b) for a, b in zip(no_eye_input.sample(500), reference.sample(500)))
+
+
+def test_mouth_rays_fall_in_the_box_about_each_frames_mouth(ds):
+    """mouth_share of the rays land in the frame's mouth box (lips and inner mouth, grown by half the box's width):
+    on the mouth far above its area, the rest on the skin about it; no mouth classes: no such rays."""
+    s = SemanticSampler(ds, SamplerConfig(mouth_share=0.5, eye_share=0.0), seed=0)
+    assert s.mouth is not None
+    f, y, x, cls = s.sample(4000)
+    assert torch.equal(ds.parsing[f, y, x].long(), cls)
+    f_m, y_m, x_m, cls_m = f[2000:], y[2000:], x[2000:], cls[2000:]
+    mouth_ids = [ds.class_names.index("lips"), ds.class_names.index("inner_mouth")]
+    on_mouth = float(torch.isin(cls_m, torch.tensor(mouth_ids)).float().mean())
+    assert on_mouth > 4 * s.area[mouth_ids].sum(), (on_mouth, s.area[mouth_ids].sum())
+    for frame in np.unique(f_m.numpy())[:5]:  # every ray inside the box grown from that frame's mouth pixels
+        ys, xs = np.nonzero(np.isin(ds.parsing[frame].numpy(), mouth_ids))
+        grow = sampler_mod.MOUTH_MARGIN * (xs.max() + 1 - xs.min())
+        k = f_m == int(frame)
+        assert x_m[k].min() >= xs.min() - grow - 1 and x_m[k].max() <= xs.max() + grow + 1
+        assert y_m[k].min() >= ys.min() - grow - 1 and y_m[k].max() <= ys.max() + grow + 1
+    names = list(ds.class_names)
+    no_mouth = sampler_mod.MouthRays.of([m.numpy().reshape(-1) for m in ds.parsing],
+                                        type("D", (), {"class_names": [n + "_" for n in names], "h": ds.h,
+                                                       "w": ds.w})())
+    assert no_mouth is None
+    with pytest.raises(ValueError, match="sampler_face_mix"):
+        SemanticSampler(ds, SamplerConfig(mouth_share=0.6, face_mix=0.5, eye_share=0.0))
