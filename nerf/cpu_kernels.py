@@ -21,6 +21,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -31,6 +32,7 @@ SOURCES = [CSRC / "hash_grid.cpp", CSRC / "mlp.cpp", CSRC / "mlp_amx.cpp", CSRC 
 HEADERS = [CSRC / "mlp.h"]  # ninja (torch's build) follows the includes; listed for the "compiling" line
 NAME = "sspnerf_cpu_kernels"  # the extension's name (torch's cache folder)
 CHOICES = ("auto", "cpp", "torch")
+STALE_LOCK_S = 600.0  # a build folder's lock older than this was left by a build that was killed
 _module = None
 _failure: str | None = None
 
@@ -47,11 +49,37 @@ def _needs_build() -> bool:
         return True
 
 
+def _wait_for_lock(folder: str | None = None, stale_s: float = STALE_LOCK_S, poll_s: float = 2.0) -> None:
+    """torch's build waits, without a word and without end, while its folder holds a `lock` file, and a build that
+    was killed (Ctrl-C during the first run) leaves one behind. So wait here, saying why, while another process's
+    build may be under way, and remove a lock older than `stale_s` (a build takes well under a minute)."""
+    from torch.utils.cpp_extension import _get_build_directory
+
+    lock = Path(folder or _get_build_directory(NAME, False)) / "lock"
+    said = False
+    while lock.exists():
+        try:
+            age = time.time() - lock.stat().st_mtime
+        except FileNotFoundError:
+            return  # the other build finished
+        if age > stale_s:
+            print(f"cpu kernels: removing {lock}, left {age:.0f} s ago by a build that did not finish",
+                  file=sys.stderr, flush=True)
+            lock.unlink(missing_ok=True)
+            return
+        if not said:
+            print(f"cpu kernels: waiting for another process's build ({lock}; removed if still there "
+                  f"{stale_s - age:.0f} s from now)", file=sys.stderr, flush=True)
+            said = True
+        time.sleep(poll_s)
+
+
 def _build(folder: str | None = None, amx: bool = True):
     """torch's JIT build of SOURCES (amx=False: without the bfloat16 AMX variant, for compilers or assemblers that
     lack its instructions)."""
     from torch.utils.cpp_extension import load as build
 
+    _wait_for_lock(folder)
     flags = ["-O3", "-fopenmp"] + ([] if amx else ["-DSSP_NO_AMX"])
     return build(NAME, [str(s) for s in SOURCES], extra_cflags=flags, extra_ldflags=["-fopenmp"],
                  build_directory=folder, verbose=False)

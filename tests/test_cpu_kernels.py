@@ -162,6 +162,28 @@ def test_kernel_builds_in_a_temp_folder_when_the_cache_is_not_writable(monkeypat
     assert list(Path(folders[1]).glob("*.so"))
 
 
+def test_a_lock_left_by_a_killed_build_is_waited_for_then_removed(tmp_path, capsys):
+    """A build killed mid-way leaves `lock` in its folder, and torch would wait on it forever: a fresh lock is
+    waited for (another process may be building) and one older than the limit is removed, each with one line."""
+    import os
+    import threading
+    import time
+
+    lock = tmp_path / "lock"
+    lock.touch()
+    old = time.time() - 1000
+    os.utime(lock, (old, old))
+    cpu_kernels._wait_for_lock(str(tmp_path), stale_s=600, poll_s=0.01)
+    assert not lock.exists() and "did not finish" in capsys.readouterr().err
+    lock.touch()  # fresh: another build under way, which removes it when done
+    threading.Timer(0.2, lock.unlink).start()
+    t0 = time.time()
+    cpu_kernels._wait_for_lock(str(tmp_path), stale_s=600, poll_s=0.01)
+    assert 0.15 < time.time() - t0 < 5 and "waiting for another process's build" in capsys.readouterr().err
+    cpu_kernels._wait_for_lock(str(tmp_path), stale_s=600, poll_s=0.01)  # no lock: returns at once, silent
+    assert capsys.readouterr().err == ""
+
+
 # ---- the MLP kernel -------------------------------------------------------------------------------------------
 def _stack(dims: list[int], seed: int = 0) -> torch.nn.Sequential:
     torch.manual_seed(seed)
