@@ -38,6 +38,8 @@
    `ss2shapemeasenvcallong` those for 12000 iterations, `ss2shapeenvcallonguni` and `ss2shapemeasenvcallonguni` their uniform ablations,
    `ss2shapemeasenvcallongnosem` and `ss2shapemeasenvcallongnodeform` the paper's other two ablations of the latter,
    `ss2shapemeasenvcallongmbox` it with a fifth of the rays about the mouth (`sampler_mouth_share = 0.2`).
+   `ss2shapemeasdecallong` (and `...uni`, `...nosem`, `...nodeform`: its ablations) is `ss2shapemeasenvcallong` with the
+   envelope read without the MFCC pre-emphasis (`mouth_deemphasis = true`).
 Writes benchmarks/results/<subject>.json (every run, and per variant the mean and the spread over seeds) and .png.
 """
 from __future__ import annotations
@@ -58,10 +60,14 @@ from benchmarks.results_io import run_stage, sample_subject, save_figure, write_
 
 FULL = {"region_attention": "true", "eye_region": "true", "audio_at_eyes": "true", "sampling": "semantic",
         "semantic": "true", "deform": "true", "view_dirs": "all", "mouth": "false",
-        "audio_code": "true", "mouth_envelope": "false", "mouth_calibrate": "false"}  # explicit, so that a later change of a default does not change what
+        "audio_code": "true", "mouth_envelope": "false", "mouth_calibrate": "false",
+        "mouth_deemphasis": "false"}  # explicit, so that a later change of a default does not change what
 # a variant is (audio_at_eyes: the full and global runs on record predate its default false of 2026-12-03)
 MOUTHHO = {"view_dirs": "eyes", "mouth": "true", "mouth_teacher": "held_out"}  # eyedirs with the mouth input
 DEFAULTS = {**MOUTHHO, "region_attention": "false", "audio_at_eyes": "false"}  # train.py's defaults of 2026-12-05
+# the default of 2026-12-06 (fourth session): shape alone, envelope, calibration, measured teacher, 12000 iterations
+LONG = {"train_supersample": "2", "audio_code": "false", "mouth_envelope": "true", "mouth_calibrate": "true",
+        "iters": "12000", "mouth_teacher": "measured"}
 ABLATIONS = {
     "full": {},
     "global": {"region_attention": "false"},  # the old audio conditioning: every point sees the same code
@@ -141,6 +147,13 @@ ABLATIONS = {
     "ss2shapemeasenvcallongmbox": {**DEFAULTS, "train_supersample": "2", "audio_code": "false",
                                    "mouth_envelope": "true", "mouth_calibrate": "true", "iters": "12000",
                                    "mouth_teacher": "measured", "sampler_mouth_share": "0.2"},
+    # the default of 2026-12-06 (fifth session): the envelope without the MFCC extractor's pre-emphasis, and its
+    # ablations (uniform sampling, no semantic head, no torso deformation)
+    "ss2shapemeasdecallong": {**DEFAULTS, **LONG, "mouth_deemphasis": "true"},
+    "ss2shapemeasdecallonguni": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "sampling": "uniform"},
+    "ss2shapemeasdecallongnosem": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "semantic": "false",
+                                   "sampling": "uniform"},
+    "ss2shapemeasdecallongnodeform": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "deform": "false"},
     # the default of 2026-12-06 trained for the whole 20 minutes of #16's protocol (12000 iterations)
     "ss2shapeenvlong": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_envelope": "true",
                         "iters": "12000"},

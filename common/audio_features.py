@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import python_speech_features as psf
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy.fft import dct
+from scipy.fft import dct, idct
 
 from common.audio import n_frames_for
 from common.constants import SAMPLE_RATE
@@ -178,6 +178,29 @@ def finish(steps: np.ndarray, meta: dict) -> np.ndarray:
     if meta.get("mean") is not None:
         steps = (steps - np.asarray(meta["mean"])) / np.asarray(meta["std"])
     return window_frames(steps, len(steps) // 2).astype(np.float32)
+
+
+def band_readout(meta: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """How to read each 50 Hz step's spectrum back from the normalised `mfcc` features, to undo the pre-emphasis:
+    (W [numcep-1, nfilt], b [nfilt], gain [nfilt]) with log mel-band energy, up to a constant per step, ~= feats[...,
+    1:numcep] @ W + b (c1.. un-normalised, un-liftered, inverse DCT; the DCT's c0 is not kept, dim 0 is the log
+    energy), and gain = 1 / |1 - preemph e^(-i w)|^2 at each band's centre, so that the frame energy without the
+    pre-emphasis is the log energy's exp times sum(softmax(log bands) * gain). None for other extractors, or
+    without the normalisation or the settings in aud_meta.json."""
+    st = meta.get("settings")
+    if meta.get("extractor") != "mfcc" or not st or meta.get("mean") is None:
+        return None
+    n_cep, n_filt = int(st["numcep"]), int(st["nfilt"])
+    mean, std = np.asarray(meta["mean"], np.float64)[1:n_cep], np.asarray(meta["std"], np.float64)[1:n_cep]
+    lift = 1 + (st["ceplifter"] / 2) * np.sin(np.pi * np.arange(1, n_cep) / st["ceplifter"])
+    basis = idct(np.eye(n_filt)[1:n_cep], type=2, axis=1, norm="ortho")  # [numcep-1, nfilt]: c_k -> log bands
+    w = (std / lift)[:, None] * basis
+    b = (mean / lift) @ basis
+    fb = psf.get_filterbanks(n_filt, st["nfft"], SAMPLE_RATE)  # [nfilt, nfft/2 + 1]
+    freqs = np.linspace(0, SAMPLE_RATE / 2, fb.shape[1])
+    omega = 2 * np.pi * (fb @ freqs) / fb.sum(1) / SAMPLE_RATE  # band centres (filter-weighted), rad/sample
+    gain = 1 / (1 + st["preemph"] ** 2 - 2 * st["preemph"] * np.cos(omega))
+    return w, b, gain
 
 
 def extract_features(wav: np.ndarray, meta: dict) -> np.ndarray:

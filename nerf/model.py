@@ -42,6 +42,7 @@ class ModelConfig:
     mouth: bool = True  # the mouth shape (lip opening and width) as an input of the field, predicted from the audio by a ridge regression fitted on the shapes the landmarks measure on the training frames (nerf/mouth_shape.py; what training frames see: train key mouth_teacher); off when the dataset has no landmarks.npy
     mouth_calibrate: bool = True  # each output of the mouth input's regression through a monotone curve (isotonic, fitted on its held-out predictions; nerf/mouth_shape.py): a shut mouth predicted shut, the widest openings reached
     mouth_envelope: bool = True  # the mouth input's regression also reads the speech's amplitude envelope (exp of the MFCC log energy / 2; nerf/mouth_shape.py), which the lip opening follows on a linear scale; no effect with other extractors
+    mouth_deemphasis: bool = True  # with mouth_envelope: the envelope undoes the MFCC extractor's pre-emphasis (read back from the features' cepstrum; nerf/mouth_shape.py), so that its amplitude does not depend on the vowel
     audio_at_eyes: bool = False  # with eye_region: false (default) fades the audio code out at the eyes (1 - a Gaussian of half the eye radius), so only the eye input opens and closes them
     region_attention: bool = False  # per-point gates on the condition (ER-NeRF's region attention): the audio code in region_groups groups, the eye input its own; false: every point sees the same code (AD-NeRF)
     region_groups: int = 8  # region attention: groups of audio-code channels, one gate each
@@ -116,7 +117,7 @@ class SSPNeRF(nn.Module):
                              " without either the field would not hear the audio")
         self.code_dim = mc.aud_code_dim if mc.audio_code else 0  # the learned audio code's channels
         self.cond_dim = self.code_dim + self.mouth_dim + self.eye_dim
-        self.mouth = MouthPredictor(aud_dim, mc.mouth_envelope, mc.mouth_calibrate) if mc.mouth else None  # audio -> mouth shape (fitted by the pipeline)
+        self.mouth = MouthPredictor(aud_dim, mc.mouth_envelope, mc.mouth_calibrate, mc.mouth_deemphasis) if mc.mouth else None  # audio -> mouth shape (fitted by the pipeline)
         if mc.eye_code not in ("closure", "openness"):
             raise ValueError(f"eye_code must be closure or openness, got {mc.eye_code!r}")
         if self.eye_dim and mc.eye_code == "closure":  # the openness that the closure code maps to 1

@@ -19,6 +19,13 @@ one (dim 0 of its steps is the log energy, normalised with the mean and std of a
 extractors those 16 inputs are zero and get no weight. On the 24 s sample it cuts the held-out error of the
 opening by a fifth to a third (benchmarks/NOTES.md, 2026-12-06, third session).
 
+The pre-emphasis undone (`deemphasis`, model key mouth_deemphasis): the MFCC extractor takes its log energy after a
+pre-emphasis filter (1 - 0.97 z^-1), which weakens the low frequencies, so a "u" (formants 330 / 800 Hz) came out
+half as loud as an "i" (300 / 2200 Hz) of the same RMS, a bias by vowel that a linear read-out cannot undo. The features' c1..c12 give each step's spectral shape over the mel bands back, so the
+envelope is corrected by the filter's inverse gain averaged over that shape (common.audio_features.band_readout):
+on the 24 s sample it follows the waveform's own RMS at r 0.997 instead of 0.90, and the held-out opening error
+drops from 0.023 to 0.020 (benchmarks/NOTES.md, 2026-12-06 fifth session).
+
 The calibration (`calibrate`, model key mouth_calibrate): a linear read-out cannot saturate, while the lips have a
 floor (shut on pauses and bilabials) and a ceiling (the jaw's widest opening): it opens a shut mouth a little and
 falls short of the widest openings. So each output of the ridge is mapped through a monotone curve, the isotonic
@@ -38,6 +45,7 @@ LAMBDAS = (1.0, 10.0, 100.0, 1000.0, 10000.0)  # ridge penalties tried (features
 WEAK_R = 0.3  # held-out r below this on both outputs: the training log says the audio hardly predicts the mouth
 FOLDS = 5  # contiguous blocks of frames: neighbouring frames are near copies, so random folds would overfit
 CALIB_KNOTS = 33  # knots of the monotone calibration curve of each output
+N_CEPS, N_BANDS = 12, 26  # mouth_deemphasis: MFCC c1..c12 read back onto the extractor's 26 mel bands
 TRUST_R = 0.8  # mouth_teacher = auto: an output whose held-out r reaches this is taught by its measured shape
 
 
@@ -72,6 +80,16 @@ def log_energy_norm(root: Path) -> tuple[float, float] | None:
         return None
     mean, std = meta.get("mean"), meta.get("std")
     return (float(mean[0]), float(std[0])) if mean and std else (0.0, 1.0)
+
+
+def band_readout_of(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The subject's spectrum read-out (common.audio_features.band_readout) from its aud_meta.json, or None (other
+    extractors, or no file)."""
+    from common.audio_features import band_readout
+    from common.fileio import read_json
+
+    path = root / "aud_meta.json"
+    return band_readout(read_json(path)) if path.is_file() and log_energy_norm(root) is not None else None
 
 
 def ridge(x: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
@@ -172,12 +190,17 @@ class MouthPredictor(nn.Module):
     `calibrate` each output goes through a monotone curve (module docs). All state is buffers: `fit` sets them, a
     checkpoint restores them."""
 
-    def __init__(self, aud_dim: int, envelope: bool = False, calibrate: bool = False):
+    def __init__(self, aud_dim: int, envelope: bool = False, calibrate: bool = False, deemphasis: bool = False):
         super().__init__()
         self.envelope, self.calibrate = envelope, calibrate
+        self.deemphasis = envelope and deemphasis
         k = 16 * aud_dim + (16 if envelope else 0)
         if envelope:  # mean, std of the log energy (dim 0); std 0: none (not an MFCC extractor)
             self.register_buffer("energy", torch.zeros(2))
+        if self.deemphasis:  # common.audio_features.band_readout; zeros and ones: the envelope as it was
+            self.register_buffer("band_weight", torch.zeros(N_CEPS, N_BANDS))
+            self.register_buffer("band_bias", torch.zeros(N_BANDS))
+            self.register_buffer("band_gain", torch.ones(N_BANDS))
         self.register_buffer("feat_mean", torch.zeros(k))
         self.register_buffer("feat_std", torch.ones(k))
         self.register_buffer("weight", torch.zeros(k, 2))
@@ -194,6 +217,24 @@ class MouthPredictor(nn.Module):
         if self.envelope:
             self.energy.copy_(torch.tensor([mean, std]))
 
+    def set_bands(self, readout: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> None:
+        """The read-out of the spectrum from the features (common.audio_features.band_readout) that lets the
+        envelope undo the pre-emphasis; ignored without `deemphasis`, or for a read-out of another size."""
+        if self.deemphasis and readout is not None and readout[0].shape == (N_CEPS, N_BANDS):
+            for name, v in zip(("band_weight", "band_bias", "band_gain"), readout):
+                getattr(self, name).copy_(torch.from_numpy(np.asarray(v)).float())
+
+    def amplitude(self, feats: Tensor) -> Tensor:
+        """feats [F,16,D] -> the speech's RMS amplitude per step [F,16]: exp(log energy / 2), times the square root
+        of the pre-emphasis undone over the step's mel bands (with `deemphasis`)."""
+        mean, std = self.energy.to(feats.dtype)
+        amp = torch.exp(0.5 * (feats[:, :, 0] * std + mean))
+        if not self.deemphasis or feats.shape[-1] < 1 + N_CEPS:
+            return amp
+        w, b, gain = (t.to(feats.dtype) for t in (self.band_weight, self.band_bias, self.band_gain))
+        bands = torch.softmax(feats[:, :, 1:1 + N_CEPS] @ w + b, -1)  # [F,16,B] share of the energy per mel band
+        return amp * (bands @ gain).sqrt()
+
     @property
     def reads_envelope(self) -> bool:
         """Whether the envelope inputs carry anything: the model key is on and the extractor gave a log energy."""
@@ -206,8 +247,7 @@ class MouthPredictor(nn.Module):
             return x
         if not self.reads_envelope:
             return torch.cat([x, torch.zeros_like(feats[:, :, 0])], 1)
-        mean, std = self.energy.to(feats.dtype)
-        return torch.cat([x, torch.exp(0.5 * (feats[:, :, 0] * std + mean))], 1)
+        return torch.cat([x, self.amplitude(feats)], 1)
 
     def fit(self, feats: Tensor, shape: Tensor) -> dict:
         """feats [F,16,D] of the training frames, their measured shape [F,2] -> {"lambda", "cv_error", "cv_r"

@@ -32,7 +32,7 @@ from nerf.estimators import CoarseToFine, Estimator, OccupancyGrid
 from nerf.field import HashField
 from nerf.marching import composite_marching, composite_reference
 from nerf.model import ModelConfig, SSPNeRF, mean_head_translation, pose6
-from nerf.mouth_shape import log_energy_norm
+from nerf.mouth_shape import band_readout_of, log_energy_norm
 from nerf.speed import Speed, by_device
 
 OLD_GRID_KEYS = {"occ_density": "density", "occ_mask": "mask", "occ_ready": "is_ready", "occ_torso": "aux"}
@@ -72,6 +72,7 @@ class ModelMeta:
     eye_closed: float | None = None  # the training frames' openness at their blinks (nerf/blinks.closed_level)
     mouth_train: tuple[Tensor, Tensor] | None = None  # the training frames' features [F,16,D] and mouth shapes [F,2]
     log_energy: tuple[float, float] | None = None  # the features' log-energy normalisation (mouth_shape.log_energy_norm)
+    bands: tuple | None = None  # the spectrum's read-out from the features (common.audio_features.band_readout)
 
     @classmethod
     def from_dataset(cls, ds) -> "ModelMeta":
@@ -79,7 +80,8 @@ class ModelMeta:
         mouth = None if ds.mouth is None else (ds.aud[ds.aud_ids], ds.mouth)
         return cls(ds.aud_dim, list(ds.class_names or []), ds.aabb(), mean_head_translation(ds.c2w),
                    pose6(ds.c2w).mean(0), ds.eye_region, closed, mouth,
-                   log_energy_norm(ds.root) if getattr(ds, "root", None) else None)
+                   log_energy_norm(ds.root) if getattr(ds, "root", None) else None,
+                   band_readout_of(ds.root) if getattr(ds, "root", None) else None)
 
     @property
     def torso_classes(self) -> list[int]:
@@ -102,6 +104,7 @@ def build_pipeline(cfg, meta: ModelMeta) -> "Pipeline":
     if model.mouth is not None and meta.mouth_train is not None:  # a checkpoint restores it otherwise
         if meta.log_energy is not None:
             model.mouth.set_energy(*meta.log_energy)
+        model.mouth.set_bands(meta.bands)
         model.mouth.fit(*meta.mouth_train)
     rc = cfg.render
     samples = rc.n_samples + rc.n_importance if cfg.model.backbone == "mlp" else rc.hash_samples
@@ -126,12 +129,12 @@ def marching_settings(rc: RenderConfig) -> dict | None:
 BEFORE_KEY = {"eyes": False, "eye_code": "openness", "eye_region": False, "audio_at_eyes": True,
               "region_attention": False, "region_groups": ModelConfig.region_groups, "view_dirs": "all",
               "mouth": False, "audio_code": True, "mouth_envelope": False,
-              "mouth_calibrate": False}
+              "mouth_calibrate": False, "mouth_deemphasis": False}
 
 
 # keys that act only when the named keys are on: a checkpoint predating one takes the current value where they are off
 INERT_WITHOUT = {"audio_at_eyes": ("eyes", "eye_region"), "eye_code": ("eyes",), "mouth_envelope": ("mouth",),
-                 "mouth_calibrate": ("mouth",)}
+                 "mouth_calibrate": ("mouth",), "mouth_deemphasis": ("mouth", "mouth_envelope")}
 
 
 def saved_fingerprint(saved: dict, current: dict) -> dict:

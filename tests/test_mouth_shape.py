@@ -328,6 +328,7 @@ def test_auto_teaches_the_measured_shape_only_where_the_audio_predicts_it():
 
 
 @pytest.mark.parametrize("key, attr, buffer", [("mouth_envelope", "envelope", "energy"),
+                                               ("mouth_deemphasis", "deemphasis", "band_gain"),
                                                ("mouth_calibrate", "calibrate", "calib_x")])
 def test_a_checkpoint_from_before_a_predictor_key_loads_without_it(tmp_path, key, attr, buffer):
     """A run with the mouth input whose checkpoint predates mouth_envelope / mouth_calibrate (trained without it,
@@ -347,3 +348,41 @@ def test_a_checkpoint_from_before_a_predictor_key_loads_without_it(tmp_path, key
     assert not getattr(after, attr) and buffer not in dict(after.named_buffers())
     feats = torch.randn(5, 16, (before.feat_mean.numel() - (16 if before.envelope else 0)) // 16)
     assert torch.equal(after(feats), before(feats))
+
+
+def _vowel(formants: tuple[int, ...], seconds: float = 0.8, sr: int = 16000) -> np.ndarray:
+    """A 120 Hz pulse train through formant resonators [T], scaled to RMS 0.1."""
+    from scipy import signal
+
+    x = np.zeros(int(seconds * sr))
+    x[:: sr // 120] = 1.0
+    for k, f in enumerate(formants):
+        r = np.exp(-np.pi * (60 + 40 * k) / sr)
+        x = signal.lfilter([1.0], [1.0, -2 * r * np.cos(2 * np.pi * f / sr), r * r], x)
+    return 0.1 * x / np.sqrt((x ** 2).mean())
+
+
+def test_the_envelope_without_the_pre_emphasis_hears_a_u_as_loud_as_an_i():
+    """The MFCC log energy is taken after a pre-emphasis filter, which weakens low frequencies, so a 'u' (formants
+    330 / 800 Hz) reads half as loud as an 'i' (300 / 2200 Hz) of the same RMS; read through the features' own
+    cepstrum (mouth_deemphasis), the envelope gives both the waveform's RMS within 10%."""
+    from common.audio_features import add_stats, band_readout, finish, make_meta, raw_steps
+
+    u, i = _vowel((330, 800, 2300)), _vowel((300, 2200, 2900))
+    gap = np.zeros(8000)
+    wav = np.concatenate([gap, u, gap, i, gap])  # frames 12.5-32.5: the 'u', 45-65: the 'i' (25 fps)
+    meta = make_meta("mfcc")
+    steps = raw_steps(wav, meta, 2 * (len(wav) // 640 + 1))
+    add_stats(meta, steps)
+    feats = torch.from_numpy(finish(steps, meta))
+    amps = {}
+    for de in (False, True):
+        pred = MouthPredictor(aud_dim=feats.shape[-1], envelope=True, deemphasis=de)
+        pred.set_energy(meta["mean"][0], meta["std"][0])
+        pred.set_bands(band_readout(meta))
+        amp = pred.amplitude(feats)[:, 8].double()  # each frame's own step
+        amps[de] = (float(amp[16:29].mean()), float(amp[48:62].mean()))
+    assert amps[False][1] / amps[False][0] > 1.7, amps  # the bias by vowel
+    rms = 0.1 * np.sqrt((np.hamming(400) ** 2).sum() / 2)  # the log energy's power: half the windowed sum of squares
+    assert all(abs(v / rms - 1) < 0.1 for v in amps[True]), (amps, rms)
+    assert band_readout({**meta, "extractor": "hubert"}) is None and band_readout({**meta, "mean": None}) is None
