@@ -21,10 +21,11 @@ opening by a fifth to a third (benchmarks/NOTES.md, 2026-12-06, third session).
 
 The pre-emphasis undone (`deemphasis`, model key mouth_deemphasis): the MFCC extractor takes its log energy after a
 pre-emphasis filter (1 - 0.97 z^-1), which weakens the low frequencies, so a "u" (formants 330 / 800 Hz) came out
-half as loud as an "i" (300 / 2200 Hz) of the same RMS, a bias by vowel that a linear read-out cannot undo. The features' c1..c12 give each step's spectral shape over the mel bands back, so the
-envelope is corrected by the filter's inverse gain averaged over that shape (common.audio_features.band_readout):
-on the 24 s sample it follows the waveform's own RMS at r 0.997 instead of 0.90, and the held-out opening error
-drops from 0.023 to 0.020 (benchmarks/NOTES.md, 2026-12-06 fifth session).
+half as loud as an "i" (300 / 2200 Hz) of the same RMS, a bias by vowel that a linear read-out cannot undo. The
+features' c1..c12 give each step's spectral shape over the mel bands back, so the envelope is corrected by the
+filter's inverse gain averaged over that shape (common.audio_features.band_readout): on the 24 s sample it follows
+the waveform's own RMS at r 0.997 instead of 0.90, and the held-out opening error drops from 0.023 to 0.020
+(benchmarks/NOTES.md, 2026-12-06 fifth session).
 
 The calibration (`calibrate`, model key mouth_calibrate): a linear read-out cannot saturate, while the lips have a
 floor (shut on pauses and bilabials) and a ceiling (the jaw's widest opening): it opens a shut mouth a little and
@@ -291,6 +292,7 @@ class MouthPredictor(nn.Module):
             return "mouth input: the fit of the checkpoint"
         r = info["cv_r"]
         env = " with its amplitude envelope" if self.reads_envelope else ""
+        env += " (pre-emphasis undone)" if env and self.deemphasis and bool((self.band_gain != 1).any()) else ""
         cal = [name for name, on in zip(("opening", "width"), info["calibrated"]) if on]
         cal = f", the {' and '.join(cal)} through a monotone curve" if cal else ""
         line = (f"mouth input: audio{env} -> lip opening / width by ridge regression (penalty {info['lambda']:g}){cal};"
