@@ -292,10 +292,12 @@ class MouthPredictor(nn.Module):
             return "mouth input: the fit of the checkpoint"
         r = info["cv_r"]
         env = " with its amplitude envelope" if self.reads_envelope else ""
-        env += " (pre-emphasis undone)" if env and self.deemphasis and bool((self.band_gain != 1).any()) else ""
+        undone = env and self.deemphasis and bool((self.band_gain != 1).any())
+        pre = ", the envelope's pre-emphasis undone" if undone else ""
         cal = [name for name, on in zip(("opening", "width"), info["calibrated"]) if on]
         cal = f", the {' and '.join(cal)} through a monotone curve" if cal else ""
-        line = (f"mouth input: audio{env} -> lip opening / width by ridge regression (penalty {info['lambda']:g}){cal};"
+        line = (f"mouth input: audio{env} -> lip opening / width by ridge regression (penalty {info['lambda']:g})"
+                f"{cal}{pre};"
                 f" on held-out blocks of the training frames r = {r[0]:.2f} / {r[1]:.2f}")
         if not np.nanmax(r) >= WEAK_R:  # NaN too: a shape that never changes
             line += (f" (below {WEAK_R}: the audio hardly predicts this clip's mouth, so renders of new speech will "
