@@ -32,6 +32,7 @@ from common.errors import PreprocessError
 
 HOP = SAMPLE_RATE // 50  # 320 samples = 20 ms between feature steps
 WINDOW = 16  # feature steps per video frame
+SPEECH_LOW_HZ = 80.0  # band_readout: below this, hum and rumble, no speech
 MFCC_SETTINGS = {"winlen_s": 0.025, "hop_s": 0.02, "nfilt": 26, "nfft": 512, "numcep": 13, "preemph": 0.97,
                  "ceplifter": 22, "delta_n": 2, "power_floor": 1e-8, "window": "hamming"}
 STD_FLOOR = 1e-3  # a dim that never changes is divided by this, not by ~0
@@ -185,22 +186,25 @@ def band_readout(meta: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None
     (W [numcep-1, nfilt], b [nfilt], gain [nfilt]) with log mel-band energy, up to a constant per step, ~= feats[...,
     1:numcep] @ W + b (c1.. un-normalised, un-liftered, inverse DCT; the DCT's c0 is not kept, dim 0 is the log
     energy), and gain = 1 / |1 - preemph e^(-i w)|^2 at each band's centre, so that the frame energy without the
-    pre-emphasis is the log energy's exp times sum(softmax(log bands) * gain). None for other extractors, or
-    without the normalisation or the settings in aud_meta.json."""
-    st = meta.get("settings")
-    if meta.get("extractor") != "mfcc" or not st or meta.get("mean") is None:
+    pre-emphasis is the log energy's exp times sum(softmax(log bands) * gain). Bands centred below SPEECH_LOW_HZ
+    (hum, rumble) get gain 0: the pre-emphasis had all but removed them, and undone they would open the mouth in
+    a pause. None for other extractors, or without the normalisation in aud_meta.json."""
+    if meta.get("extractor") != "mfcc" or meta.get("mean") is None or meta.get("std") is None:
         return None
+    st = {**MFCC_SETTINGS, **(meta.get("settings") or {})}
     n_cep, n_filt = int(st["numcep"]), int(st["nfilt"])
     mean, std = np.asarray(meta["mean"], np.float64)[1:n_cep], np.asarray(meta["std"], np.float64)[1:n_cep]
-    lift = 1 + (st["ceplifter"] / 2) * np.sin(np.pi * np.arange(1, n_cep) / st["ceplifter"])
+    lifter = float(st["ceplifter"])
+    lift = 1 + (lifter / 2) * np.sin(np.pi * np.arange(1, n_cep) / lifter) if lifter > 0 else np.ones(n_cep - 1)
     basis = idct(np.eye(n_filt)[1:n_cep], type=2, axis=1, norm="ortho")  # [numcep-1, nfilt]: c_k -> log bands
     w = (std / lift)[:, None] * basis
     b = (mean / lift) @ basis
     fb = psf.get_filterbanks(n_filt, st["nfft"], SAMPLE_RATE)  # [nfilt, nfft/2 + 1]
     freqs = np.linspace(0, SAMPLE_RATE / 2, fb.shape[1])
-    omega = 2 * np.pi * (fb @ freqs) / fb.sum(1) / SAMPLE_RATE  # band centres (filter-weighted), rad/sample
+    centre = (fb @ freqs) / fb.sum(1)  # [nfilt] Hz, filter-weighted
+    omega = 2 * np.pi * centre / SAMPLE_RATE
     gain = 1 / (1 + st["preemph"] ** 2 - 2 * st["preemph"] * np.cos(omega))
-    return w, b, gain
+    return w, b, np.where(centre < SPEECH_LOW_HZ, 0.0, gain)
 
 
 def extract_features(wav: np.ndarray, meta: dict) -> np.ndarray:

@@ -59,19 +59,31 @@ def _wait_for_lock(folder: str | None = None, stale_s: float = STALE_LOCK_S, pol
     said = False
     while lock.exists():
         try:
-            age = time.time() - lock.stat().st_mtime
+            seen = lock.stat()
         except FileNotFoundError:
             return  # the other build finished
+        age = time.time() - seen.st_mtime
         if age > stale_s:
             print(f"cpu kernels: removing {lock}, left {age:.0f} s ago by a build that did not finish",
                   file=sys.stderr, flush=True)
-            lock.unlink(missing_ok=True)
+            _unlink_if_same(lock, seen)
             return
         if not said:
             print(f"cpu kernels: waiting for another process's build ({lock}; removed if still there "
                   f"{stale_s - age:.0f} s from now)", file=sys.stderr, flush=True)
             said = True
         time.sleep(poll_s)
+
+
+def _unlink_if_same(lock: Path, seen: os.stat_result) -> None:
+    """Remove `lock` only if it is still the file `seen` described (another waiter may have removed the stale one
+    and a new build made a fresh lock since)."""
+    try:
+        now = lock.stat()
+        if (now.st_ino, now.st_mtime_ns) == (seen.st_ino, seen.st_mtime_ns):
+            lock.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def _build(folder: str | None = None, amx: bool = True):

@@ -292,7 +292,7 @@ class MouthPredictor(nn.Module):
             return "mouth input: the fit of the checkpoint"
         r = info["cv_r"]
         env = " with its amplitude envelope" if self.reads_envelope else ""
-        undone = env and self.deemphasis and bool((self.band_gain != 1).any())
+        undone = bool(env) and self.deemphasis and bool((self.band_gain != 1).any())
         pre = ", the envelope's pre-emphasis undone" if undone else ""
         cal = [name for name, on in zip(("opening", "width"), info["calibrated"]) if on]
         cal = f", the {' and '.join(cal)} through a monotone curve" if cal else ""

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -72,7 +73,7 @@ class ModelMeta:
     eye_closed: float | None = None  # the training frames' openness at their blinks (nerf/blinks.closed_level)
     mouth_train: tuple[Tensor, Tensor] | None = None  # the training frames' features [F,16,D] and mouth shapes [F,2]
     log_energy: tuple[float, float] | None = None  # the features' log-energy normalisation (mouth_shape.log_energy_norm)
-    bands: tuple | None = None  # the spectrum's read-out from the features (common.audio_features.band_readout)
+    bands: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # the spectrum's read-out from the features (common.audio_features.band_readout)
 
     @classmethod
     def from_dataset(cls, ds) -> "ModelMeta":

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-FLAT_INDEX_LIMIT = 1 << 24
-MOUTH_MARGIN = 0.5  # sampler_mouth_share: the mouth box grows by this share of its width on every side  # up to this many training pixels, keep per-class flat pixel index arrays
+FLAT_INDEX_LIMIT = 1 << 24  # up to this many training pixels, keep per-class flat pixel index arrays
+MOUTH_MARGIN = 0.5  # sampler_mouth_share: the mouth box grows by this share of its width on every side
 
 
 def _key(name: str) -> dict:
@@ -70,6 +70,19 @@ def _split_counts(n: int, p: np.ndarray, rng: np.random.Generator) -> np.ndarray
         extra = rng.choice(len(p), size=rem, replace=False, p=frac / frac.sum())
         counts[extra] += 1
     return counts
+
+
+def check_placed_shares(cfg: SamplerConfig) -> None:
+    """The semantic sampler's rays drawn by place (eye_share, mouth_share, face_mix) must each be in [0, 1) and
+    leave some rays to the class shares; else one line naming the keys."""
+    shares = {"sampler_eye_share": cfg.eye_share, "sampler_mouth_share": cfg.mouth_share,
+              "sampler_face_mix": cfg.face_mix}
+    for key, v in shares.items():
+        if not 0.0 <= v < 1.0:
+            raise ValueError(f"{key} = {v}: must be in [0, 1)")
+    if sum(shares.values()) >= 1.0:
+        raise ValueError(f"{' + '.join(shares)} = {sum(shares.values()):g}: must stay below 1 (the rest of the "
+                         "rays go to the class shares)")
 
 
 def in_face_rect(ds, frame: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -135,7 +148,8 @@ class UniformSampler:
 
 class SemanticSampler:
     """SSP-NeRF: each batch split across classes by `class_shares`; within a class, uniform over its pixels.
-    With the eye input, `eye_share` of the rays go to squares about the eyes instead (`EyeRays`)."""
+    With the eye input, `eye_share` of the rays go to squares about the eyes instead (`EyeRays`), `mouth_share` to
+    boxes about the mouth (`MouthRays`), `face_mix` to the face rectangle (AD-NeRF's face rays)."""
 
     def __init__(self, dataset, cfg: SamplerConfig, seed: int = 0):
         if dataset.class_names is None:
@@ -157,10 +171,7 @@ class SemanticSampler:
             self.flat = np.split(order, np.cumsum(self.counts.sum(0))[:-1])
         self.eyes = EyeRays.of(dataset) if cfg.eye_share > 0 else None
         self.mouth = MouthRays.of(maps, dataset) if cfg.mouth_share > 0 else None
-        placed = (cfg.eye_share if self.eyes is not None else 0.0) + cfg.mouth_share
-        if not 0.0 <= cfg.face_mix <= 1.0 - placed:
-            raise ValueError(f"sampler_face_mix = {cfg.face_mix}: must be in [0, 1 - sampler_eye_share - "
-                             f"sampler_mouth_share]")
+        check_placed_shares(cfg)
 
     def _draw_class(self, c: int, k: int) -> np.ndarray:
         """k flat pixel indices (f*H*W + y*W + x) uniform over all training pixels of class c."""
@@ -179,8 +190,8 @@ class SemanticSampler:
         n_eye = int(round(n * self.cfg.eye_share)) if self.eyes is not None else 0
         n_face = int(round(n * self.cfg.face_mix)) if self.ds.face_rect is not None else 0
         n_mouth = int(round(n * self.cfg.mouth_share)) if self.mouth is not None else 0
-        counts = _split_counts(n - n_eye - n_face - n_mouth, self.p, self.rng)
-        flat = np.concatenate([self._draw_class(c, k) for c, k in enumerate(counts) if k > 0])
+        counts = _split_counts(max(0, n - n_eye - n_face - n_mouth), self.p, self.rng)
+        flat = np.concatenate([np.zeros(0, np.int64)] + [self._draw_class(c, k) for c, k in enumerate(counts) if k])
         cls = np.repeat(np.arange(len(counts)), counts)
         hw = self.ds.h * self.ds.w
         frame, pix = flat // hw, flat % hw
@@ -217,8 +228,8 @@ class SemanticSampler:
             self.p = class_shares(self.area, self.loss, self.cfg.alpha, self.cfg.beta, self.cfg.p_min)
 
     def shares(self) -> dict[str, float]:
-        """The class shares that split the class-drawn rays (logged as `shares`); the eye_share and face_mix rays
-        come on top, drawn by place, so a class's share of all rays can differ (the face's, with face_mix)."""
+        """The class shares that split the class-drawn rays (logged as `shares`); the eye_share, mouth_share and
+        face_mix rays come on top, drawn by place, so a class's share of all rays can differ."""
         return {name: float(self.p[c]) for c, name in enumerate(self.ds.class_names)}
 
     def state_dict(self) -> dict:
@@ -270,7 +281,7 @@ class MouthRays:
     fall on the lip corners, chin and cheeks that move with the jaw (where AD-NeRF's face rays carried the
     held-out mouth better than the lips' own pixels, benchmarks/NOTES.md 2026-12-06)."""
 
-    def __init__(self, boxes: np.ndarray):
+    def __init__(self, boxes: np.ndarray) -> None:
         self.boxes = boxes  # [F,4] int64 x0, y0, x1, y1 (x1, y1 exclusive); x1 == x0 for a frame without a mouth
         self.frames = np.flatnonzero(boxes[:, 2] > boxes[:, 0])  # [F'] frames that show one
 

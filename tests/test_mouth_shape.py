@@ -237,11 +237,14 @@ def test_a_trained_run_takes_the_input_and_keeps_its_fit(tmp_path, capsys):
     from tests.render_fixtures import train_tiny
 
     tiny = train_tiny(tmp_path)  # its landmarks.npy: the mouth opens with the audio
-    assert "mouth input: audio with its amplitude envelope -> lip opening / width" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "mouth input: audio with its amplitude envelope -> lip opening / width" in out
+    assert "the envelope's pre-emphasis undone" in out  # its aud_meta.json: the mfcc extractor's settings
     assert "mouth = true" in (tiny["run_dir"] / "config.txt").read_text()
     run = load_run(["--config", str(tiny["config"])])
     assert run.model.mouth is not None and run.model.cond_dim == 2 + 1  # the default: no learned audio code
     assert float(run.model.mouth.weight.abs().sum()) > 0  # the fit came back from the checkpoint
+    assert run.model.mouth.deemphasis and float(run.model.mouth.band_gain.max()) > 100  # ... and the read-out
 
 
 def test_zero_audio_control_trains_without_the_input(tmp_path, capsys):

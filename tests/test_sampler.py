@@ -185,5 +185,8 @@ def test_mouth_rays_fall_in_the_box_about_each_frames_mouth(ds):
                                         type("D", (), {"class_names": [n + "_" for n in names], "h": ds.h,
                                                        "w": ds.w})())
     assert no_mouth is None
-    with pytest.raises(ValueError, match="sampler_face_mix"):
-        SemanticSampler(ds, SamplerConfig(mouth_share=0.6, face_mix=0.5, eye_share=0.0))
+    for bad in ({"mouth_share": 0.5, "face_mix": 0.5}, {"mouth_share": -0.5, "face_mix": 0.9}):
+        with pytest.raises(ValueError, match="sampler_mouth_share"):
+            SemanticSampler(ds, SamplerConfig(eye_share=0.0, **bad))
+    few = SemanticSampler(ds, SamplerConfig(mouth_share=0.45, face_mix=0.45, eye_share=0.05), seed=0).sample(3)
+    assert all(len(a) == len(few[0]) for a in few)  # rounding leaves no class rays: still one ray per draw
