@@ -313,7 +313,8 @@ def draw(path: Path, results: dict, truth: dict, name: str) -> None:
     ax.legend(fontsize=8, ncol=3)
     ax.grid(alpha=0.3, axis="y")
     wanted = [f"{name}_{v}_s0" for v in ("full", "eyedirs", "defaults", "ss2", "ss2shape", "ss2shapeenv",
-                                         "ss2shapemeasenvcallong")]  # the last two there: before, after
+                                         "ss2shapemeasenvcallong", "ss2shapemeasdecallong")]
+    # the last two of these with a render: the default before and after
     shown_runs = ([r for r in results["runs"] if r["expname"] in wanted and r.get("curves", {}).get("width")][-2:]
                   or results["runs"][:1])
     t = np.arange(len(truth["width"])) / 25
