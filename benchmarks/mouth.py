@@ -161,6 +161,7 @@ ABLATIONS = {
 VARIANTS = {name: [arg for k, v in {**FULL, **diff}.items() for arg in (f"--{k}", v)]
             for name, diff in ABLATIONS.items()}
 SPEECH = {"seed": 7, "voice": 1}
+SHOWN_VARIANTS = 18  # the picture's bars: the newest variants
 KEYS = ("psnr", "lips", "inner_mouth", "face", "eyes", "lmd", "sync", "lips_told", "inner_mouth_told", "lmd_told",
         "r_width", "r_opening", "r_loudness", "r_width_talking", "r_opening_talking", "r_loudness_talking")
 
@@ -296,9 +297,10 @@ def draw(path: Path, results: dict, truth: dict, name: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = plt.figure(figsize=(10, 7))
-    ax = fig.add_subplot(2, 1, 1)
-    names = list(results["variants"])
+    fig = plt.figure(figsize=(12, 12))
+    grid = fig.add_gridspec(3, 1, height_ratios=[1.6, 1, 1], hspace=0.9)
+    ax = fig.add_subplot(grid[0])
+    names = list(results["variants"])[-SHOWN_VARIANTS:]  # the newest; all of them are in the .json
     shown = ("psnr", "lips", "inner_mouth")
     for j, key in enumerate(shown):
         mean = [results["variants"][n].get(key, {}).get("mean", np.nan) for n in names]
@@ -307,7 +309,7 @@ def draw(path: Path, results: dict, truth: dict, name: str) -> None:
     seeds = [len(results["variants"][n].get("seeds", [])) for n in names]
     ax.set_xticks(np.arange(len(names)), [f"{n} ({k})" for n, k in zip(names, seeds)], rotation=30, ha="right",
                   fontsize=8)
-    ax.set_xlabel("variant (seeds)", fontsize=8)
+    ax.set_xlabel(f"variant (seeds); the {len(names)} newest", fontsize=8)
     ax.set_ylabel("held-out PSNR, dB (mean, bar: spread over seeds)")
     ax.set_ylim(10, 32)
     ax.legend(fontsize=8, ncol=3)
@@ -320,7 +322,7 @@ def draw(path: Path, results: dict, truth: dict, name: str) -> None:
     t = np.arange(len(truth["width"])) / 25
     near_span = ~talking_frames(len(t), name)
     for k, key in enumerate(("width", "opening")):
-        a = fig.add_subplot(4, 1, 3 + k)
+        a = fig.add_subplot(grid[1 + k])
         a.fill_between(t, 0, 1, where=near_span, color="0.85", transform=a.get_xaxis_transform(),
                        label="posed at or near an expression span")
         a.plot(t, truth[key], "k-", lw=1.5, label=f"ground truth {key} (visemes of the new speech)")
