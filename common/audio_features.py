@@ -194,8 +194,7 @@ def band_readout(meta: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None
     st = {**MFCC_SETTINGS, **(meta.get("settings") or {})}
     n_cep, n_filt = int(st["numcep"]), int(st["nfilt"])
     mean, std = np.asarray(meta["mean"], np.float64)[1:n_cep], np.asarray(meta["std"], np.float64)[1:n_cep]
-    lifter = float(st["ceplifter"])
-    lift = 1 + (lifter / 2) * np.sin(np.pi * np.arange(1, n_cep) / lifter) if lifter > 0 else np.ones(n_cep - 1)
+    lift = psf.base.lifter(np.ones((1, n_cep)), st["ceplifter"])[0, 1:]  # the extractor's own lifter (none at 0)
     basis = idct(np.eye(n_filt)[1:n_cep], type=2, axis=1, norm="ortho")  # [numcep-1, nfilt]: c_k -> log bands
     w = (std / lift)[:, None] * basis
     b = (mean / lift) @ basis

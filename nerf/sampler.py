@@ -197,16 +197,16 @@ class SemanticSampler:
         frame, pix = flat // hw, flat % hw
         y, x = pix // self.ds.w, pix % self.ds.w
         out = [torch.from_numpy(a.astype(np.int64)) for a in (frame, y, x, cls)]
+        placed = []  # (frame, y, x) of the rays drawn by place, in this order (the draws' order is the RNG's)
         if n_eye:
-            f, yy, xx = self.eyes.draw(n_eye, self.rng)
-            out = [torch.cat([a, b]) for a, b in zip(out, (f, yy, xx, self.ds.labels(f, yy, xx)))]
+            placed.append(self.eyes.draw(n_eye, self.rng))
         if n_mouth:
-            f, yy, xx = self.mouth.draw(n_mouth, self.rng)
-            out = [torch.cat([a, b]) for a, b in zip(out, (f, yy, xx, self.ds.labels(f, yy, xx)))]
+            placed.append(self.mouth.draw(n_mouth, self.rng))
         if n_face:
             frame = self.rng.integers(0, len(self.ds), n_face)
             x, y = in_face_rect(self.ds, frame, self.rng)
-            f, yy, xx = (torch.from_numpy(a) for a in (frame, y, x))
+            placed.append(tuple(torch.from_numpy(a) for a in (frame, y, x)))
+        for f, yy, xx in placed:
             out = [torch.cat([a, b]) for a, b in zip(out, (f, yy, xx, self.ds.labels(f, yy, xx)))]
         return tuple(out)
 
@@ -298,7 +298,8 @@ class MouthRays:
             if len(xs):
                 grow = MOUTH_MARGIN * (xs.max() + 1 - xs.min())
                 boxes[f] = (max(0, int(xs.min() - grow)), max(0, int(ys.min() - grow)),
-                            min(ds.w, int(np.ceil(xs.max() + 1 + grow))), min(ds.h, int(np.ceil(ys.max() + 1 + grow))))
+                            min(ds.w, int(np.ceil(xs.max() + 1 + grow))),
+                            min(ds.h, int(np.ceil(ys.max() + 1 + grow))))
         out = cls(boxes)
         return out if len(out.frames) else None
 
