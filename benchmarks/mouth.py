@@ -61,7 +61,7 @@ from benchmarks.results_io import run_stage, sample_subject, save_figure, write_
 FULL = {"region_attention": "true", "eye_region": "true", "audio_at_eyes": "true", "sampling": "semantic",
         "semantic": "true", "deform": "true", "view_dirs": "all", "mouth": "false",
         "audio_code": "true", "mouth_envelope": "false", "mouth_calibrate": "false",
-        "mouth_deemphasis": "false"}  # explicit, so that a later change of a default does not change what
+        "mouth_deemphasis": "false", "mouth_refine": "0"}  # explicit, so that a later change of a default does not change what
 # a variant is (audio_at_eyes: the full and global runs on record predate its default false of 2026-12-03)
 MOUTHHO = {"view_dirs": "eyes", "mouth": "true", "mouth_teacher": "held_out"}  # eyedirs with the mouth input
 DEFAULTS = {**MOUTHHO, "region_attention": "false", "audio_at_eyes": "false"}  # train.py's defaults of 2026-12-05
@@ -154,6 +154,10 @@ ABLATIONS = {
     "ss2shapemeasdecallongnosem": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "semantic": "false",
                                    "sampling": "uniform"},
     "ss2shapemeasdecallongnodeform": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "deform": "false"},
+    # the default of 2026-12-06 (fifth session) with the training frames' mouth input corrected per frame
+    "ss2shapemeasdecallongref": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "mouth_refine": "0.5"},
+    "ss2shapemeasdecallongrefuni": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "mouth_refine": "0.5",
+                                    "sampling": "uniform"},
     # the default of 2026-12-06 trained for the whole 20 minutes of #16's protocol (12000 iterations)
     "ss2shapeenvlong": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_envelope": "true",
                         "iters": "12000"},

@@ -270,6 +270,15 @@ class MouthPredictor(nn.Module):
             self.fit_calibration(oof, y)
         return self.fit_info
 
+    def refit(self, feats: Tensor, shape: Tensor) -> dict:
+        """`fit` on other shapes of the same frames (train.mouth_refine's corrected ones), keeping the normalisation
+        (shape_mean, shape_std) the field was trained with, so that its input keeps its scale."""
+        mean, std = self.shape_mean.clone(), self.shape_std.clone()
+        info = self.fit(feats, shape)
+        self.shape_mean.copy_(mean)
+        self.shape_std.copy_(std)
+        return info
+
     def fit_calibration(self, oof: np.ndarray, y: np.ndarray) -> None:
         """Each output's monotone curve from the held-out predictions oof [F,2] and the measured shape y [F,2],
         kept where its nested held-out error is lower than the raw prediction's (else the identity); the field's

@@ -30,8 +30,9 @@ from nerf.dataset import TalkingDataset
 from nerf.ema import WeightAverage, params_of, restore_average
 from nerf.distributed import DistInfo, all_gather_cat, all_mean, broadcast_buffers, pick_device
 from nerf.model import pose6
-from nerf.mouth_shape import teacher_note, teacher_shapes, teacher_shares
+from nerf.mouth_refine import LR_MULT as REFINE_LR_MULT, training_shapes
 from nerf.pipeline import ModelMeta, build_pipeline, fingerprint, saved_fingerprint
+from nerf.run_plots import plot_run
 from nerf.sampler import make_sampler
 
 
@@ -58,6 +59,7 @@ class TrainConfig:
     att_start: int = 3000  # iteration at which the audio attention (smoothing) net starts
     mouth_teacher: str = dc_field(default="auto", metadata={"choices": ("auto", "held_out", "measured", "mix")})  # the mouth shape the field sees on a training frame (model key mouth): held_out = the audio's prediction from a fit that did not see the frame's block (so the field learns how far to trust it, as when rendering) | measured = its landmarks' shape | mix = measured + mouth_teacher_mix * (held_out - measured) | auto = per output (opening, width) measured where the prediction's held-out r >= 0.8, else held_out
     mouth_teacher_mix: float = 0.5  # mouth_teacher = mix: the share of the held-out prediction's error the field sees (0 = measured, 1 = held_out)
+    mouth_refine: float = 0.5  # > 0 (default since 2026-12-06, sixth session): each training frame's mouth-shape input, where it is the measured shape, gets an offset learned with the field, at most this many standard deviations of that output over the training frames, to undo the landmarks' measurement noise; at the end the audio's regression is refitted on the corrected shapes (nerf/mouth_refine.py); 0: the taught shapes as they are
     lambda_sem: float = 0.05  # weight of the semantic cross-entropy (0.2: -0.6 dB on the sample, NOTES.md)
     lambda_deform: float = 0.01  # weight of the torso deformation's mean ||dx||^2
     val_every: int = 500  # validate (and log metrics.jsonl) every this many iterations and at the end
@@ -130,7 +132,12 @@ class Trainer:
         self.sampler = make_sampler(ds, cfg.sampler, seed=self.tc.seed + 1000 * self.dist.rank)
         meta = ModelMeta.from_dataset(ds)
         self.pipeline = build_pipeline(cfg, meta).to(self.device)
-        self.train_mouth = self._train_mouth(ds)  # [F,2] or None
+        self.train_mouth, self.refine, note = training_shapes(  # [F,2] or None; MouthRefinement or None
+            self.pipeline.model.mouth, ds.mouth, self.tc.mouth_teacher, self.tc.mouth_teacher_mix, self.tc.mouth_refine)
+        if note and self.dist.is_main:
+            print(note)
+        if self.refine is not None:
+            self.refine.to(self.device)
         self.model = self.pipeline.model
         self.fingerprint = fingerprint(cfg, meta)
         self.forward = self.pipeline
@@ -153,22 +160,14 @@ class Trainer:
         groups = [{"params": rest, "lr_mult": 1.0}]
         if att:
             groups.append({"params": att, "lr_mult": self.tc.att_lr_mult})
+        if self.refine is not None:
+            groups.append({"params": [self.refine.raw], "lr_mult": REFINE_LR_MULT})
         return groups
 
     def lr_at(self, it: int) -> float:
         base = self.tc.lr if self.tc.lr > 0 else DEFAULT_LR.get(self.cfg.model.backbone, 5e-4)
         return learning_rate(it, base, self.tc.lr_decay, self.tc.lr_decay_iters or self.tc.iters,
                              self.tc.lr_warmup)
-
-    def _train_mouth(self, ds) -> Tensor | None:
-        """The mouth shape [F,2] each training frame is conditioned on (train.mouth_teacher), None without the input."""
-        mouth = self.pipeline.model.mouth
-        if mouth is None:
-            return None
-        shares = teacher_shares(self.tc.mouth_teacher, self.tc.mouth_teacher_mix, mouth.fit_info["cv_r"])
-        if self.dist.is_main:
-            print(f"{mouth.describe()}; {teacher_note(shares)}")
-        return teacher_shapes(shares, ds.mouth, torch.from_numpy(mouth.fit_info["held_out"]).float())
 
     # ---- one iteration ---------------------------------------------------------------------------------
     def step(self, it: int) -> dict[str, float]:
@@ -183,6 +182,8 @@ class Trainer:
         aud = ds.audio_windows(uniq, self.pipeline.smooth).to(dev)  # [U,W,16,D]
         eye = None if ds.eye is None else ds.eye[uniq].to(dev)  # [U]
         mouth = None if self.train_mouth is None else self.train_mouth[uniq].to(dev)  # [U,2]
+        if self.refine is not None:
+            mouth = self.refine(uniq.to(dev))
         near = torch.full((n,), ds.near, device=dev)
         far = torch.full((n,), ds.far, device=dev)
         self.pipeline.use_attention = it >= tc.att_start
@@ -193,6 +194,9 @@ class Trainer:
                                                    tc.lambda_sem, tc.lambda_deform)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        if self.refine is not None and self.dist.world > 1:  # DDP averages the field's gradients, not these
+            torch.distributed.all_reduce(self.refine.raw.grad)
+            self.refine.raw.grad.div_(self.dist.world)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if self.ema is not None:
@@ -252,6 +256,8 @@ class Trainer:
         update count ride along for --resume."""
         extra = {} if self.ema is None else {"live_params": params_of(self.pipeline),
                                              "ema_updates": self.ema.updates}
+        if self.refine is not None:
+            extra["mouth_refine"] = self.refine.raw.detach()
         with self.averaged():
             save_checkpoint(self.ckpt_path, model=self.pipeline, optimizer=self.optimizer, sampler=self.sampler,
                             iteration=it, fingerprint=self.fingerprint, time_s=self.time_s,
@@ -263,6 +269,12 @@ class Trainer:
         check_fingerprint(self.ckpt_path, saved_fingerprint(state["fingerprint"], self.fingerprint), self.fingerprint)
         self.pipeline.load_state_dict(state["model"])  # Pipeline.load_state_dict upgrades pre-split checkpoints
         self.ema = restore_average(self.pipeline, state, self.tc.ema_decay, self.ckpt_path)
+        if (self.refine is None) != ("mouth_refine" not in state):
+            raise ValueError(f"{self.ckpt_path}: trained without mouth-shape corrections; resume with --mouth_refine 0"
+                             if self.refine is not None else f"{self.ckpt_path}: trained with mouth-shape corrections; "
+                             "resume with the mouth_refine of its config.txt")
+        if self.refine is not None:
+            self.refine.raw.data.copy_(state["mouth_refine"])
         self.optimizer.load_state_dict(state["optimizer"])
         sampler_state = state["sampler"]
         if self.dist.rank > 0:  # other ranks keep their own random stream, moved on by the iteration
@@ -309,6 +321,8 @@ class Trainer:
             self.time_s += time.perf_counter() - t0
             out_of_time = tc.time_budget > 0 and all_mean(self.time_s, self.dist) >= tc.time_budget
             final = it == tc.iters or out_of_time
+            if final and self.refine is not None:
+                self._refit_mouth()
             if self.dist.is_main:
                 bar.set_postfix(loss=f"{logs['loss']:.4f}", psnr=f"{logs['psnr_train']:.1f}", refresh=False)
                 if it % tc.log_every == 0 or final:
@@ -328,7 +342,21 @@ class Trainer:
         if self.writer is not None:
             self.writer.close()
             plot_run(self.run_dir)
+            self._save_refined()
         return last
+
+    def _refit_mouth(self) -> None:
+        """The audio's regression fitted again on the corrected shapes (what the field learnt a shape means)."""
+        ds = self.train_ds
+        self.pipeline.model.mouth.refit(ds.aud[ds.aud_ids], ds.mouth + self.refine.offsets().detach().cpu())
+        if self.dist.is_main:
+            tqdm_write(f"{self.refine.describe()}; refitted: {self.pipeline.model.mouth.describe()}")
+
+    def _save_refined(self) -> None:
+        """logs/<expname>/mouth_refined.npz: the training frames' img_ids, taught and corrected mouth shapes."""
+        if self.refine is not None:
+            np.savez(self.run_dir / "mouth_refined.npz", img_ids=self.train_ds.img_ids,
+                     taught=self.refine.teacher.cpu().numpy(), corrected=self.refine.shapes().cpu().numpy())
 
     def _validate_and_log(self, it: int, logs: dict) -> dict:
         with self.averaged():
@@ -350,41 +378,6 @@ def tqdm_write(msg: str) -> None:
     from tqdm import tqdm
 
     tqdm.write(msg)
-
-
-def plot_run(run_dir: Path) -> None:
-    """logs/<expname>/curves.png: validation PSNR / mIoU and the sampler's class shares over iterations."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = run_dir / "metrics.jsonl"
-    recs = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.exists() else []
-    if not recs:
-        return
-    its = [r["iter"] for r in recs]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    ax1.plot(its, [r["psnr"] for r in recs], "o-", label="val PSNR (dB)")
-    ax1.set_xlabel("iteration")
-    ax1.legend(loc="upper left")
-    if recs[-1].get("miou") is not None:
-        ax1b = ax1.twinx()
-        ax1b.plot(its, [r["miou"] for r in recs], "s--", color="tab:orange", label="mIoU")
-        ax1b.legend(loc="lower right")
-    ax2.set_prop_cycle(color=class_palette(len(recs[-1].get("shares", {}))) / 255.0)  # the classes' own colours
-    for name in recs[-1].get("shares", {}):
-        ax2.plot(its, [r["shares"].get(name, 0.0) for r in recs], label=name)
-    ax2.set_xlabel("iteration")
-    ax2.set_ylabel("share of rays")
-    if recs[-1].get("shares"):
-        ax2.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    from common.fileio import atomic_path
-
-    with atomic_path(run_dir / "curves.png") as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
 
 
 def run(cfg) -> dict | None:

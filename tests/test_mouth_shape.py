@@ -389,3 +389,17 @@ def test_the_envelope_without_the_pre_emphasis_hears_a_u_as_loud_as_an_i():
     rms = 0.1 * np.sqrt((np.hamming(400) ** 2).sum() / 2)  # the log energy's power: half the windowed sum of squares
     assert all(abs(v / rms - 1) < 0.1 for v in amps[True]), (amps, rms)
     assert band_readout({**meta, "extractor": "hubert"}) is None and band_readout({**meta, "mean": None}) is None
+
+
+def test_a_refit_follows_the_new_shapes_and_keeps_the_fields_scale():
+    """MouthPredictor.refit (train.mouth_refine's corrected shapes): the regression predicts the new targets, the
+    z-scoring the field was trained with stays."""
+    feats, shape = _speech()
+    pred = MouthPredictor(aud_dim=6)
+    pred.fit(feats[:300], shape[:300])
+    mean, std = pred.shape_mean.clone(), pred.shape_std.clone()
+    moved = shape * torch.tensor([1.5, 0.5]) + torch.tensor([0.1, -0.2])
+    pred.refit(feats[:300], moved[:300])
+    assert torch.equal(pred.shape_mean, mean) and torch.equal(pred.shape_std, std)
+    got = pred(feats[300:])
+    assert float((got - moved[300:]).abs().mean()) < 0.2 * float((shape[300:] - moved[300:]).abs().mean())
