@@ -154,10 +154,15 @@ ABLATIONS = {
     "ss2shapemeasdecallongnosem": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "semantic": "false",
                                    "sampling": "uniform"},
     "ss2shapemeasdecallongnodeform": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "deform": "false"},
-    # the default of 2026-12-06 (fifth session) with the training frames' mouth input corrected per frame
+    # the default of 2026-12-06 (fifth session) with the training frames' mouth input corrected per frame; the
+    # runs on record of `ref` and `refuni` had the offsets moved by every ray (commit 53d5171), those of `refm` and
+    # `refmuni` by the lips' and inner mouth's rays only (today's code: all four run it now)
     "ss2shapemeasdecallongref": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "mouth_refine": "0.5"},
     "ss2shapemeasdecallongrefuni": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "mouth_refine": "0.5",
                                     "sampling": "uniform"},
+    "ss2shapemeasdecallongrefm": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "mouth_refine": "0.5"},
+    "ss2shapemeasdecallongrefmuni": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "mouth_refine": "0.5",
+                                     "sampling": "uniform"},
     # the default of 2026-12-06 trained for the whole 20 minutes of #16's protocol (12000 iterations)
     "ss2shapeenvlong": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_envelope": "true",
                         "iters": "12000"},

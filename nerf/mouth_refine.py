@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from nerf.mouth_shape import MouthPredictor, teacher_note, teacher_shapes, teacher_shares
 
 LR_MULT = 0.1  # the offsets' learning rate relative to the field's: each frame's gradient comes from its few rays
+MOUTH_CLASSES = ("lips", "inner_mouth")  # the rays whose loss moves the offsets
 
 
 class MouthRefinement(nn.Module):
@@ -37,8 +38,12 @@ class MouthRefinement(nn.Module):
         raw = self.raw if frames is None else self.raw[frames]
         return self.scale * torch.tanh(raw)
 
-    def forward(self, frames: Tensor) -> Tensor:  # [U] frame indices -> [U,2]
-        return self.teacher[frames] + self.offsets(frames)
+    def forward(self, frames: Tensor, learns: Tensor | None = None) -> Tensor:  # [U] frame indices -> [U,2]
+        """learns [U] bool: rows whose offsets get gradients (the others see them detached); None: all."""
+        off = self.offsets(frames)
+        if learns is not None:
+            off = torch.where(learns[:, None], off, off.detach())
+        return self.teacher[frames] + off
 
     def shapes(self) -> Tensor:  # [F,2] every training frame's corrected shape
         return (self.teacher + self.offsets()).detach()
@@ -50,6 +55,17 @@ class MouthRefinement(nn.Module):
                  f"{float((off[:, j] >= 0.95 * self.scale[0, j]).float().mean()):.0%} of the frames at the bound"
                  for j, name in enumerate(("opening", "width")) if self.refined[j]]
         return f"mouth input corrected per training frame (bound {self.bound:g} std): " + "; ".join(parts)
+
+
+def frame_rows(frame: Tensor, cls: Tensor, class_names: list[str]) -> tuple[Tensor, Tensor, Tensor]:
+    """A batch's rays -> (frames [U], learns [U] bool, inv [N]): one row per frame and kind of ray, mouth (lips,
+    inner mouth) or not, so that only the mouth's rays move the offsets; with other rays free to move them, a frame's
+    two numbers also learnt what the torso did in that frame (uniform sampling, one seed: torso 17.5 dB instead of
+    23; benchmarks/NOTES.md). Without class labels (cls -1) every ray counts as a mouth ray."""
+    ids = [class_names.index(c) for c in MOUTH_CLASSES if c in class_names]
+    mouth = torch.isin(cls, torch.tensor(ids, dtype=cls.dtype)) | (cls < 0)
+    rows, inv = (frame * 2 + mouth.long()).unique(return_inverse=True)
+    return rows // 2, rows % 2 == 1, inv
 
 
 def training_shapes(mouth: MouthPredictor | None, measured: Tensor | None, teacher: str, mix: float,

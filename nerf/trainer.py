@@ -30,7 +30,7 @@ from nerf.dataset import TalkingDataset
 from nerf.ema import WeightAverage, params_of, restore_average
 from nerf.distributed import DistInfo, all_gather_cat, all_mean, broadcast_buffers, pick_device
 from nerf.model import pose6
-from nerf.mouth_refine import LR_MULT as REFINE_LR_MULT, training_shapes
+from nerf.mouth_refine import LR_MULT as REFINE_LR_MULT, frame_rows, training_shapes
 from nerf.pipeline import ModelMeta, build_pipeline, fingerprint, saved_fingerprint
 from nerf.run_plots import plot_run
 from nerf.sampler import make_sampler
@@ -179,11 +179,13 @@ class Trainer:
         rays_o, rays_d = ds.rays(frame, y, x)
         gt = ds.pixels(frame, y, x).to(dev)
         uniq, inv = frame.unique(return_inverse=True)
+        if self.refine is not None:  # one row per frame and kind of ray: only mouth rays move the offsets
+            uniq, learns, inv = frame_rows(frame, cls, self.class_names)
         aud = ds.audio_windows(uniq, self.pipeline.smooth).to(dev)  # [U,W,16,D]
         eye = None if ds.eye is None else ds.eye[uniq].to(dev)  # [U]
         mouth = None if self.train_mouth is None else self.train_mouth[uniq].to(dev)  # [U,2]
         if self.refine is not None:
-            mouth = self.refine(uniq.to(dev))
+            mouth = self.refine(uniq.to(dev), learns.to(dev))
         near = torch.full((n,), ds.near, device=dev)
         far = torch.full((n,), ds.far, device=dev)
         self.pipeline.use_attention = it >= tc.att_start

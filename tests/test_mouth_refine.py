@@ -109,3 +109,25 @@ def test_without_the_key_training_frames_see_the_taught_shapes(tmp_path):
     default = Trainer(parse(["--datadir", str(root), "--preset", "none", "--img_size", "16", "--iters", "1",
                              "--basedir", str(tmp_path / "logs"), "--expname", "y", "--mouth_teacher", "measured"]))
     assert default.refine is not None and default.refine.bound == 0.5  # on by default
+
+
+def test_only_the_mouths_rays_move_the_offsets():
+    """frame_rows gives a frame one row for its lips / inner-mouth rays and one for the rest; the rest's row sees the
+    offsets detached, so a torso ray's loss cannot teach a frame's mouth input."""
+    from nerf.mouth_refine import frame_rows
+
+    names = ["background", "face", "inner_mouth", "lips", "torso"]
+    frame = torch.tensor([4, 4, 1, 1, 7])
+    cls = torch.tensor([3, 4, 0, 2, 4])  # frame 4: lips + torso; frame 1: background + inner mouth; frame 7: torso
+    rows, learns, inv = frame_rows(frame, cls, names)
+    assert rows[inv].tolist() == frame.tolist()
+    assert learns[inv].tolist() == [True, False, False, True, False]
+    refine = MouthRefinement(torch.zeros(8, 2), torch.ones(2), bound=0.5)
+    out = refine(rows, learns)[inv]  # [N,2] per ray
+    (out[1] + out[4]).sum().backward()  # the loss of the torso rays alone
+    assert float(refine.raw.grad.abs().sum()) == 0
+    out = refine(rows, learns)[inv]
+    out[0].sum().backward()  # a lips ray
+    assert float(refine.raw.grad[4].abs().sum()) > 0
+    no_labels = frame_rows(frame, torch.full((5,), -1), [])[1]
+    assert no_labels.all()  # without a parsing every ray counts
