@@ -108,7 +108,7 @@ def test_without_the_key_training_frames_see_the_taught_shapes(tmp_path):
     assert torch.equal(trainer.train_mouth, trainer.train_ds.mouth)
     default = Trainer(parse(["--datadir", str(root), "--preset", "none", "--img_size", "16", "--iters", "1",
                              "--basedir", str(tmp_path / "logs"), "--expname", "y", "--mouth_teacher", "measured"]))
-    assert default.refine is not None and default.refine.bound == 0.5  # on by default
+    assert default.refine is None  # off by default
 
 
 def test_only_the_mouths_rays_move_the_offsets():
