@@ -11,6 +11,12 @@ HOP = SAMPLE_RATE // FPS  # audio samples per video frame (640)
 # parsing/classes.json: index = position (background must be 0: it takes the final transmittance)
 CLASSES = ["background", "face", "brows", "eyes", "ears", "nose", "inner_mouth", "lips", "neck", "torso", "hair"]
 TORSO_CLASSES = ("neck", "torso")  # the classes the semantic deformation gate treats as torso
+MOUTH_CLASSES = ("lips", "inner_mouth")  # the mouth's classes (the sampler's mouth rays, mouth_refine's rays)
+
+
+def class_ids(names: list[str], wanted: tuple[str, ...]) -> list[int]:
+    """The indices in `names` of those `wanted` classes that it has (a dataset's parsing may lack some)."""
+    return [names.index(c) for c in wanted if c in names]
 
 # mediapipe face-mesh indices around the face, as a closed loop
 FACE_OVAL = [10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148,

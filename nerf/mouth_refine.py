@@ -15,10 +15,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from common.constants import MOUTH_CLASSES, class_ids
 from nerf.mouth_shape import MouthPredictor, teacher_note, teacher_shapes, teacher_shares
 
 LR_MULT = 0.1  # the offsets' learning rate relative to the field's: each frame's gradient comes from its few rays
-MOUTH_CLASSES = ("lips", "inner_mouth")  # the rays whose loss moves the offsets
 
 
 class MouthRefinement(nn.Module):
@@ -62,7 +62,7 @@ def frame_rows(frame: Tensor, cls: Tensor, class_names: list[str]) -> tuple[Tens
     inner mouth) or not, so that only the mouth's rays move the offsets; with other rays free to move them, a frame's
     two numbers also learnt what the torso did in that frame (uniform sampling, one seed: torso 17.5 dB instead of
     23; benchmarks/NOTES.md). Without class labels (cls -1) every ray counts as a mouth ray."""
-    ids = [class_names.index(c) for c in MOUTH_CLASSES if c in class_names]
+    ids = class_ids(class_names, MOUTH_CLASSES)
     mouth = torch.isin(cls, torch.tensor(ids, dtype=cls.dtype)) | (cls < 0)
     rows, inv = (frame * 2 + mouth.long()).unique(return_inverse=True)
     return rows // 2, rows % 2 == 1, inv

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from common.constants import TORSO_CLASSES
+from common.constants import TORSO_CLASSES, class_ids
 from nerf.audio import audio_windows
 from nerf.blinks import closed_level
 from nerf import cpu_kernels
@@ -86,7 +86,7 @@ class ModelMeta:
 
     @property
     def torso_classes(self) -> list[int]:
-        return [self.class_names.index(n) for n in TORSO_CLASSES if n in self.class_names]
+        return class_ids(self.class_names, TORSO_CLASSES)
 
 
 def make_estimator(backbone: str, rc: RenderConfig, aabb: Tensor) -> Estimator:

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from common.constants import MOUTH_CLASSES, class_ids
+
 FLAT_INDEX_LIMIT = 1 << 24  # up to this many training pixels, keep per-class flat pixel index arrays
 MOUTH_MARGIN = 0.5  # sampler_mouth_share: the mouth box grows by this share of its width on every side
 
@@ -289,7 +291,7 @@ class MouthRays:
     def of(cls, maps: list[np.ndarray], ds) -> "MouthRays | None":
         """From the training frames' flat parsing maps [H*W] each; None when the classes are not parsed."""
         names = ds.class_names or []
-        ids = [names.index(c) for c in ("lips", "inner_mouth") if c in names]
+        ids = class_ids(names, MOUTH_CLASSES)
         if not ids:
             return None
         boxes = np.zeros((len(maps), 4), np.int64)

@@ -178,14 +178,16 @@ class Trainer:
         frame, y, x, cls = self.sampler.sample(n)
         rays_o, rays_d = ds.rays(frame, y, x)
         gt = ds.pixels(frame, y, x).to(dev)
-        uniq, inv = frame.unique(return_inverse=True)
-        if self.refine is not None:  # one row per frame and kind of ray: only mouth rays move the offsets
+        if self.refine is None:
+            uniq, inv = frame.unique(return_inverse=True)
+        else:  # one row per frame and kind of ray: only mouth rays move the offsets
             uniq, learns, inv = frame_rows(frame, cls, self.class_names)
         aud = ds.audio_windows(uniq, self.pipeline.smooth).to(dev)  # [U,W,16,D]
         eye = None if ds.eye is None else ds.eye[uniq].to(dev)  # [U]
-        mouth = None if self.train_mouth is None else self.train_mouth[uniq].to(dev)  # [U,2]
         if self.refine is not None:
-            mouth = self.refine(uniq.to(dev), learns.to(dev))
+            mouth = self.refine(uniq.to(dev), learns.to(dev))  # [U,2]
+        else:
+            mouth = None if self.train_mouth is None else self.train_mouth[uniq].to(dev)  # [U,2]
         near = torch.full((n,), ds.near, device=dev)
         far = torch.full((n,), ds.far, device=dev)
         self.pipeline.use_attention = it >= tc.att_start
