@@ -18,12 +18,16 @@ def n_frames_for(n_samples: int) -> int:
     return max(1, math.ceil(n_samples / HOP))
 
 
-def _check_audio_file(path: Path) -> dict:
-    """probe() the file and make sure it has an audio stream; PreprocessError naming the file if not."""
+NO_TRACK_HINT = "pass --audio speech.wav"  # process_data.sh's way out of a video without sound
+
+
+def _check_audio_file(path: Path, hint: str = NO_TRACK_HINT) -> dict:
+    """probe() the file and make sure it has an audio stream; PreprocessError naming the file (and, for a video
+    without sound, what to do: `hint`) if not."""
     info = probe(path)  # raises for a missing file or one ffmpeg cannot read
     if not info["has_audio"]:
         if info["has_video"]:
-            raise PreprocessError(f"{path}: no audio track (pass --audio speech.wav)")
+            raise PreprocessError(f"{path}: no audio track ({hint})")
         raise PreprocessError(f"{path}: no audio stream")
     return info
 
@@ -38,10 +42,11 @@ def decode_pcm(path: Path, before: list[str] | None = None, audio_filter: str | 
     return np.frombuffer(proc.stdout, np.int16)
 
 
-def load_audio(path: str | Path) -> np.ndarray:
-    """Any audio or video file (any rate, channels, container) -> float32 [T] in [-1, 1], 16 kHz mono."""
+def load_audio(path: str | Path, hint: str = NO_TRACK_HINT) -> np.ndarray:
+    """Any audio or video file (any rate, channels, container) -> float32 [T] in [-1, 1], 16 kHz mono; `hint`: what
+    the error for a video without sound tells the user to do."""
     path = Path(path)
-    _check_audio_file(path)
+    _check_audio_file(path, hint)
     wav = decode_pcm(path).astype(np.float32)
     wav /= 32768.0  # in place: a long file is not held twice
     if wav.size == 0:

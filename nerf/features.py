@@ -33,7 +33,7 @@ class SpeechFeatures:
             from common.audio import load_audio, n_frames_for
 
             self.meta = self._meta(Path(datadir) / "aud_meta.json")
-            self.wav = load_audio(self.path)
+            self.wav = load_audio(self.path, hint="give --aud a file with speech")
             self.n = n_frames_for(len(self.wav))
             self.given = None
             if self.meta["extractor"] != "mfcc":  # network extractors: one pass (their model loads once)

@@ -48,6 +48,19 @@ def test_load_audio_errors_name_the_file(tmp_path):
     assert "\n" not in str(err.value)
 
 
+def test_new_speech_without_sound_says_what_render_takes(tmp_path):
+    """render.py has no --audio: its hint for a video without sound names its own flag."""
+    import json
+
+    from common.audio_features import make_meta
+    from nerf.features import SpeechFeatures
+
+    (tmp_path / "aud_meta.json").write_text(json.dumps(make_meta("mfcc")))
+    silent = make_video(tmp_path / "silent.mp4", audio=False)
+    with pytest.raises(PreprocessError, match=r"silent\.mp4: no audio track \(give --aud a file with speech\)$"):
+        SpeechFeatures(silent, tmp_path, aud_dim=26)
+
+
 def ctx_for(tmp_path: Path, video: Path, audio: Path | None = None) -> StepContext:
     return StepContext(name="x", video=video, out_dir=tmp_path / "out", audio=audio)
 
