@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ def n_frames_for(n_samples: int) -> int:
     return max(1, math.ceil(n_samples / HOP))
 
 
+SYNC_FILTER = "aresample=async=1:first_pts=0"  # place the audio on its timestamps: silence before a late start
+LATE_S = 0.5  # say so when the audio starts this much after the file's time 0
 NO_TRACK_HINT = "pass --audio speech.wav"  # process_data.sh's way out of a video without sound
 
 
@@ -43,11 +46,16 @@ def decode_pcm(path: Path, before: list[str] | None = None, audio_filter: str | 
 
 
 def load_audio(path: str | Path, hint: str = NO_TRACK_HINT) -> np.ndarray:
-    """Any audio or video file (any rate, channels, container) -> float32 [T] in [-1, 1], 16 kHz mono; `hint`: what
-    the error for a video without sound tells the user to do."""
+    """Any audio or video file (any rate, channels, container) -> float32 [T] in [-1, 1], 16 kHz mono, sample 0 at
+    the file's time 0 (an audio stream that starts late is preceded by silence, so that frames rendered from it
+    stay in sync with the file's own audio muxed beside them); `hint`: what the error for a video without sound
+    tells the user to do."""
     path = Path(path)
-    _check_audio_file(path, hint)
-    wav = decode_pcm(path).astype(np.float32)
+    info = _check_audio_file(path, hint)
+    wav = decode_pcm(path, audio_filter=SYNC_FILTER).astype(np.float32)  # on the file's clock, as a player plays it
+    if info["audio_start"] > LATE_S:
+        print(f"warning: {path}: its audio starts at {info['audio_start']:.2f} s: the first "
+              f"{info['audio_start']:.2f} s are silence", file=sys.stderr)
     wav /= 32768.0  # in place: a long file is not held twice
     if wav.size == 0:
         raise PreprocessError(f"{path}: the audio track is empty")

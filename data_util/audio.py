@@ -12,13 +12,11 @@ from scipy.io import wavfile
 
 from . import span
 from .context import SAMPLE_RATE, StepContext
-from common.audio import _check_audio_file, decode_pcm, load_audio, read_wav  # noqa: F401  (old imports)
+from common.audio import LATE_S, SYNC_FILTER, _check_audio_file, decode_pcm, load_audio, read_wav  # noqa: F401  (old imports)
 from common.errors import PreprocessError
 from common.ffmpeg import probe
 from common.fileio import atomic_path
 
-SYNC_FILTER = "aresample=async=1:first_pts=0"  # place the audio on its timestamps: silence before a late start
-LATE_S = 0.5  # say so when the audio starts this much after the span
 
 
 def span_audio(source: Path, info: dict, ctx: StepContext, start: float, end: float | None) -> np.ndarray:

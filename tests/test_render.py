@@ -1,6 +1,7 @@
 """render.py: pose schedules, the mp4 writer (length, audio stream), bad input, end-to-end on a tiny trained run."""
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import pytest
 import render
 from nerf.mp4 import Mp4Writer, read_back
 from nerf.poses import load_pose_file, pingpong_indices, pose_schedule
-from tests.av_media import make_tone
+from tests.av_media import make_tone, make_video
 from tests.render_fixtures import MFCC_DIM, train_tiny
 
 
@@ -105,6 +106,21 @@ def test_render_length_matches_audio(run, tmp_path, seconds, rate, channels):
     assert back["audio_s"] == pytest.approx(seconds, abs=1 / 25)  # the audio stream is there, not cut
     assert abs(back["frames"] / 25 - back["audio_s"]) <= 1 / 25
     assert (back["width"], back["height"]) == (16, 16)
+
+
+def test_render_audio_that_starts_late_stays_in_sync(run, tmp_path, capsys):
+    """A file whose sound starts 0.6 s after its time 0 (a video's audio stream with a start offset): frames cover
+    the silence before it, and the muxed audio keeps its place, so the mouth moves when the sound plays."""
+    from common.ffmpeg import probe
+
+    aud = make_video(tmp_path / "late.mp4", size="32x32", seconds=0.3, audio_seconds=0.5, audio_delay=0.6)
+    assert probe(aud)["audio_start"] == pytest.approx(0.6, abs=0.03)
+    out = tmp_path / "out.mp4"
+    assert _render(run, aud, out) == 0
+    assert re.search(r"late\.mp4: its audio starts at 0\.[56]\d s: the first 0\.[56]\d s are silence",
+                     capsys.readouterr().err)
+    assert read_back(out)["frames"] == math.ceil(1.1 * 25)  # 0.6 s of silence + 0.5 s of sound
+    assert probe(out)["audio_start"] == pytest.approx(0.6, abs=0.05)  # the sound where the frames expect it
 
 
 def test_render_silence_static_pose_frames_semantic(run, tmp_path):
