@@ -23,9 +23,11 @@ def span_audio(source: Path, info: dict, ctx: StepContext, start: float, end: fl
     """int16 samples of the span, on the video's clock: an audio track that starts late (a file whose sound begins
     after its picture) is preceded by silence, so that sample 0 plays with the span's first frame."""
     pcm = decode_pcm(source, span.input_args(ctx, start, end), SYNC_FILTER)
+    if ctx.end is not None and end is not None:  # without --start, ffmpeg's -t counts from the audio's own first sample: cut to the span
+        pcm = pcm[:int(round((end - start) * SAMPLE_RATE))]
     lead = info["audio_start"] - start
     if lead > LATE_S:
-        if pcm.size == 0 and end is not None and info["audio_start"] >= end:
+        if end is not None and info["audio_start"] >= end:
             print(f"warning: {source}: its audio starts at {info['audio_start']:.2f} s, after {span.text(start, end)}: "
                   "aud.wav is silence", file=sys.stderr)
             return np.zeros(int(round((end - start) * SAMPLE_RATE)), np.int16)

@@ -1,6 +1,7 @@
 """Step 1 (data_util.audio): load_audio for any input, aud.wav from the video or --audio, one-line errors."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -95,3 +96,29 @@ def test_run_failure_keeps_previous_wav(tmp_path):
     with pytest.raises(PreprocessError, match="not a readable"):
         run(ctx)
     assert ctx.wav.read_bytes() == before
+
+
+def _tone_onset(data: np.ndarray) -> float:
+    """Seconds of the first sample louder than a tenth of the peak."""
+    return float(np.flatnonzero(np.abs(data) > np.abs(data).max() / 10)[0] / 16000)
+
+
+def test_audio_that_starts_late_stays_on_the_videos_clock(tmp_path, capsys):
+    """A video whose sound starts 0.6 s after its picture: aud.wav is silence until 0.6 s, whole or cut by --end
+    (ffmpeg's -t counts from the audio's own first sample: a cut from 0 to 1.0 s came out 1.1 s long)."""
+    video = make_video(tmp_path / "late.mp4", seconds=1.5, audio_seconds=0.5, audio_delay=0.6)
+    ctx = ctx_for(tmp_path, video)
+    run(ctx)
+    rate, data = wavfile.read(ctx.wav)
+    assert abs(_tone_onset(data) - 0.6) < 0.05 and abs(len(data) / rate - 1.1) < 0.05
+    assert re.search(r"late\.mp4: its audio starts at 0\.[56]\d s: the first 0\.[56]\d s of aud\.wav are silence",
+                     capsys.readouterr().err)
+    ctx.end = 1.0
+    run(ctx)
+    rate, data = wavfile.read(ctx.wav)
+    assert len(data) == 16000 and abs(_tone_onset(data) - 0.6) < 0.05
+    ctx.end = 0.5  # the whole span before the sound: silence, said in one line
+    run(ctx)
+    rate, data = wavfile.read(ctx.wav)
+    assert len(data) == 8000 and not data.any()
+    assert "after 0.0-0.5 s: aud.wav is silence" in capsys.readouterr().err
