@@ -29,7 +29,7 @@ def span_audio(source: Path, info: dict, ctx: StepContext, start: float, end: fl
     if lead > LATE_S:
         if end is not None and info["audio_start"] >= end:
             print(f"warning: {source}: its audio starts at {info['audio_start']:.2f} s, after {span.text(start, end)}: "
-                  "aud.wav is silence", file=sys.stderr)
+                  "aud.wav is silence (--audio takes the speech from another file)", file=sys.stderr)
             return np.zeros(int(round((end - start) * SAMPLE_RATE)), np.int16)
         print(f"warning: {source}: its audio starts at {info['audio_start']:.2f} s: the first {lead:.2f} s of aud.wav "
               "are silence", file=sys.stderr)
