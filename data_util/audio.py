@@ -12,18 +12,18 @@ from scipy.io import wavfile
 
 from . import span
 from .context import SAMPLE_RATE, StepContext
-from common.audio import LATE_S, SYNC_FILTER, _check_audio_file, decode_pcm, load_audio, read_wav  # noqa: F401  (old imports)
+from common.audio import LATE_S, SYNC_FILTER, _check_audio_file, decode_pcm
+from common.audio import load_audio, read_wav  # noqa: F401  (old imports)
 from common.errors import PreprocessError
 from common.ffmpeg import probe
 from common.fileio import atomic_path
-
 
 
 def span_audio(source: Path, info: dict, ctx: StepContext, start: float, end: float | None) -> np.ndarray:
     """int16 samples of the span, on the video's clock: an audio track that starts late (a file whose sound begins
     after its picture) is preceded by silence, so that sample 0 plays with the span's first frame."""
     pcm = decode_pcm(source, span.input_args(ctx, start, end), SYNC_FILTER)
-    if ctx.end is not None and end is not None:  # without --start, ffmpeg's -t counts from the audio's own first sample: cut to the span
+    if ctx.end is not None and end is not None:  # ffmpeg's -t without -ss counts from the audio's first sample
         pcm = pcm[:int(round((end - start) * SAMPLE_RATE))]
     lead = info["audio_start"] - start
     if lead > LATE_S:
