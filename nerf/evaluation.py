@@ -90,10 +90,11 @@ def mouth_series(frames: list[np.ndarray]) -> dict:
 
 
 def lmd_and_sync(pred_u8: list[np.ndarray], gt_u8: list[np.ndarray]) -> dict:
-    """LMD (pixels) and sync (Pearson r of mouth opening render vs ground truth) with per-frame series."""
+    """LMD (pixels) and sync (Pearson r of mouth opening render vs ground truth) with per-frame series (the openings,
+    and each frame's LMD as `lmd_frames`: None where either image has no face)."""
     p, g = mouth_series(pred_u8), mouth_series(gt_u8)
     if "skipped" in p:
-        return {"lmd": p["skipped"], "sync": p["skipped"], "opening_render": [], "opening_gt": []}
+        return {"lmd": p["skipped"], "sync": p["skipped"], "opening_render": [], "opening_gt": [], "lmd_frames": []}
     dist = np.linalg.norm(p["mouth68"] - g["mouth68"], axis=-1).mean(-1)  # [N] NaN where either has no face
     ok = np.isfinite(dist)
     found = {"render": int(np.isfinite(p["opening"]).sum()), "gt": int(np.isfinite(g["opening"]).sum())}
@@ -103,7 +104,7 @@ def lmd_and_sync(pred_u8: list[np.ndarray], gt_u8: list[np.ndarray]) -> dict:
     if sync is None:
         sync = "skipped: fewer than 3 frames with a face in both, or no mouth movement"
     return {"lmd": lmd, "sync": sync, "faces_found": found,
-            "opening_render": _list(p["opening"]), "opening_gt": _list(g["opening"])}
+            "opening_render": _list(p["opening"]), "opening_gt": _list(g["opening"]), "lmd_frames": _list(dist)}
 
 
 def _zscore(a: np.ndarray) -> np.ndarray:
@@ -178,7 +179,8 @@ def evaluate_run(run: LoadedRun, out_dir: str | Path, max_frames: int = 0, video
     mouth = lmd_and_sync(pred_u8, gt_u8)
     res.update(lmd=mouth["lmd"], sync=mouth["sync"], faces_found=mouth.get("faces_found"))
     res["per_frame"] = {"psnr": [round(v, 4) for v in psnr_frames], "ssim": [round(v, 5) for v in ssim_frames],
-                        "mouth_opening_render": mouth["opening_render"], "mouth_opening_gt": mouth["opening_gt"]}
+                        "mouth_opening_render": mouth["opening_render"], "mouth_opening_gt": mouth["opening_gt"],
+                        "lmd": mouth["lmd_frames"]}
     out_dir.mkdir(parents=True, exist_ok=True)
     if video:
         write_side_by_side(out_dir / "side_by_side.mp4", pred_u8, gt_u8, preds, gts, ds, idx)

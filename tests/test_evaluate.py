@@ -124,6 +124,7 @@ def test_lmd_and_sync_numbers(monkeypatch):
     assert res["sync"] == pytest.approx(1.0)  # same opening over time
     assert res["faces_found"] == {"render": 9, "gt": 9}
     assert res["opening_render"][5] is None
+    assert res["lmd_frames"][5] is None and res["lmd_frames"][4] == pytest.approx(3.0)  # per frame, None: no face
 
 
 def test_lmd_without_landmarks_module(monkeypatch):
@@ -148,6 +149,7 @@ def test_evaluate_end_to_end(run, tmp_path, capsys, monkeypatch):
     assert isinstance(m["lpips"], float) or m["lpips"].startswith("skipped")
     assert 0 <= m["miou"] <= 1 and {"face", "torso"} <= set(m["region_psnr"])
     assert len(m["per_frame"]["psnr"]) == 2 and m["new_audio"]["frames"] == 13
+    assert len(m["per_frame"]["lmd"]) == 2
     assert isinstance(m["lmd"], (float, str)) and isinstance(m["sync"], (float, str, type(None)))
     back = read_back(eval_dir / "side_by_side.mp4")
     assert (back["width"], back["height"], back["frames"]) == (48, 16, 2)
