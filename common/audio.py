@@ -20,7 +20,7 @@ def n_frames_for(n_samples: int) -> int:
 
 
 SYNC_FILTER = "aresample=async=1:first_pts=0"  # place the audio on its timestamps: silence before a late start
-LATE_S = 0.5  # say so when the audio starts this much after the file's time 0
+LATE_S = 0.5  # say so when the audio starts this much after the file's time 0 (preprocessing: the span's start)
 NO_TRACK_HINT = "pass --audio speech.wav"  # process_data.sh's way out of a video without sound
 
 

@@ -23,14 +23,15 @@ def span_audio(source: Path, info: dict, ctx: StepContext, start: float, end: fl
     """int16 samples of the span, on the video's clock: an audio track that starts late (a file whose sound begins
     after its picture) is preceded by silence, so that sample 0 plays with the span's first frame."""
     pcm = decode_pcm(source, span.input_args(ctx, start, end), SYNC_FILTER)
-    if ctx.end is not None and end is not None:  # ffmpeg's -t without -ss counts from the audio's first sample
-        pcm = pcm[:int(round((end - start) * SAMPLE_RATE))]
+    n_span = None if end is None else int(round((end - start) * SAMPLE_RATE))  # samples in the span
+    if ctx.end is not None and n_span is not None:  # ffmpeg's -t without -ss counts from the audio's first sample
+        pcm = pcm[:n_span]
     lead = info["audio_start"] - start
     if lead > LATE_S:
         if end is not None and info["audio_start"] >= end:
             print(f"warning: {source}: its audio starts at {info['audio_start']:.2f} s, after {span.text(start, end)}: "
                   "aud.wav is silence (--audio takes the speech from another file)", file=sys.stderr)
-            return np.zeros(int(round((end - start) * SAMPLE_RATE)), np.int16)
+            return np.zeros(n_span, np.int16)
         print(f"warning: {source}: its audio starts at {info['audio_start']:.2f} s: the first {lead:.2f} s of aud.wav "
               "are silence", file=sys.stderr)
     if pcm.size == 0:
