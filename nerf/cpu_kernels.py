@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -33,6 +34,7 @@ HEADERS = [CSRC / "mlp.h"]  # ninja (torch's build) follows the includes; listed
 NAME = "sspnerf_cpu_kernels"  # the extension's name (torch's cache folder)
 CHOICES = ("auto", "cpp", "torch")
 STALE_LOCK_S = 600.0  # a build folder's lock older than this was left by a build that was killed
+OWNER = "owner"  # in the build folder: "<host> <pid>" of the process whose build made the lock
 _module = None
 _failure: str | None = None
 
@@ -49,10 +51,30 @@ def _needs_build() -> bool:
         return True
 
 
+def _owner_gone(folder: Path) -> int | None:
+    """The pid of the process that started the folder's last build (its OWNER file) if that process is no longer
+    running on this host; None while it runs, or when that cannot be told (no file, another host)."""
+    try:
+        host, pid = (folder / OWNER).read_text().split()
+        pid_n = int(pid)
+    except (OSError, ValueError):
+        return None
+    if host != socket.gethostname():
+        return None
+    try:
+        os.kill(pid_n, 0)
+    except ProcessLookupError:
+        return pid_n
+    except PermissionError:  # runs, as another user
+        return None
+    return None
+
+
 def _wait_for_lock(folder: str | None = None, stale_s: float = STALE_LOCK_S, poll_s: float = 2.0) -> None:
     """torch's build waits, without a word and without end, while its folder holds a `lock` file, and a build that
     was killed (Ctrl-C during the first run) leaves one behind. So wait here, saying why, while another process's
-    build may be under way, and remove a lock older than `stale_s` (a build takes well under a minute)."""
+    build may be under way, and remove the lock at once when the process that made it is gone (OWNER), else once it
+    is older than `stale_s` (a build takes well under a minute)."""
     from torch.utils.cpp_extension import _get_build_directory
 
     lock = Path(folder or _get_build_directory(NAME, False)) / "lock"
@@ -62,10 +84,10 @@ def _wait_for_lock(folder: str | None = None, stale_s: float = STALE_LOCK_S, pol
             seen = lock.stat()
         except FileNotFoundError:
             return  # the other build finished
-        age = time.time() - seen.st_mtime
-        if age > stale_s:
-            print(f"cpu kernels: removing {lock}, left {age:.0f} s ago by a build that did not finish",
-                  file=sys.stderr, flush=True)
+        age, gone = time.time() - seen.st_mtime, _owner_gone(lock.parent)
+        if age > stale_s or gone is not None:
+            why = f"process {gone}, which started it, is gone" if gone is not None else f"left {age:.0f} s ago"
+            print(f"cpu kernels: removing {lock} ({why}): a build that did not finish", file=sys.stderr, flush=True)
             _unlink_if_same(lock, seen)
             return
         if not said:
@@ -89,9 +111,12 @@ def _unlink_if_same(lock: Path, seen: os.stat_result) -> None:
 def _build(folder: str | None = None, amx: bool = True):
     """torch's JIT build of SOURCES (amx=False: without the bfloat16 AMX variant, for compilers or assemblers that
     lack its instructions)."""
-    from torch.utils.cpp_extension import load as build
+    from torch.utils.cpp_extension import _get_build_directory, load as build
 
     _wait_for_lock(folder)
+    folder = folder or _get_build_directory(NAME, False)
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    (Path(folder) / OWNER).write_text(f"{socket.gethostname()} {os.getpid()}\n")  # for a later _wait_for_lock
     flags = ["-O3", "-fopenmp"] + ([] if amx else ["-DSSP_NO_AMX"])
     return build(NAME, [str(s) for s in SOURCES], extra_cflags=flags, extra_ldflags=["-fopenmp"],
                  build_directory=folder, verbose=False)

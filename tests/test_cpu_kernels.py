@@ -184,6 +184,34 @@ def test_a_lock_left_by_a_killed_build_is_waited_for_then_removed(tmp_path, caps
     assert capsys.readouterr().err == ""
 
 
+
+def test_a_lock_whose_build_process_is_gone_is_removed_at_once(tmp_path, capsys):
+    """Ctrl-C during the first run's build, then a new run: the lock is fresh, but the process named in the folder's
+    owner file has ended, so the lock goes at once (not after STALE_LOCK_S); a living owner is waited for."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock, owner = tmp_path / "lock", tmp_path / cpu_kernels.OWNER
+    lock.touch()
+    owner.write_text(f"{socket.gethostname()} {int(ended.stdout)}\n")
+    t0 = time.time()
+    cpu_kernels._wait_for_lock(str(tmp_path), stale_s=600, poll_s=0.01)
+    err = capsys.readouterr().err
+    assert time.time() - t0 < 2 and not lock.exists()
+    assert f"process {int(ended.stdout)}, which started it, is gone" in err
+    lock.touch()
+    owner.write_text(f"{socket.gethostname()} {os.getpid()}\n")  # alive: waited for until the build ends
+    threading.Timer(0.2, lock.unlink).start()
+    t0 = time.time()
+    cpu_kernels._wait_for_lock(str(tmp_path), stale_s=600, poll_s=0.01)
+    assert 0.15 < time.time() - t0 < 5 and "waiting for another process's build" in capsys.readouterr().err
+
+
 # ---- the MLP kernel -------------------------------------------------------------------------------------------
 def _stack(dims: list[int], seed: int = 0) -> torch.nn.Sequential:
     torch.manual_seed(seed)
