@@ -39,7 +39,9 @@
    `ss2shapemeasenvcallongnosem` and `ss2shapemeasenvcallongnodeform` the paper's other two ablations of the latter,
    `ss2shapemeasenvcallongmbox` it with a fifth of the rays about the mouth (`sampler_mouth_share = 0.2`).
    `ss2shapemeasdecallong` (and `...uni`, `...nosem`, `...nodeform`: its ablations) is `ss2shapemeasenvcallong` with the
-   envelope read without the MFCC pre-emphasis (`mouth_deemphasis = true`).
+   envelope read without the MFCC pre-emphasis (`mouth_deemphasis = true`). `gate` (and `gateuni`, `gatenosem`,
+   `gatenodeform`) is that with the torso deforming also above the jaw line where the semantic head says torso
+   (`deform_gate = height+torso`, an option since 2026-12-06, eighth session); every other variant pins `height`.
 Writes benchmarks/results/<subject>.json (every run, and per variant the mean and the spread over seeds) and .png.
 """
 from __future__ import annotations
@@ -61,7 +63,7 @@ from benchmarks.results_io import run_stage, sample_subject, save_figure, write_
 FULL = {"region_attention": "true", "eye_region": "true", "audio_at_eyes": "true", "sampling": "semantic",
         "semantic": "true", "deform": "true", "view_dirs": "all", "mouth": "false",
         "audio_code": "true", "mouth_envelope": "false", "mouth_calibrate": "false",
-        "mouth_deemphasis": "false", "mouth_refine": "0"}  # explicit, so that a later change of a default does not
+        "mouth_deemphasis": "false", "mouth_refine": "0", "deform_gate": "height"}  # explicit, so that a later change of a default does not
 # change what a variant is (audio_at_eyes: the full and global runs on record predate its default false of 2026-12-03)
 MOUTHHO = {"view_dirs": "eyes", "mouth": "true", "mouth_teacher": "held_out"}  # eyedirs with the mouth input
 DEFAULTS = {**MOUTHHO, "region_attention": "false", "audio_at_eyes": "false"}  # train.py's defaults of 2026-12-05
@@ -163,6 +165,14 @@ ABLATIONS = {
     "ss2shapemeasdecallongrefm": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "mouth_refine": "0.5"},
     "ss2shapemeasdecallongrefmuni": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "mouth_refine": "0.5",
                                      "sampling": "uniform"},
+    # the default of 2026-12-06 with the torso deforming also above the jaw line where the semantic head says torso
+    # (deform_gate height+torso, an option since the eighth session), and its ablations
+    "gate": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "deform_gate": "height+torso"},
+    "gateuni": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "deform_gate": "height+torso", "sampling": "uniform"},
+    "gatenosem": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "deform_gate": "height+torso", "semantic": "false",
+                  "sampling": "uniform"},  # no semantic head: the height gate alone
+    "gatenodeform": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "deform_gate": "height+torso",
+                     "deform": "false"},
     # the default of 2026-12-06 trained for the whole 20 minutes of #16's protocol (12000 iterations)
     "ss2shapeenvlong": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_envelope": "true",
                         "iters": "12000"},

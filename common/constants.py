@@ -11,6 +11,7 @@ HOP = SAMPLE_RATE // FPS  # audio samples per video frame (640)
 # parsing/classes.json: index = position (background must be 0: it takes the final transmittance)
 CLASSES = ["background", "face", "brows", "eyes", "ears", "nose", "inner_mouth", "lips", "neck", "torso", "hair"]
 TORSO_CLASSES = ("neck", "torso")  # the classes the semantic deformation gate treats as torso
+SHOULDER_CLASSES = ("torso",)  # what deform_gate height+torso adds to the height gate: the torso above the jaw line
 MOUTH_CLASSES = ("lips", "inner_mouth")  # the mouth's classes (the sampler's mouth rays, mouth_refine's rays)
 
 

@@ -64,7 +64,7 @@ class ModelConfig:
     deform_width: int = 64  # torso deformation: MLP width
     deform_anchor: str = dc_field(default="camera", metadata={"choices": ("camera", "head")})  # camera: torso points start still relative to the camera (the MLP learns how far they follow the head) | head: MLP only
     deform_rigid: bool = True  # torso deformation: add a pose-conditioned rigid motion of the torso
-    deform_gate: str = dc_field(default="height", metadata={"choices": ("height", "semantic")})  # which points deform: height below the jaw | the field's neck+torso probability (semantic head on)
+    deform_gate: str = dc_field(default="height", metadata={"choices": ("height", "height+torso", "semantic")})  # which points deform: height (default): below the jaw | height+torso: also wherever the field's semantic head says torso (shoulders and a collar that reach above the jaw line; 24 s sample, two seeds: +2.8 and -0.1 dB, the shoulder's smear gone on one seed only; benchmarks/NOTES.md) | semantic: the field's neck+torso probability alone (the lower face follows the torso: face -2.3 dB, one seed). Without the semantic head: height
     gate_jaw_y: float = 0.09  # geometric gate: head-frame y (down) of the jaw
     gate_width: float = 0.03  # geometric gate: rises from 0 at the jaw to 1 this far below it
 
@@ -188,19 +188,23 @@ class SSPNeRF(nn.Module):
     # ---- density / colour callbacks -----------------------------------------------------------------------
     @property
     def semantic_gate(self) -> bool:
-        """Whether the deformation gate is the field's neck+torso probability (else the height gate)."""
-        return self.mc.deform_gate == "semantic" and self.n_classes > 0 and bool(self.torso_classes)
+        """Whether the deformation gate reads the field's semantic head (semantic, height+torso; else the height
+        gate alone)."""
+        return self.mc.deform_gate != "height" and self.n_classes > 0 and bool(self.torso_classes)
 
     def torso_gate(self, x: Tensor, aud: Tensor | None, coarse: bool = False, torso_lookup=None) -> Tensor:
-        """Detached torso-ness of undeformed points x [M,3] -> [M] in [0, 1]."""
-        if self.semantic_gate:
-            if torso_lookup is not None:
-                return torso_lookup(x)
+        """Detached torso-ness of undeformed points x [M,3] -> [M] in [0, 1]: the height gate, the field's
+        probability of the gate's classes (the occupancy grid's cache of it when given), or their maximum."""
+        height = height_gate(x, self.mc.gate_jaw_y, self.mc.gate_width)
+        if not self.semantic_gate:
+            return height
+        if torso_lookup is not None:
+            prob = torso_lookup(x)
+        else:
             fld = self.coarse_field if coarse else self.field
             with torch.no_grad():
-                prob = torch.softmax(fld.semantics(x, aud), -1)
-                return prob[:, self.torso_classes].sum(-1)
-        return height_gate(x, self.mc.gate_jaw_y, self.mc.gate_width)
+                prob = torch.softmax(fld.semantics(x, aud), -1)[:, self.torso_classes].sum(-1)
+        return torch.maximum(height, prob) if self.mc.deform_gate == "height+torso" else prob
 
     def field_of(self, coarse: bool) -> nn.Module:
         """The coarse field (mlp backbone's coarse pass) or the field."""

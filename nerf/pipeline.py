@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from common.constants import TORSO_CLASSES, class_ids
+from common.constants import SHOULDER_CLASSES, TORSO_CLASSES, class_ids
 from nerf.audio import audio_windows
 from nerf.blinks import closed_level
 from nerf import cpu_kernels
@@ -84,9 +84,10 @@ class ModelMeta:
                    log_energy_norm(ds.root) if getattr(ds, "root", None) else None,
                    band_readout_of(ds.root) if getattr(ds, "root", None) else None)
 
-    @property
-    def torso_classes(self) -> list[int]:
-        return class_ids(self.class_names, TORSO_CLASSES)
+    def gate_classes(self, deform_gate: str) -> list[int]:
+        """The classes whose probability the deformation gate `deform_gate` reads (semantic: neck and torso;
+        height+torso: the torso)."""
+        return class_ids(self.class_names, SHOULDER_CLASSES if deform_gate == "height+torso" else TORSO_CLASSES)
 
 
 def make_estimator(backbone: str, rc: RenderConfig, aabb: Tensor) -> Estimator:
@@ -99,7 +100,7 @@ def make_estimator(backbone: str, rc: RenderConfig, aabb: Tensor) -> Estimator:
 
 def build_pipeline(cfg, meta: ModelMeta) -> "Pipeline":
     """The model (cfg.model) and its estimator (cfg.render) for a dataset's metadata."""
-    model = SSPNeRF(cfg.model, meta.aud_dim, len(meta.class_names), meta.aabb, meta.torso_classes,
+    model = SSPNeRF(cfg.model, meta.aud_dim, len(meta.class_names), meta.aabb, meta.gate_classes(cfg.model.deform_gate),
                     anchor_t=meta.anchor_t, pose_ref=meta.pose_ref, eye_region=meta.eye_region,
                     eye_closed=meta.eye_closed)
     if model.mouth is not None and meta.mouth_train is not None:  # a checkpoint restores it otherwise

@@ -228,3 +228,18 @@ def test_gate_from_torso_grid_matches_field():
     far_from_edge = (x[:, 1] - 0.1).abs() > 0.06  # one 0.05 cell away from the boundary
     assert (cached[far_from_edge] - exact[far_from_edge]).abs().max() < 1e-3
     assert (cached - exact).abs().mean() < 0.1
+
+
+def test_height_and_torso_gate_adds_the_torso_above_the_jaw_line():
+    """deform_gate height+torso: a point the semantic head calls torso deforms even above the jaw line (shoulders
+    and collar that rise beside the chin), a face point only where the height gate says so; height ignores the
+    semantic head, semantic ignores the height. The neck is left to the height gate (not among its classes)."""
+    pts = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.15, 0.0], [0.0, 0.3, 0.0]])  # face, torso above the jaw, torso below
+    want = {"height": [0.0, 0.0, 1.0], "height+torso": [0.0, 1.0, 1.0], "semantic": [0.0, 1.0, 1.0]}
+    for gate, expected in want.items():
+        model = _ball_model(deform_gate=gate, gate_jaw_y=0.2, gate_width=0.03).model
+        got = model.torso_gate(pts, torch.zeros(3, 64))
+        assert torch.allclose(got, torch.tensor(expected), atol=1e-6), (gate, got)
+    meta = ModelMeta(13, CLASSES, AABB)
+    assert meta.gate_classes("height+torso") == [CLASSES.index("torso")]
+    assert meta.gate_classes("semantic") == [CLASSES.index("neck"), CLASSES.index("torso")]
