@@ -64,7 +64,7 @@ class ModelConfig:
     deform_width: int = 64  # torso deformation: MLP width
     deform_anchor: str = dc_field(default="camera", metadata={"choices": ("camera", "head")})  # camera: torso points start still relative to the camera (the MLP learns how far they follow the head) | head: MLP only
     deform_rigid: bool = True  # torso deformation: add a pose-conditioned rigid motion of the torso
-    deform_gate: str = dc_field(default="height", metadata={"choices": ("height", "height+torso", "semantic")})  # which points deform: height (default): below the jaw | height+torso: also wherever the field's semantic head says torso (shoulders and a collar that reach above the jaw line; 24 s sample, two seeds: +2.8 and -0.1 dB, the shoulder's smear gone on one seed only; benchmarks/NOTES.md) | semantic: the field's neck+torso probability alone (the lower face follows the torso: face -2.3 dB, one seed). Without the semantic head: height
+    deform_gate: str = dc_field(default="height", metadata={"choices": ("height", "height+torso", "semantic")})  # which points deform: height (default): below the jaw | height+torso: also wherever the field's semantic head says torso (shoulders and a collar that reach above the jaw line; 24 s sample, three seeds: 31.5 / 28.9 / 29.2 dB against the default's ~28.8-29.0, the shoulder's smear gone on one seed only; benchmarks/NOTES.md) | semantic: the field's neck+torso probability alone (the lower face follows the torso: face -2.3 dB, one seed). Without the semantic head: height
     gate_jaw_y: float = 0.09  # geometric gate: head-frame y (down) of the jaw
     gate_width: float = 0.03  # geometric gate: rises from 0 at the jaw to 1 this far below it
 
