@@ -63,8 +63,8 @@ from benchmarks.results_io import run_stage, sample_subject, save_figure, write_
 FULL = {"region_attention": "true", "eye_region": "true", "audio_at_eyes": "true", "sampling": "semantic",
         "semantic": "true", "deform": "true", "view_dirs": "all", "mouth": "false",
         "audio_code": "true", "mouth_envelope": "false", "mouth_calibrate": "false",
-        "mouth_deemphasis": "false", "mouth_refine": "0", "deform_gate": "height"}  # explicit, so that a later change of a default does not
-# change what a variant is (audio_at_eyes: the full and global runs on record predate its default false of 2026-12-03)
+        "mouth_deemphasis": "false", "mouth_refine": "0", "deform_gate": "height"}  # explicit, so that a later change of
+# a default does not change what a variant is (audio_at_eyes: the full and global runs on record predate its default false of 2026-12-03)
 MOUTHHO = {"view_dirs": "eyes", "mouth": "true", "mouth_teacher": "held_out"}  # eyedirs with the mouth input
 DEFAULTS = {**MOUTHHO, "region_attention": "false", "audio_at_eyes": "false"}  # train.py's defaults of 2026-12-05
 # the default of 2026-12-06 (fourth session): shape alone, envelope, calibration, measured teacher, 12000 iterations

@@ -195,16 +195,17 @@ class SSPNeRF(nn.Module):
     def torso_gate(self, x: Tensor, aud: Tensor | None, coarse: bool = False, torso_lookup=None) -> Tensor:
         """Detached torso-ness of undeformed points x [M,3] -> [M] in [0, 1]: the height gate, the field's
         probability of the gate's classes (the occupancy grid's cache of it when given), or their maximum."""
-        height = height_gate(x, self.mc.gate_jaw_y, self.mc.gate_width)
         if not self.semantic_gate:
-            return height
+            return height_gate(x, self.mc.gate_jaw_y, self.mc.gate_width)
         if torso_lookup is not None:
             prob = torso_lookup(x)
         else:
             fld = self.coarse_field if coarse else self.field
             with torch.no_grad():
                 prob = torch.softmax(fld.semantics(x, aud), -1)[:, self.torso_classes].sum(-1)
-        return torch.maximum(height, prob) if self.mc.deform_gate == "height+torso" else prob
+        if self.mc.deform_gate == "height+torso":
+            return torch.maximum(height_gate(x, self.mc.gate_jaw_y, self.mc.gate_width), prob)
+        return prob
 
     def field_of(self, coarse: bool) -> nn.Module:
         """The coarse field (mlp backbone's coarse pass) or the field."""

@@ -184,7 +184,6 @@ def test_a_lock_left_by_a_killed_build_is_waited_for_then_removed(tmp_path, caps
     assert capsys.readouterr().err == ""
 
 
-
 def test_a_lock_whose_build_process_is_gone_is_removed_at_once(tmp_path, capsys):
     """Ctrl-C during the first run's build, then a new run: the lock is fresh, but the process named in the folder's
     owner file has ended, so the lock goes at once (not after STALE_LOCK_S); a living owner is waited for."""
