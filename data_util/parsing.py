@@ -6,7 +6,9 @@ Offline default (no download), as GeneFace++ does it, from three sources:
   region does not flicker from one frame to the next;
 - geometry in the face's own axes (up = chin -> forehead, units of half face height / half width): person pixels
   below the chin and narrower than the jaw are neck, lower or wider are torso, pixels beside the face at eye to
-  mouth height are ears, the rest of the person above the chin is hair.
+  mouth height are ears, the rest of the person above the chin is hair, except parts of it that reach no higher
+  than the face's centre and touch the hair above it at most through a sliver (a collar or shoulder that rises to
+  the chin beside the neck): those are torso (`detached_from_the_head`).
 The inner mouth is drawn only when the lips are apart (gap >= MIN_MOUTH_GAP of the mouth width and >= 1 pixel).
 """
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Iterable, Iterator
 
 import cv2
 import numpy as np
+from scipy.ndimage import distance_transform_edt
 from tqdm import tqdm
 
 from common.constants import CLASSES, FACE_OVAL
@@ -42,6 +45,9 @@ NECK_HALF_WIDTH = 0.8  # half face widths
 NECK_BOTTOM = -1.7  # half face heights below the face centre where the torso starts
 SKIN_MAX_DIST = 3.0  # Mahalanobis distance in Lab chroma from the face's skin colour
 EAR_BAND = (-0.35, 0.3, 0.9, 1.35)  # v_min, v_max, |h|_min, |h|_max of the ears beside the face
+HAIR_TOP = 0.0  # a hair-labelled part that reaches no higher than this (half face heights) and is cut off from
+#                 the hair above by the face, ears or background is torso
+HAIR_LINK = 0.1  # links to the hair above narrower than about twice this (half face widths) count as cut
 
 
 def person_probability(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
@@ -114,6 +120,25 @@ def skin_like(image: np.ndarray, face: np.ndarray, max_dist: float = SKIN_MAX_DI
     return np.einsum("hwi,ij,hwj->hw", d, np.linalg.inv(cov), d) <= max_dist ** 2
 
 
+def detached_from_the_head(hair: np.ndarray, ears: np.ndarray, v: np.ndarray, neck_px: int,
+                           top: float = HAIR_TOP) -> np.ndarray:
+    """bool [H,W]: the pixels of the bool mask `hair` [H,W] that belong to no part (8-connected) of hair or `ears`
+    [H,W] reaching higher than `top` on the face's axis v [H,W] (face_axes), once links narrower than 2 * neck_px + 1
+    pixels are cut (the mask eroded by a disk of that radius; each pixel goes with the nearest part that is left):
+    person pixels above the chin that are not the hair on the head, such as a collar joined to it by a sliver
+    beside the jaw. Long hair, joined to the head as wide as it hangs (over the ears' band too), stays hair."""
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * neck_px + 1, 2 * neck_px + 1))
+    core = cv2.erode((hair | ears).astype(np.uint8), disk) > 0
+    n, comp = cv2.connectedComponents(core.astype(np.uint8), connectivity=8)
+    if n <= 1:  # nothing wider than a link: leave the labels as they are
+        return np.zeros_like(hair)
+    highest = np.full(n, -np.inf)
+    np.maximum.at(highest, comp[core], v[core])
+    _, (iy, ix) = distance_transform_edt(~core, return_indices=True)
+    on_head = (highest > top)[comp[iy, ix]]  # [H,W]: the nearest part reaches above `top`
+    return hair & ~on_head & (v <= top)
+
+
 def parse_frame(lms: np.ndarray, person: np.ndarray, image: np.ndarray | None = None) -> np.ndarray:
     """uint8 [H,W] class map from the mesh [478,3] (pixels), the person probability [H,W] and, if given, the
     RGB frame [H,W,3] (then only skin-coloured pixels below the chin are neck, the rest is torso)."""
@@ -135,6 +160,9 @@ def parse_frame(lms: np.ndarray, person: np.ndarray, image: np.ndarray | None = 
     fill(label, lms, OUTER_LIPS, C["lips"])
     if mouth_is_open(lms):
         fill(label, lms, INNER_LIPS, C["inner_mouth"])
+    half_w = float(np.linalg.norm(lms[CHEEK_L, :2] - lms[CHEEK_R, :2]) / 2)
+    link = max(1, round(HAIR_LINK * half_w)) if np.isfinite(half_w) else 1
+    label[detached_from_the_head(label == C["hair"], label == C["ears"], v, link)] = C["torso"]
     if image is not None:
         neck = label == C["neck"]
         label[neck & ~skin_like(image, label == C["face"])] = C["torso"]

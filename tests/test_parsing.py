@@ -86,3 +86,38 @@ def test_run_needs_matching_landmarks(tmp_path):
     np.save(ctx.out_dir / "landmarks.npy", np.zeros((3, 478, 3), np.float32))
     with pytest.raises(PreprocessError, match="3 frames of landmarks but 1 images"):
         P.run(ctx)
+
+
+def _axis(h: int = 80) -> np.ndarray:
+    """v [h,h]: the face's up axis in half face heights, 0 at row h/2, +1 at row h/4 (top up)."""
+    return np.repeat(((h / 2 - np.arange(h)) / (h / 4))[:, None], h, 1).astype(np.float32)
+
+
+def test_a_collar_joined_to_the_hair_by_a_sliver_is_torso():
+    v = _axis()
+    hair, ears = np.zeros(v.shape, bool), np.zeros(v.shape, bool)
+    hair[5:30, 20:60] = True  # the hair on the head (v > 0)
+    hair[50:65, 2:18] = True  # a collar beside the neck, below the face's centre
+    hair[28:52, 17:18] = True  # joined to the head's hair by a one-pixel sliver
+    cut = P.detached_from_the_head(hair, ears, v, neck_px=2)
+    assert cut[50:65, 2:17].all() and not cut[5:30, 20:60].any()
+    assert not (cut & ~hair).any()
+
+
+def test_long_hair_and_hair_joined_through_the_ears_stay_hair():
+    v = _axis()
+    hair, ears = np.zeros(v.shape, bool), np.zeros(v.shape, bool)
+    hair[5:30, 20:60] = True
+    hair[30:75, 20:30] = True  # long hair hanging from the head, 10 px wide
+    ears[35:45, 55:65] = True  # an ear band beside the face ...
+    hair[28:35, 55:60] = True
+    hair[45:70, 55:65] = True  # ... with hair below it
+    assert not P.detached_from_the_head(hair, ears, v, neck_px=2).any()
+    assert P.detached_from_the_head(hair, np.zeros_like(ears), v, neck_px=2)[45:70, 55:65].all()
+
+
+def test_the_sample_has_no_hair_below_the_mouth(parsed):
+    """The sample's collar rises to the chin beside the neck, joined to the hair by a sliver: torso, not hair."""
+    _, lms, labels = parsed
+    below = [(lb[int(lm[[61, 291], 1].mean()):] == P.C["hair"]).sum() for lm, lb in zip(lms, labels)]
+    assert np.mean(below) < 50  # pixels a frame below the mouth corners' row (without the rule: 424)
