@@ -179,19 +179,21 @@ def run(ctx: StepContext) -> None:
     n_train = split_index(n)
     hidden = hand_covered_frames(ctx, n)
     frames = frame_records(params, lms, n_aud, openness(lms, ~np.isin(np.arange(n), list(hidden))))
+    kept_count = {}  # split -> frames it keeps (those a hand covers are left out)
     for split, part in (("train", frames[:n_train]), ("val", frames[n_train:])):
         kept = [f for f in part if f["img_id"] not in hidden]
+        kept_count[split] = len(kept)
         if not kept:
             raise PreprocessError(f"{ctx.out_dir / 'occlusion.npy'}: a hand covers the face in every {split} frame; "
                                   "trim the video (--start / --end) to a part where the face is free")
         save_json(ctx.out_dir / f"transforms_{split}.json",
                   {"focal_len": focal, "cx": w / 2.0, "cy": h / 2.0, "h": h, "w": w, "frames": kept,
                    "left_out": {"hand_over_face": sorted(f["img_id"] for f in part if f["img_id"] in hidden)}})
-    note = short_clip_note(n_train)
+    note = short_clip_note(kept_count["train"])
     if note:
         print(note)
     near, far = ray_bounds(params["trans"].astype(np.float64))
     mean_z = float(np.linalg.norm(params["trans"], axis=1).mean())
-    path = write_config(ctx, config_text(ctx, near, far, mean_z, n_train, n - n_train))
+    path = write_config(ctx, config_text(ctx, near, far, mean_z, kept_count["train"], kept_count["val"]))
     if path is not None:
         print(f"transforms: wrote {path} (near {near:.3f}, far {far:.3f})")

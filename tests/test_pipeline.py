@@ -47,7 +47,8 @@ def test_runs_and_writes_the_contract(processed):
     # for a few frames (seen: frames 44-46 after the lips took viseme shapes, 2026-12-03)
     assert len(left_out) <= 3 and (not left_out or max(left_out) - min(left_out) < len(left_out)), left_out
     assert {"img_id", "aud_id", "transform_matrix", "face_rect", "lips_rect"} <= set(train["frames"][0])
-    assert (root / "configs" / "clip.txt").is_file()
+    header = f"({len(train['frames'])} training frames, {len(val['frames'])} validation frames)"  # those it keeps
+    assert header in (root / "configs" / "clip.txt").read_text()
     assert (out / "debug" / "contact_sheet.png").is_file()
     assert all((out / ".done" / step).is_file() for _, step in STEPS)
 
