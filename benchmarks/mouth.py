@@ -166,7 +166,8 @@ ABLATIONS = {
     "ss2shapemeasdecallongrefmuni": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "mouth_refine": "0.5",
                                      "sampling": "uniform"},
     # the default of 2026-12-06 with the torso deforming also above the jaw line where the semantic head says torso
-    # (deform_gate height+torso, an option since the eighth session), and its ablations
+    # (deform_gate height+torso): today's default since 2026-12-07 (with the parsing's collar rule, the sure-torso
+    # ramp and the cap two gate widths above the jaw; the eighth session's runs had none of these), and its ablations
     "gate": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "deform_gate": "height+torso"},
     "gateuni": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "deform_gate": "height+torso", "sampling": "uniform"},
     "gatenosem": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "deform_gate": "height+torso", "semantic": "false",
@@ -239,7 +240,7 @@ def one_run(exp: str, extra: list[str], seed: int, args, config: Path, speech: P
             name: str) -> dict:
     py, out_dir = sys.executable, ROOT / "output" / name
     done = out_dir / f"{exp}.done"
-    if not done.is_file():
+    if not done.is_file() or not (ROOT / "logs" / exp / "ckpt" / "latest.pt").is_file():  # a run moved away: again
         run([py, "train.py", "--config", str(config), "--expname", exp, "--seed", str(seed), *extra], log)
         done.write_text("trained\n")
     run([py, "evaluate.py", "--config", str(config), "--expname", exp, "--no_video"], log)

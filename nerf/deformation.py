@@ -16,9 +16,12 @@ as a whole, so all torso rays of a batch pull on the same 6 numbers. A per-point
 poorly (its gradient comes through the field's spatial derivatives, noisy for a hash grid) and the torso stays
 blurred. The per-point MLP adds what is not rigid.
 
-The gate in [0, 1] is the (detached) torso-ness of the undeformed point:
+The gate in [0, 1] is the (detached) torso-ness of the undeformed point (nerf/model.py `torso_gate`, ModelConfig
+deform_gate):
+- height+torso (the default): the geometric gate below, or, up to two gate widths above the jaw, the field's
+  torso probability where it is sure (0 up to 0.5, 1 from 0.8): a collar or shoulders rising beside the chin;
 - semantic: the field's softmax probability of the neck + torso classes at x (computed by the caller);
-- geometric (the default): a smooth step on the head-frame height below the jaw. The head frame has y pointing
+- geometric (`height`): a smooth step on the head-frame height below the jaw. The head frame has y pointing
   down (docs/DESIGN.md section 5: X_cam = R X_head + t, OpenCV axes), so the gate is 0 for y <= jaw_y and rises to 1
   at y >= jaw_y + width. (Measuring y along the camera's vertical instead, so that a roll does not lift the
   shoulders into the head, did worse on the sample: 22.0 vs 23.1 dB after 2000 iterations, with residual

@@ -27,6 +27,17 @@ from nerf.deformation import TorsoDeformation, height_gate, height_gate_of_y
 from nerf.field import HashField, MLPField
 from nerf.mouth_shape import MouthPredictor
 
+GATE_FLOOR = 0.01  # a semantic gate at or below this is 0 (the point stays with the head, the network skipped)
+SURE_TORSO = (0.5, 0.8)  # deform_gate height+torso: the torso probability that starts to move a point, and that
+#                          moves it fully (a point the head is unsure of stays with the head)
+
+
+def sure_torso(prob: Tensor) -> Tensor:
+    """Torso probabilities [M] -> the height+torso gate's semantic part [M]: 0 up to SURE_TORSO[0], 1 from
+    SURE_TORSO[1], linear between."""
+    lo, hi = SURE_TORSO
+    return ((prob - lo) / (hi - lo)).clamp(0.0, 1.0)
+
 
 @dataclass
 class ModelConfig:
@@ -64,7 +75,7 @@ class ModelConfig:
     deform_width: int = 64  # torso deformation: MLP width
     deform_anchor: str = dc_field(default="camera", metadata={"choices": ("camera", "head")})  # camera: torso points start still relative to the camera (the MLP learns how far they follow the head) | head: MLP only
     deform_rigid: bool = True  # torso deformation: add a pose-conditioned rigid motion of the torso
-    deform_gate: str = dc_field(default="height", metadata={"choices": ("height", "height+torso", "semantic")})  # which points deform: height (default): below the jaw | height+torso: also wherever the field's semantic head says torso (shoulders and a collar that reach above the jaw line; 24 s sample, three seeds: 31.5 / 28.9 / 29.2 dB against the default's ~28.8-29.0, the shoulder's smear gone on one seed only; benchmarks/NOTES.md) | semantic: the field's neck+torso probability alone (the lower face follows the torso: face -2.3 dB, one seed). Without the semantic head: height
+    deform_gate: str = dc_field(default="height+torso", metadata={"choices": ("height", "height+torso", "semantic")})  # which points deform: height+torso (default since 2026-12-07): below the jaw, and up to two gate widths above it where the field's semantic head is sure of torso (a collar or shoulders that rise beside the chin; 24 s sample, two seeds: +3.7 dB overall, the shoulder's smear gone; benchmarks/NOTES.md) | height: below the jaw only | semantic: the field's neck+torso probability alone (the lower face follows the torso: face -2.3 dB, one seed). Without the semantic head: height
     gate_jaw_y: float = 0.09  # geometric gate: head-frame y (down) of the jaw
     gate_width: float = 0.03  # geometric gate: rises from 0 at the jaw to 1 this far below it
 
@@ -193,8 +204,9 @@ class SSPNeRF(nn.Module):
         return self.mc.deform_gate != "height" and self.n_classes > 0 and bool(self.torso_classes)
 
     def torso_gate(self, x: Tensor, aud: Tensor | None, coarse: bool = False, torso_lookup=None) -> Tensor:
-        """Detached torso-ness of undeformed points x [M,3] -> [M] in [0, 1]: the height gate, the field's
-        probability of the gate's classes (the occupancy grid's cache of it when given), or their maximum."""
+        """Detached torso-ness of undeformed points x [M,3] -> [M] in [0, 1] (deform_gate): the height gate; the
+        field's probability p of the gate's classes (the occupancy grid's cache of it when given); or the larger of
+        the height gate and sure_torso(p), the latter only up to two gate widths above the jaw line."""
         if not self.semantic_gate:
             return height_gate(x, self.mc.gate_jaw_y, self.mc.gate_width)
         if torso_lookup is not None:
@@ -204,8 +216,12 @@ class SSPNeRF(nn.Module):
             with torch.no_grad():
                 prob = torch.softmax(fld.semantics(x, aud), -1)[:, self.torso_classes].sum(-1)
         if self.mc.deform_gate == "height+torso":
-            return torch.maximum(height_gate(x, self.mc.gate_jaw_y, self.mc.gate_width), prob)
-        return prob
+            jaw, width = self.mc.gate_jaw_y, self.mc.gate_width
+            below_cap = height_gate(x, jaw - 2 * width, width)  # 0 above jaw - 2 width (ears, cheeks), 1 from jaw - width
+            return torch.maximum(height_gate(x, jaw, width), sure_torso(prob) * below_cap)
+        # a softmax is never 0: without a floor every point would run the deformation network for an offset of
+        # a hundredth of the torso's (the estimator's warp ignores the same points)
+        return torch.where(prob > GATE_FLOOR, prob, torch.zeros_like(prob))
 
     def field_of(self, coarse: bool) -> nn.Module:
         """The coarse field (mlp backbone's coarse pass) or the field."""
@@ -274,7 +290,7 @@ class SSPNeRF(nn.Module):
                 gate = self.torso_gate(flat[cand], None, torso_lookup=torso_lookup)
             else:  # the height gate needs y alone: x and z only of the points that move
                 gate = height_gate_of_y(flat[cand, 1], self.mc.gate_jaw_y, self.mc.gate_width)
-            sel = cand[gate > 0.01]
+            sel = cand[gate > GATE_FLOOR]
             ray = torch.div(sel, s, rounding_mode="floor")
             per_point = tuple(None if m is None else rows(m, ray) for m in motion)
             x = flat[sel]

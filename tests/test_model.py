@@ -232,14 +232,43 @@ def test_gate_from_torso_grid_matches_field():
 
 def test_height_and_torso_gate_adds_the_torso_above_the_jaw_line():
     """deform_gate height+torso: a point the semantic head calls torso deforms even above the jaw line (shoulders
-    and collar that rise beside the chin), a face point only where the height gate says so; height ignores the
-    semantic head, semantic ignores the height. The neck is left to the height gate (not among its classes)."""
-    pts = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.15, 0.0], [0.0, 0.3, 0.0]])  # face, torso above the jaw, torso below
-    want = {"height": [0.0, 0.0, 1.0], "height+torso": [0.0, 1.0, 1.0], "semantic": [0.0, 1.0, 1.0]}
+    and collar that rise beside the chin), but not higher than two gate widths above it (ears, hair and cheeks stay
+    with the head), a face point only where the height gate says so; height ignores the semantic head, semantic
+    ignores the height. The neck is left to the height gate (not among its classes)."""
+    # the ball's semantics: torso below y = 0.1, face above; the jaw line at 0.2, the torso's cap from 0.14 to 0.17
+    pts = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.12, 0.0], [0.0, 0.185, 0.0], [0.0, 0.3, 0.0]])
+    want = {"height": [0.0, 0.0, 0.0, 1.0], "height+torso": [0.0, 0.0, 1.0, 1.0], "semantic": [0.0, 1.0, 1.0, 1.0]}
     for gate, expected in want.items():
         model = _ball_model(deform_gate=gate, gate_jaw_y=0.2, gate_width=0.03).model
-        got = model.torso_gate(pts, torch.zeros(3, 64))
+        got = model.torso_gate(pts, torch.zeros(4, 64))
         assert torch.allclose(got, torch.tensor(expected), atol=1e-6), (gate, got)
     meta = ModelMeta(13, CLASSES, AABB)
     assert meta.gate_classes("height+torso") == [CLASSES.index("torso")]
     assert meta.gate_classes("semantic") == [CLASSES.index("neck"), CLASSES.index("torso")]
+
+
+def test_height_and_torso_gate_moves_only_points_the_head_is_sure_are_torso():
+    """Below SURE_TORSO[0] the semantic part is 0 (an unsure point near the jaw stays with the head), from
+    SURE_TORSO[1] it is 1."""
+    from nerf.model import SURE_TORSO
+    model = _ball_model(deform_gate="height+torso", gate_jaw_y=0.2, gate_width=0.03).model
+    lo, hi = SURE_TORSO
+    probs = torch.tensor([0.3, lo, (lo + hi) / 2, hi, 0.99])
+    pts = torch.tensor([[0.0, 0.185, 0.0]]).expand(5, 3)  # above the jaw line, below the torso's cap
+    got = model.torso_gate(pts, None, torso_lookup=lambda x: probs)
+    assert torch.allclose(got, torch.tensor([0.0, 0.0, 0.5, 1.0, 1.0]), atol=1e-6), got
+
+
+def test_a_semantic_gate_below_its_floor_leaves_the_point_to_the_head():
+    """A softmax is never 0: torso probabilities at or below GATE_FLOOR count as 0, so the deformation network
+    runs only on the points the gate moves (not on every point for a hundredth of an offset)."""
+    from nerf.model import GATE_FLOOR
+    model = _ball_model(deform_gate="semantic").model
+    pts = torch.zeros(4, 3)
+    probs = torch.tensor([GATE_FLOOR / 2, GATE_FLOOR, 2 * GATE_FLOOR, 0.5])
+    got = model.torso_gate(pts, None, torso_lookup=lambda x: probs)
+    assert torch.equal(got, torch.tensor([0.0, 0.0, 2 * GATE_FLOOR, 0.5]))
+    seen = []
+    model.deformation.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[0]))
+    model.deform(pts, torch.zeros(4, 64), torch.zeros(4, 6), torso_lookup=lambda x: probs)
+    assert seen == [2]
