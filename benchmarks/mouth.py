@@ -41,7 +41,7 @@
    `ss2shapemeasdecallong` (and `...uni`, `...nosem`, `...nodeform`: its ablations) is `ss2shapemeasenvcallong` with the
    envelope read without the MFCC pre-emphasis (`mouth_deemphasis = true`). `gate` (and `gateuni`, `gatenosem`,
    `gatenodeform`) is that with the torso deforming also above the jaw line where the semantic head says torso
-   (`deform_gate = height+torso`, an option since 2026-12-06, eighth session); every other variant pins `height`.
+   (`deform_gate = height+torso`: today's default since 2026-12-07); every other variant pins `height`.
 Writes benchmarks/results/<subject>.json (every run, and per variant the mean and the spread over seeds) and .png.
 """
 from __future__ import annotations

@@ -127,6 +127,9 @@ def detached_from_the_head(hair: np.ndarray, ears: np.ndarray, v: np.ndarray, ne
     pixels are cut (the mask eroded by a disk of that radius; each pixel goes with the nearest part that is left):
     person pixels above the chin that are not the hair on the head, such as a collar joined to it by a sliver
     beside the jaw. Long hair, joined to the head as wide as it hangs (over the ears' band too), stays hair."""
+    low = hair & (v <= top)
+    if not low.any():  # no hair below the face's centre (most short hair): nothing to decide
+        return low
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * neck_px + 1, 2 * neck_px + 1))
     core = cv2.erode((hair | ears).astype(np.uint8), disk) > 0
     n, comp = cv2.connectedComponents(core.astype(np.uint8), connectivity=8)
@@ -136,7 +139,7 @@ def detached_from_the_head(hair: np.ndarray, ears: np.ndarray, v: np.ndarray, ne
     np.maximum.at(highest, comp[core], v[core])
     _, (iy, ix) = distance_transform_edt(~core, return_indices=True)
     on_head = (highest > top)[comp[iy, ix]]  # [H,W]: the nearest part reaches above `top`
-    return hair & ~on_head & (v <= top)
+    return low & ~on_head
 
 
 def parse_frame(lms: np.ndarray, person: np.ndarray, image: np.ndarray | None = None) -> np.ndarray:

@@ -209,19 +209,28 @@ class SSPNeRF(nn.Module):
         the height gate and sure_torso(p), the latter only up to two gate widths above the jaw line."""
         if not self.semantic_gate:
             return height_gate(x, self.mc.gate_jaw_y, self.mc.gate_width)
+        if self.mc.deform_gate == "semantic":
+            # a softmax is never 0: without a floor every point would run the deformation network for an offset of
+            # a hundredth of the torso's (the estimator's warp ignores the same points)
+            prob = self.torso_probability(x, aud, coarse, torso_lookup)
+            return torch.where(prob > GATE_FLOOR, prob, torch.zeros_like(prob))
+        jaw, width = self.mc.gate_jaw_y, self.mc.gate_width
+        gate = height_gate(x, jaw, width)
+        below_cap = height_gate(x, jaw - 2 * width, width)  # 0 above jaw - 2 width (ears, upper cheeks), 1 from jaw - width
+        band = ((below_cap > 0) & (gate < 1)).nonzero()[:, 0]  # the semantic head is asked only here
+        if band.numel():
+            codes = None if aud is None else rows(aud, band)
+            sure = sure_torso(self.torso_probability(x[band], codes, coarse, torso_lookup))
+            gate[band] = torch.maximum(gate[band], sure * below_cap[band])
+        return gate
+
+    def torso_probability(self, x: Tensor, aud: Tensor | None, coarse: bool = False, torso_lookup=None) -> Tensor:
+        """The field's probability [M] of the gate's classes at x [M,3] (no gradient), or the occupancy grid's cache
+        of it (torso_lookup)."""
         if torso_lookup is not None:
-            prob = torso_lookup(x)
-        else:
-            fld = self.coarse_field if coarse else self.field
-            with torch.no_grad():
-                prob = torch.softmax(fld.semantics(x, aud), -1)[:, self.torso_classes].sum(-1)
-        if self.mc.deform_gate == "height+torso":
-            jaw, width = self.mc.gate_jaw_y, self.mc.gate_width
-            below_cap = height_gate(x, jaw - 2 * width, width)  # 0 above jaw - 2 width (ears, cheeks), 1 from jaw - width
-            return torch.maximum(height_gate(x, jaw, width), sure_torso(prob) * below_cap)
-        # a softmax is never 0: without a floor every point would run the deformation network for an offset of
-        # a hundredth of the torso's (the estimator's warp ignores the same points)
-        return torch.where(prob > GATE_FLOOR, prob, torch.zeros_like(prob))
+            return torso_lookup(x)
+        with torch.no_grad():
+            return torch.softmax(self.field_of(coarse).semantics(x, aud), -1)[:, self.torso_classes].sum(-1)
 
     def field_of(self, coarse: bool) -> nn.Module:
         """The coarse field (mlp backbone's coarse pass) or the field."""

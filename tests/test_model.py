@@ -272,3 +272,19 @@ def test_a_semantic_gate_below_its_floor_leaves_the_point_to_the_head():
     model.deformation.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[0]))
     model.deform(pts, torch.zeros(4, 64), torch.zeros(4, 6), torso_lookup=lambda x: probs)
     assert seen == [2]
+
+
+def test_height_and_torso_gate_asks_the_semantic_head_only_between_its_cap_and_the_jaw():
+    """Above the cap and fully below the jaw the gate is the height gate's: the semantic head (a whole trunk pass
+    with the mlp backbone) is asked only for the points in between."""
+    model = _ball_model(deform_gate="height+torso", gate_jaw_y=0.2, gate_width=0.03).model
+    asked = []
+
+    def lookup(x):
+        asked.append(x[:, 1].clone())
+        return torch.ones(x.shape[0])
+
+    y = torch.tensor([0.0, 0.13, 0.15, 0.185, 0.21, 0.25])  # above the cap, cap, band x2, jaw ramp, below the jaw
+    got = model.torso_gate(torch.stack([torch.zeros(6), y, torch.zeros(6)], 1), None, torso_lookup=lookup)
+    assert torch.allclose(asked[0], torch.tensor([0.15, 0.185, 0.21]))
+    assert got[0] == 0 and got[1] == 0 and got[3] == 1 and got[5] == 1

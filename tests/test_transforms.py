@@ -106,6 +106,21 @@ def test_short_training_part_is_named():
     assert transforms.short_clip_note(1500) is None  # 60 s at 25 fps
 
 
+def test_frames_under_a_hand_are_left_out_and_not_counted(tmp_path, capsys):
+    """Frames a hand covers leave both splits; the config's header counts the frames kept."""
+    clip = synth_clip(n=22, noise=0.0, expression=False, seed=5)
+    ctx = make_subject(tmp_path, clip, true_params(clip), n_aud=22)
+    covered = np.zeros((22, 478), bool)
+    covered[3:8, :200] = True  # frames 3-7: 200 of the 468 mesh points under a hand
+    np.save(ctx.out_dir / "occlusion.npy", covered)
+    transforms.run(ctx)
+    train, val = load(ctx, "train"), load(ctx, "val")
+    assert [f["img_id"] for f in train["frames"]] == [i for i in range(20) if not 3 <= i <= 7]
+    assert train["left_out"]["hand_over_face"] == [3, 4, 5, 6, 7] and val["left_out"]["hand_over_face"] == []
+    assert "(15 training frames, 2 validation frames)" in (tmp_path / "configs" / "subj.txt").read_text()
+    assert "15 training frames (1 s of video)" in capsys.readouterr().out
+
+
 def test_config_parses_and_bounds_hold_the_head(tmp_path):
     clip = synth_clip(n=22, noise=0.0, expression=False, seed=6)
     ctx = make_subject(tmp_path, clip, true_params(clip))
