@@ -322,8 +322,10 @@ def draw(path: Path, results: dict, truth: dict, name: str) -> None:
     ax = fig.add_subplot(grid[0])
     names = list(results["variants"])[-SHOWN_VARIANTS:]  # the newest; all of them are in the .json
     shown = ("psnr", "lips", "inner_mouth")
+    top = 32.0
     for j, key in enumerate(shown):
         mean = [results["variants"][n].get(key, {}).get("mean", np.nan) for n in names]
+        top = max(top, np.nanmax(mean + [0.0]) + 1)
         spread = [results["variants"][n].get(key, {}).get("spread", 0) for n in names]
         ax.bar(np.arange(len(names)) + (j - 1) * 0.27, mean, 0.27, yerr=spread, capsize=3, label=key)
     seeds = [len(results["variants"][n].get("seeds", [])) for n in names]
@@ -331,7 +333,7 @@ def draw(path: Path, results: dict, truth: dict, name: str) -> None:
                   fontsize=8)
     ax.set_xlabel(f"variant (seeds); the {len(names)} newest", fontsize=8)
     ax.set_ylabel("held-out PSNR, dB (mean, bar: spread over seeds)")
-    ax.set_ylim(10, 32)
+    ax.set_ylim(10, top)
     ax.legend(fontsize=8, ncol=3)
     ax.grid(alpha=0.3, axis="y")
     wanted = [f"{name}_{v}_s0" for v in ("full", "eyedirs", "defaults", "ss2", "ss2shape", "ss2shapeenv",
