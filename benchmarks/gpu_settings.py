@@ -93,7 +93,7 @@ def time_frames(base: list[str], keys: list[str], size: int, frames: int, prof_p
     run = load_run([*base, *keys, "--img_size", str(size)])
     if run.ds.h < size and run.ds.w < size:
         run.ds = upscaled_camera(run.ds, size)
-    code = run.model.condition(torch.zeros(1, run.model.mc.aud_code_dim, device=run.device), None)[0]
+    code = run.model.condition(torch.zeros(1, run.model.code_dim, device=run.device), None)[0]
     c2w = run.ds.c2w[0]
     out = run.pipeline.render_frame(run.ds, c2w, code, semantics=False)  # warm-up
     sync(run.device)

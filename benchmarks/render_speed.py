@@ -98,7 +98,7 @@ def _measure(job: dict) -> dict:
         cfg = parse([*job["config_args"], "--backbone", job["backbone"]])
         run, c2w = synthetic_run(cfg, size, pick_device(job["device"]))
     dev = run.device
-    code = run.model.condition(torch.zeros(1, run.model.mc.aud_code_dim, device=dev), None)[0]  # eyes open
+    code = run.model.condition(torch.zeros(1, run.model.code_dim, device=dev), None)[0]  # eyes open, the mean mouth
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     # one warm-up frame, timed apart, on every path and device (kernels, allocator, compilation): a video renders

@@ -80,9 +80,10 @@ def smooth_in_time(maps: Iterable[np.ndarray], radius: int = 1) -> Iterator[np.n
         yield mean_around(i)
 
 
-def face_axes(lms: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+def face_axes(lms: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray, float]:
     """(v, u) [H,W] pixel coordinates in the face's frame: v up the face in half face heights (0 at the centre,
-    +1 forehead, -1 chin), u across it in half face widths (sign-free: |u| = distance from the mid-line)."""
+    +1 forehead, -1 chin), u across it in half face widths (sign-free: |u| = distance from the mid-line); and the
+    half face width in pixels."""
     top, chin = lms[FOREHEAD, :2], lms[CHIN, :2]
     centre = (top + chin) / 2
     half_h = max(np.linalg.norm(top - chin) / 2, 1e-3)
@@ -91,7 +92,7 @@ def face_axes(lms: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     half_w = max(abs(np.dot(lms[CHEEK_L, :2] - lms[CHEEK_R, :2], across)) / 2, 1e-3)
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     dx, dy = xs - centre[0], ys - centre[1]
-    return (dx * up[0] + dy * up[1]) / half_h, np.abs(dx * across[0] + dy * across[1]) / half_w
+    return (dx * up[0] + dy * up[1]) / half_h, np.abs(dx * across[0] + dy * across[1]) / half_w, float(half_w)
 
 
 def fill(label: np.ndarray, lms: np.ndarray, loop: list[int], cls: int, hull: bool = False) -> None:
@@ -146,7 +147,7 @@ def parse_frame(lms: np.ndarray, person: np.ndarray, image: np.ndarray | None = 
     """uint8 [H,W] class map from the mesh [478,3] (pixels), the person probability [H,W] and, if given, the
     RGB frame [H,W,3] (then only skin-coloured pixels below the chin are neck, the rest is torso)."""
     h, w = person.shape
-    v, u = face_axes(lms, h, w)
+    v, u, half_w = face_axes(lms, h, w)
     label = np.zeros((h, w), np.uint8)
     is_person = person > 0.5
     label[is_person] = C["hair"]
@@ -163,7 +164,6 @@ def parse_frame(lms: np.ndarray, person: np.ndarray, image: np.ndarray | None = 
     fill(label, lms, OUTER_LIPS, C["lips"])
     if mouth_is_open(lms):
         fill(label, lms, INNER_LIPS, C["inner_mouth"])
-    half_w = float(np.linalg.norm(lms[CHEEK_L, :2] - lms[CHEEK_R, :2]) / 2)
     link = max(1, round(HAIR_LINK * half_w)) if np.isfinite(half_w) else 1
     label[detached_from_the_head(label == C["hair"], label == C["ears"], v, link)] = C["torso"]
     if image is not None:

@@ -216,13 +216,22 @@ class SSPNeRF(nn.Module):
             return torch.where(prob > GATE_FLOOR, prob, torch.zeros_like(prob))
         jaw, width = self.mc.gate_jaw_y, self.mc.gate_width
         gate = height_gate(x, jaw, width)
-        below_cap = height_gate(x, jaw - 2 * width, width)  # 0 above jaw - 2 width (ears, upper cheeks), 1 from jaw - width
+        below_cap = height_gate(x, self.gate_top(), width)  # 0 above jaw - 2 width (ears, upper cheeks), 1 from jaw - width
         band = ((below_cap > 0) & (gate < 1)).nonzero()[:, 0]  # the semantic head is asked only here
         if band.numel():
             codes = None if aud is None else rows(aud, band)
             sure = sure_torso(self.torso_probability(x[band], codes, coarse, torso_lookup))
             gate[band] = torch.maximum(gate[band], sure * below_cap[band])
         return gate
+
+    def gate_top(self) -> float | None:
+        """The head-frame height y above which torso_gate is 0 whatever the point (y down): the jaw line for the
+        height gate, the cap two gate widths above it for height+torso; None for the semantic gate."""
+        if not self.semantic_gate:
+            return self.mc.gate_jaw_y
+        if self.mc.deform_gate == "height+torso":
+            return self.mc.gate_jaw_y - 2 * self.mc.gate_width
+        return None
 
     def torso_probability(self, x: Tensor, aud: Tensor | None, coarse: bool = False, torso_lookup=None) -> Tensor:
         """The field's probability [M] of the gate's classes at x [M,3] (no gradient), or the occupancy grid's cache
@@ -295,10 +304,15 @@ class SSPNeRF(nn.Module):
             motion = self.deformation.frame_motion(pose)  # once per ray (or frame), not per sample
             flat = pts.flatten(0, 1)  # [N*S,3], a view whatever the memory order of the axes
             cand = todo.reshape(-1).nonzero()[:, 0]
+            top = self.gate_top()
+            if top is not None:  # y alone rules out the points above the gate's reach: x and z only of the rest
+                y = flat[cand, 1]
+                below = y > top
+                cand, y = cand[below], y[below]
             if self.semantic_gate:  # the field's (or the grid's cached) torso-ness needs the whole point
                 gate = self.torso_gate(flat[cand], None, torso_lookup=torso_lookup)
-            else:  # the height gate needs y alone: x and z only of the points that move
-                gate = height_gate_of_y(flat[cand, 1], self.mc.gate_jaw_y, self.mc.gate_width)
+            else:  # the height gate needs y alone
+                gate = height_gate_of_y(y, self.mc.gate_jaw_y, self.mc.gate_width)
             sel = cand[gate > GATE_FLOOR]
             ray = torch.div(sel, s, rounding_mode="floor")
             per_point = tuple(None if m is None else rows(m, ray) for m in motion)

@@ -288,3 +288,30 @@ def test_height_and_torso_gate_asks_the_semantic_head_only_between_its_cap_and_t
     got = model.torso_gate(torch.stack([torch.zeros(6), y, torch.zeros(6)], 1), None, torso_lookup=lookup)
     assert torch.allclose(asked[0], torch.tensor([0.15, 0.185, 0.21]))
     assert got[0] == 0 and got[1] == 0 and got[3] == 1 and got[5] == 1
+
+
+@pytest.mark.parametrize("gate", ["height", "height+torso", "semantic"])
+def test_estimators_torso_warp_moves_exactly_the_points_the_gate_moves(gate):
+    """The estimator's warp rules points out by their height before it gathers them: it must still pick exactly the
+    `todo` samples whose gate is above the floor (as torso_gate says on every sample) and move them by the torso
+    motion."""
+    from nerf.model import GATE_FLOOR
+    torch.manual_seed(0)
+    model = _ball_model(deform_gate=gate, gate_jaw_y=0.2, gate_width=0.03).model
+    n, s = 6, 40
+    pts = torch.rand(n, s, 3) * 0.6 - 0.3
+    pts[..., 1] = torch.linspace(-0.1, 0.35, s)  # every ray crosses the cap, the band and the jaw line
+    todo = torch.rand(n, s) < 0.7
+    pose = torch.randn(n, 6) * 0.1
+    def lookup(x):  # torso on the x > 0 half: the band between the cap and the jaw line moves there only
+        return (x[:, 0] > 0).float()
+
+    idx, moved = model.torso_warp(pose, lookup)(pts, todo)
+    flat = pts.flatten(0, 1)
+    want = (todo.reshape(-1) & (model.torso_gate(flat, None, torso_lookup=lookup) > GATE_FLOOR)).nonzero()[:, 0]
+    assert torch.equal(idx, want) and 0 < idx.numel() < todo.sum()
+    motion = model.deformation.frame_motion(pose)
+    ray = idx // s
+    per_point = tuple(None if m is None else m[ray] for m in motion)
+    expected = flat[idx] + model.deformation.torso_motion(flat[idx], pose[ray], per_point)
+    assert torch.allclose(moved, expected, atol=1e-6)

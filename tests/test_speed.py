@@ -84,3 +84,16 @@ def test_cpu_allocator_tuned_on_linux():
     speed.by_device(torch.device("cpu"), 48)
     if sys.platform.startswith("linux"):
         assert speed.tune_cpu_allocator() is True
+
+
+def test_render_speed_benchmark_times_a_run_of_todays_defaults(tiny_run):
+    """benchmarks/render_speed.py on a trained run of the default model (no learned audio code: the condition is
+    the mouth shape and the eye input alone). It built its frame condition from aud_code_dim and broke on every
+    such run."""
+    from benchmarks.render_speed import _measure
+
+    job = {"expname": tiny_run["expname"], "size": 16, "device": "cpu", "frames": 2, "max_seconds": 30.0,
+           "threads": 1, "skip": True, "path": "fast",
+           "config_args": ["--config", str(tiny_run["config"]), "--basedir", str(tiny_run["basedir"])]}
+    r = _measure(job)
+    assert r["frames"] == 2 and r["fps"] > 0 and r["backbone"] == "hash"
