@@ -41,7 +41,9 @@
    `ss2shapemeasdecallong` (and `...uni`, `...nosem`, `...nodeform`: its ablations) is `ss2shapemeasenvcallong` with the
    envelope read without the MFCC pre-emphasis (`mouth_deemphasis = true`). `gate` (and `gateuni`, `gatenosem`,
    `gatenodeform`) is that with the torso deforming also above the jaw line where the semantic head says torso
-   (`deform_gate = height+torso`: today's default since 2026-12-07); every other variant pins `height`.
+   (`deform_gate = height+torso`: today's default since 2026-12-07); every other variant pins `height`. `gatebeta2`
+   and `gatealpha25` are `gate` with the class shares leaning further to the small classes (`sampler_beta = 2`,
+   `sampler_alpha = 0.25`).
 Writes benchmarks/results/<subject>.json (every run, and per variant the mean and the spread over seeds) and .png.
 """
 from __future__ import annotations
@@ -174,6 +176,11 @@ ABLATIONS = {
                   "sampling": "uniform"},  # no semantic head: the height gate alone
     "gatenodeform": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "deform_gate": "height+torso",
                      "deform": "false"},
+    # today's default with the semantic sampler's class shares p_c ~ area_c^alpha (L_c / mean L)^beta (alpha 0.5,
+    # beta 1) leaning further towards the small classes: the loss's weight squared, or the area's halved
+    "gatebeta2": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "deform_gate": "height+torso", "sampler_beta": "2"},
+    "gatealpha25": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "deform_gate": "height+torso",
+                    "sampler_alpha": "0.25"},
     # the default of 2026-12-06 trained for the whole 20 minutes of #16's protocol (12000 iterations)
     "ss2shapeenvlong": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_envelope": "true",
                         "iters": "12000"},
