@@ -216,7 +216,7 @@ class SSPNeRF(nn.Module):
             return torch.where(prob > GATE_FLOOR, prob, torch.zeros_like(prob))
         jaw, width = self.mc.gate_jaw_y, self.mc.gate_width
         gate = height_gate(x, jaw, width)
-        below_cap = height_gate(x, self.gate_top(), width)  # 0 above jaw - 2 width (ears, upper cheeks), 1 from jaw - width
+        below_cap = height_gate(x, self.gate_top(), width)  # 0 above jaw - 2 width (ears, cheeks), 1 from jaw - width
         band = ((below_cap > 0) & (gate < 1)).nonzero()[:, 0]  # the semantic head is asked only here
         if band.numel():
             codes = None if aud is None else rows(aud, band)
