@@ -43,7 +43,7 @@
    `gatenodeform`) is that with the torso deforming also above the jaw line where the semantic head says torso
    (`deform_gate = height+torso`: today's default since 2026-12-07); every other variant pins `height`. `gatebeta2`
    and `gatealpha25` are `gate` with the class shares leaning further to the small classes (`sampler_beta = 2`,
-   `sampler_alpha = 0.25`).
+   `sampler_alpha = 0.25`); `gatet17` is `gate` with a 2^17 hash table (`hash_log2_table = 17`; the cpu preset: 15).
 Writes benchmarks/results/<subject>.json (every run, and per variant the mean and the spread over seeds) and .png.
 """
 from __future__ import annotations
@@ -181,6 +181,10 @@ ABLATIONS = {
     "gatebeta2": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "deform_gate": "height+torso", "sampler_beta": "2"},
     "gatealpha25": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "deform_gate": "height+torso",
                     "sampler_alpha": "0.25"},
+    # today's default with the cpu preset's hash table 4x larger (2^17 entries a level, the gpu preset's), fewer
+    # collisions at the fine levels where the lips and teeth are
+    "gatet17": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "deform_gate": "height+torso",
+                "hash_log2_table": "17"},
     # the default of 2026-12-06 trained for the whole 20 minutes of #16's protocol (12000 iterations)
     "ss2shapeenvlong": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_envelope": "true",
                         "iters": "12000"},
