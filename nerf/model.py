@@ -239,7 +239,11 @@ class SSPNeRF(nn.Module):
         if torso_lookup is not None:
             return torso_lookup(x)
         with torch.no_grad():
-            return torch.softmax(self.field_of(coarse).semantics(x, aud), -1)[:, self.torso_classes].sum(-1)
+            return self.torso_share(self.field_of(coarse).semantics(x, aud))
+
+    def torso_share(self, logits: Tensor) -> Tensor:
+        """Semantic logits [M,C] -> the probability [M] of the gate's classes."""
+        return torch.softmax(logits, -1)[:, self.torso_classes].sum(-1)
 
     def field_of(self, coarse: bool) -> nn.Module:
         """The coarse field (mlp backbone's coarse pass) or the field."""
@@ -287,7 +291,7 @@ class SSPNeRF(nn.Module):
             sigma, logits = self.field.density_and_semantics(x, code.view(1, -1))
             torso = None
             if logits is not None and self.torso_classes:
-                torso = torch.softmax(logits, -1)[:, self.torso_classes].sum(-1)
+                torso = self.torso_share(logits)
             return sigma, torso
         return fn
 

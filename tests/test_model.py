@@ -303,6 +303,7 @@ def test_estimators_torso_warp_moves_exactly_the_points_the_gate_moves(gate):
     pts[..., 1] = torch.linspace(-0.1, 0.35, s)  # every ray crosses the cap, the band and the jaw line
     todo = torch.rand(n, s) < 0.7
     pose = torch.randn(n, 6) * 0.1
+
     def lookup(x):  # torso on the x > 0 half: the band between the cap and the jaw line moves there only
         return (x[:, 0] > 0).float()
 
