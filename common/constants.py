@@ -7,6 +7,8 @@ import numpy as np
 FPS = 25  # frames per second of a processed clip (AD-NeRF's)
 SAMPLE_RATE = 16000  # Hz of aud.wav and of every audio the feature extractors see
 HOP = SAMPLE_RATE // FPS  # audio samples per video frame (640)
+MAX_FRAME_SIZE = 512  # px: the largest image size a preset trains at (nerf/presets.py gpu; AD-NeRF's 450-512):
+#                       step 3 scales larger crops down to it unless --size says otherwise
 
 # parsing/classes.json: index = position (background must be 0: it takes the final transmittance)
 CLASSES = ["background", "face", "brows", "eyes", "ears", "nose", "inner_mouth", "lips", "neck", "torso", "hair"]

@@ -1,9 +1,12 @@
 """Step 3: frames `ori_imgs/<i>.jpg` at 25 fps, square pixels, square frames; `video_meta.json` says how.
 
 Square pixels: the sample aspect ratio (SAR) is applied by scaling the width (`scale=iw*sar:ih`).
-Square frames: a square video keeps its size (or is resized to --size); any other is cropped to the largest square
+Square frames: a square video keeps its size up to 512 px (or is resized to --size); any other is cropped to the largest square
 that fits, centred horizontally on the face (mediapipe face detection on a few sampled frames) and, for a portrait
 video, placed so the face sits in the upper part with the shoulders below; then resized to --size if given.
+Without --size a square larger than MAX_FRAME_SIZE (512 px, the largest size any preset trains at) is scaled down to
+it: a 1080p video's 1080 px crop would make steps 4-7 ~3x slower for pixels no run uses (NOTES, 2026-12-07 third
+session). --full_frame renders still paste into the video's full display size (the crop is recorded in its pixels).
 The frames are extracted into a temporary folder that is renamed into place, so a killed run never leaves a
 partial ori_imgs/ that looks finished. A truncated video gives the frames that can be decoded, with a warning.
 --start/--end (data_util.span) cut the video; frames past the end of the audio are dropped (data_util.common_length).
@@ -21,6 +24,7 @@ import numpy as np
 
 from . import common_length, span
 from .context import FPS, StepContext
+from common.constants import MAX_FRAME_SIZE
 from common.errors import PreprocessError
 from common.ffmpeg import call_ffmpeg, last_error, probe
 from common.fileio import save_json
@@ -227,7 +231,8 @@ def run(ctx: StepContext) -> None:
             print(f"warning: {video}: no face found in {N_SAMPLES} sampled frames; cropping the centre square",
                   file=sys.stderr)
         crop = square_crop(width, height, face)
-    out_size = ctx.size or min(width, height)
+    side = crop[2] if crop else min(width, height)
+    out_size = ctx.size or min(side, MAX_FRAME_SIZE)
     vf = frame_filters(info, crop, out_size)
     expected = int(round((end - start) * FPS)) if end else None
     decoded, n = write_frames(ctx, info, vf, span.input_args(ctx, start, end), expected)
@@ -242,4 +247,5 @@ def run(ctx: StepContext) -> None:
     common_length.fit_saved_features(ctx, n)
     where = f" of {span.text(start, end)}" if ctx.start is not None or ctx.end is not None else ""
     print(f"  ori_imgs: {n} frames {out_size}x{out_size}{where}"
-          + (f", crop {crop} of {width}x{height}" if crop else ""))
+          + (f", crop {crop} of {width}x{height}" if crop else "")
+          + (f", scaled down from {side} px (--size {side} keeps its full resolution)" if out_size < side and not ctx.size else ""))

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from common.constants import MAX_FRAME_SIZE
+
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {"img_size": 128, "train_supersample": 2, "n_rand": 512, "hash_samples": 48, "hash_levels": 12,
             "hash_log2_table": 15, "iters": 12000, "lr_decay_iters": 0, "att_start": 8000, "time_budget": 1500.0},
-    "gpu": {"img_size": 512, "n_rand": 2048, "hash_samples": 128, "hash_levels": 16, "hash_log2_table": 17,
+    "gpu": {"img_size": MAX_FRAME_SIZE, "n_rand": 2048, "hash_samples": 128, "hash_levels": 16, "hash_log2_table": 17,
             "iters": 20000, "lr_decay_iters": 0, "att_start": 10000},
 }
 CHOICES = ("auto", "cpu", "gpu", "none")

@@ -374,7 +374,8 @@ class Trainer:
             self.writer.add_scalar("val/miou", res["miou"], it)
         for k, v in res["region_psnr"].items():
             self.writer.add_scalar(f"val_region/{k}", v, it)
-        tqdm_write(f"iter {it}: val psnr {res['psnr']:.2f} dB, miou {res['miou']}, time {self.time_s:.0f} s")
+        miou = "" if res["miou"] is None else f", mIoU {res['miou']:.3f}"
+        tqdm_write(f"iter {it}: val psnr {res['psnr']:.2f} dB{miou}, time {self.time_s:.0f} s")
         return record
 
 

@@ -55,6 +55,21 @@ def test_non_square_pixels_without_face_centre_crop(tmp_path, capsys):
     assert "no face found" in capsys.readouterr().err
 
 
+def test_large_crop_scaled_down_unless_size_given(tmp_path, monkeypatch, capsys):
+    """A square crop larger than MAX_FRAME_SIZE is scaled down to it (and says so); --size wins over the cap."""
+    monkeypatch.setattr(video, "MAX_FRAME_SIZE", 48)
+    path = make_video(tmp_path / "wide.mp4", size="128x96", seconds=0.4, audio=False)
+    ctx = ctx_for(tmp_path, path)
+    video.run(ctx)
+    meta = meta_of(ctx)
+    assert meta["crop"]["side"] == 96 and meta["size"] == 48
+    assert iio.imread(ctx.frame_paths()[0]).shape == (48, 48, 3)
+    assert "scaled down from 96 px (--size 96 keeps its full resolution)" in capsys.readouterr().out
+    ctx = StepContext(name="x", video=path, out_dir=tmp_path / "out2", size=80)
+    video.run(ctx)
+    assert meta_of(ctx)["size"] == 80 and iio.imread(ctx.frame_paths()[0]).shape == (80, 80, 3)
+
+
 @pytest.fixture(scope="module")
 def astronaut_video(tmp_path_factory):
     """The astronaut in a wide 427x180 scene, stored as 320x180 with SAR 4:3."""
