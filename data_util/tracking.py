@@ -41,6 +41,8 @@ z*w (predicted as the point's camera depth relative to the face centre times f /
   (cv2.solvePnP on the shape).
 - Smoothness: a soft-L1 penalty on frame-to-frame changes of rotation and translation, weighted as the pixel
   motion they cause (SMOOTH), keeps landmark jitter out of the poses without flattening real motion.
+- Cuts: a head rotation of more than JUMP_DEG between two frames is no head motion; one warning line names the
+  frames (an edited video: one model needs one shot from one camera, which --start / --end can take).
 - Gauge: after solving, the shape is scaled so the outer eye corners (33, 263) are 0.1 apart, centred on the mean
   of the 468 mesh points, and rotated so the mean head rotation over the clip is the identity (the head frame's
   axes follow the head's average pose: x right, y down, z away from the camera, like OpenCV). The remaining mesh
@@ -52,6 +54,8 @@ Output (docs/DESIGN.md, coordinates; plain tensors, `torch.load(weights_only=Tru
 rigid points). `X_cam = R(euler) @ X_head + trans`.
 """
 from __future__ import annotations
+
+import sys
 
 import cv2
 import numpy as np
@@ -81,6 +85,7 @@ POSE_NFEV = 30  # evaluations of the final pose fit on all frames
 FOCAL_GRID = 2.0 ** np.arange(-1, 4)  # 0.5 ... 8 x the image size max(h, w): coarse focal search grid
 FIT_POINTS_FRAMES = 60  # frames used to place the non-rigid points of the shape
 SMOOTH = 2.0  # weight of the temporal smoothness residuals (pixel motion of a point 0.1 from the origin)
+JUMP_DEG = 15.0  # a head rotation larger than this between two frames (375 deg/s at 25 fps) is a cut in the video
 
 
 # ---------------------------------------------------------------- points and initial shape
@@ -273,9 +278,27 @@ def track(lms: np.ndarray, h: int, w: int, verbose: bool = True, covered: np.nda
     if verbose:
         print(f"tracking: focal {fit.focal:.1f} px, camera distance {np.mean(trans[:, 2]):.3f}, "
               f"rigid reprojection error mean {per_frame.mean():.2f} px, worst frame {per_frame.max():.2f} px")
+        warn_jumps(rotvec)
     return {"focal": np.array([fit.focal]), "euler": euler, "trans": trans, "id": shape,
             "image_size": np.array([h, w]), "reproj_err": per_frame,
             "rigid": rigid if RIGID_ROUNDS == 0 else pts}
+
+
+def jumps(rotvec: np.ndarray) -> np.ndarray:
+    """Frames i [K] whose head rotation differs from frame i-1's by more than JUMP_DEG (rotvec [N,3])."""
+    rots = Rotation.from_rotvec(rotvec)
+    step = np.degrees((rots[1:] * rots[:-1].inv()).magnitude()) if len(rots) > 1 else np.zeros(0)
+    return np.nonzero(step > JUMP_DEG)[0] + 1
+
+
+def warn_jumps(rotvec: np.ndarray) -> None:
+    """One warning line when the head jumps between frames: the model assumes one continuous shot, one camera."""
+    at = jumps(rotvec)
+    if len(at):
+        shown = ", ".join(str(i) for i in at[:8]) + (f" and {len(at) - 8} more" if len(at) > 8 else "")
+        print(f"warning: tracking: the head turns more than {JUMP_DEG:.0f} degrees from one frame to the next at "
+              f"frame {shown}: cuts in the video? One model needs one continuous shot from one camera; take one "
+              "with --start / --end (see debug/poses.png)", file=sys.stderr)
 
 
 def save_params(path, params: dict[str, np.ndarray]) -> None:

@@ -6,6 +6,8 @@ camera-to-world matrix in the head frame, in the NeRF/OpenGL camera convention (
 `c2w = inv([R|t]) @ diag(1, -1, -1, 1)`.
 
 Split (AD-NeRF): the first floor(10 N / 11) frames train, the rest validate (at least one frame each when N >= 2).
+When a hand covers the face in the clip's last frames (so that fewer than 1/11 of the free frames would validate,
+or none would train), the split moves so that the last 1/11 of the free frames validate, with one line saying so.
 
 Ray bounds written into the config: with `mean_z` the mean camera distance to the head-frame origin (the centre of
 the face-mesh points) and `E` the outer-eye-corner distance (0.1 head units by construction),
@@ -70,6 +72,21 @@ def split_index(n: int) -> int:
     if n < 2:
         raise PreprocessError(f"transforms: need at least 2 frames for a train / val split, got {n}")
     return min(max(n * 10 // 11, 1), n - 1)
+
+
+def visible_split_index(n: int, hidden: set[int]) -> int:
+    """split_index(n), unless the frames a hand covers (`hidden`) leave the validation part fewer of the visible
+    frames than the last 1/11 of them (or none for training): then the split moves so that exactly those validate."""
+    k = split_index(n)
+    visible = np.array([i for i in range(n) if i not in hidden], int)
+    if len(visible) < 2:
+        raise PreprocessError(f"transforms: a hand covers the face in {n - len(visible)} of {n} frames; at least 2 "
+                              "must be free to train and validate: trim the video (--start / --end) to a part "
+                              "where the face is free")
+    want = len(visible) - split_index(len(visible))  # visible frames the validation part should hold
+    if (visible >= k).sum() >= want and (visible < k).any():
+        return k
+    return int(visible[len(visible) - want])
 
 
 def ray_bounds(trans: np.ndarray) -> tuple[float, float]:
@@ -176,16 +193,16 @@ def run(ctx: StepContext) -> None:
     n_aud = len(np.load(ctx.aud_npy_out, mmap_mode="r")) if ctx.aud_npy_out.is_file() else None
     h, w = (int(v) for v in params["image_size"])
     focal = float(params["focal"][0])
-    n_train = split_index(n)
     hidden = hand_covered_frames(ctx, n)
+    n_train = visible_split_index(n, hidden)
+    if n_train != split_index(n):
+        print(f"transforms: validation from frame {n_train} (not {split_index(n)}): a hand covers the face in the "
+              "clip's last frames, so the last 1/11 of the frames where it is free validate")
     frames = frame_records(params, lms, n_aud, openness(lms, ~np.isin(np.arange(n), list(hidden))))
     kept_count = {}  # split -> frames it keeps (those a hand covers are left out)
     for split, part in (("train", frames[:n_train]), ("val", frames[n_train:])):
         kept = [f for f in part if f["img_id"] not in hidden]
         kept_count[split] = len(kept)
-        if not kept:
-            raise PreprocessError(f"{ctx.out_dir / 'occlusion.npy'}: a hand covers the face in every {split} frame; "
-                                  "trim the video (--start / --end) to a part where the face is free")
         save_json(ctx.out_dir / f"transforms_{split}.json",
                   {"focal_len": focal, "cx": w / 2.0, "cy": h / 2.0, "h": h, "w": w, "frames": kept,
                    "left_out": {"hand_over_face": sorted(f["img_id"] for f in part if f["img_id"] in hidden)}})

@@ -131,3 +131,15 @@ def test_sample_clip_acceptance():
     assert np.degrees((est[1:] * est[:-1].inv()).magnitude()).max() < 5.0
     spans = span_rotation_change(est, [tuple(s) for s in clip.gt["expression_spans"]])
     assert max(spans) < SPAN_LIMIT, spans
+
+
+def test_jumps_between_frames_are_named(capsys):
+    """A 20 degree turn within one frame (a cut) is named; 4 degrees a frame (a fast real turn) is not."""
+    angles = np.radians(np.r_[np.arange(5) * 4.0, 36 + np.arange(5) * 4.0])  # 20 degrees from frame 4 to 5
+    rotvec = np.stack([np.zeros(10), angles, np.zeros(10)], 1)
+    assert tracking.jumps(rotvec).tolist() == [5]
+    tracking.warn_jumps(rotvec)
+    err = capsys.readouterr().err
+    assert "at frame 5: cuts in the video?" in err and err.count("\n") == 1
+    tracking.warn_jumps(rotvec[:5])
+    assert capsys.readouterr().err == ""

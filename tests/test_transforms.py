@@ -99,6 +99,16 @@ def test_split_sizes():
         transforms.split_index(1)
 
 
+def test_split_moves_when_a_hand_covers_the_last_frames():
+    """The last 1/11 of the free frames validate when AD-NeRF's split would leave too few of them (or none to train)."""
+    assert transforms.visible_split_index(22, set()) == 20
+    assert transforms.visible_split_index(22, set(range(5, 12))) == 20  # a hand mid-clip: the split stays
+    assert transforms.visible_split_index(22, set(range(15, 22))) == 13  # 15 free: frames 13, 14 validate
+    assert transforms.visible_split_index(22, set(range(20))) == 21  # frames 20 and 21 free: one of each
+    with pytest.raises(Exception, match="hand covers the face in 21 of 22 frames"):
+        transforms.visible_split_index(22, set(range(21)))
+
+
 def test_short_training_part_is_named():
     """Under a minute of training video, one line says how long it is and that the mouth learns from it."""
     note = transforms.short_clip_note(272)
@@ -119,6 +129,18 @@ def test_frames_under_a_hand_are_left_out_and_not_counted(tmp_path, capsys):
     assert train["left_out"]["hand_over_face"] == [3, 4, 5, 6, 7] and val["left_out"]["hand_over_face"] == []
     assert "(15 training frames, 2 validation frames)" in (tmp_path / "configs" / "subj.txt").read_text()
     assert "15 training frames (1 s of video)" in capsys.readouterr().out
+
+
+def test_hand_over_the_last_frames_moves_the_validation_part(tmp_path, capsys):
+    clip = synth_clip(n=22, noise=0.0, expression=False, seed=5)
+    ctx = make_subject(tmp_path, clip, true_params(clip), n_aud=22)
+    covered = np.zeros((22, 478), bool)
+    covered[15:, :200] = True  # the last 7 frames under a hand
+    np.save(ctx.out_dir / "occlusion.npy", covered)
+    transforms.run(ctx)
+    assert [f["img_id"] for f in load(ctx, "val")["frames"]] == [13, 14]
+    assert [f["img_id"] for f in load(ctx, "train")["frames"]] == list(range(13))
+    assert "validation from frame 13 (not 20)" in capsys.readouterr().out
 
 
 def test_config_parses_and_bounds_hold_the_head(tmp_path):
