@@ -13,6 +13,7 @@ The inner mouth is drawn only when the lips are apart (gap >= MIN_MOUTH_GAP of t
 """
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from typing import Iterable, Iterator
 
@@ -109,16 +110,17 @@ def mouth_is_open(lms: np.ndarray) -> bool:
     return gap >= max(1.0, MIN_MOUTH_GAP * width)
 
 
-def skin_like(image: np.ndarray, face: np.ndarray, max_dist: float = SKIN_MAX_DIST) -> np.ndarray:
-    """bool [H,W]: pixels whose colour (CIE Lab chroma a, b) is within `max_dist` standard deviations of the
-    face skin's (the pixels of bool mask `face` [H,W]); lightness is left free for a neck in shadow."""
-    ab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)[..., 1:].astype(np.float32)
-    skin = ab[face]
+def skin_like(image: np.ndarray, face: np.ndarray, where: np.ndarray, max_dist: float = SKIN_MAX_DIST) -> np.ndarray:
+    """bool [K]: which of the K pixels of bool mask `where` [H,W] have a colour (CIE Lab chroma a, b) within
+    `max_dist` standard deviations of the face skin's (the pixels of bool mask `face` [H,W]); lightness is left free
+    for a neck in shadow."""
+    ab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)[..., 1:]
+    skin = ab[face].astype(np.float32)
     if len(skin) < 20:
-        return np.ones(face.shape, bool)
+        return np.ones(int(where.sum()), bool)
     mean, cov = skin.mean(0), np.cov(skin.T) + np.eye(2, dtype=np.float32) * 4.0
-    d = ab - mean
-    return np.einsum("hwi,ij,hwj->hw", d, np.linalg.inv(cov), d) <= max_dist ** 2
+    d = ab[where].astype(np.float32) - mean
+    return np.einsum("ki,ij,kj->k", d, np.linalg.inv(cov), d) <= max_dist ** 2
 
 
 def detached_from_the_head(hair: np.ndarray, ears: np.ndarray, v: np.ndarray, neck_px: int,
@@ -136,10 +138,9 @@ def detached_from_the_head(hair: np.ndarray, ears: np.ndarray, v: np.ndarray, ne
     n, comp = cv2.connectedComponents(core.astype(np.uint8), connectivity=8)
     if n <= 1:  # nothing wider than a link: leave the labels as they are
         return np.zeros_like(hair)
-    highest = np.full(n, -np.inf)
-    np.maximum.at(highest, comp[core], v[core])
+    reaches_up = np.bincount(comp[core & (v > top)], minlength=n) > 0  # [n]: the part has a point above `top`
     _, (iy, ix) = distance_transform_edt(~core, return_indices=True)
-    on_head = (highest > top)[comp[iy, ix]]  # [H,W]: the nearest part reaches above `top`
+    on_head = reaches_up[comp[iy, ix]]  # [H,W]: the nearest part reaches above `top`
     return low & ~on_head
 
 
@@ -168,7 +169,7 @@ def parse_frame(lms: np.ndarray, person: np.ndarray, image: np.ndarray | None = 
     label[detached_from_the_head(label == C["hair"], label == C["ears"], v, link)] = C["torso"]
     if image is not None:
         neck = label == C["neck"]
-        label[neck & ~skin_like(image, label == C["face"])] = C["torso"]
+        label[neck] = np.where(skin_like(image, label == C["face"], neck), C["neck"], C["torso"])
     return label
 
 
@@ -183,8 +184,10 @@ def run(ctx: StepContext) -> None:
     paths = ctx.frame_paths()
     if len(paths) != len(lms):
         raise PreprocessError(f"{lms_path}: {len(lms)} frames of landmarks but {len(paths)} images in {ctx.img_dir}")
-    prob = smooth_in_time(person_probability(read_rgb(p) for p in paths))
-    for path, pts, pr in tqdm(zip(paths, lms, prob), total=len(paths), desc="parsing", unit="frame"):
-        save_image(ctx.parsing_dir / f"{path.stem}.png", parse_frame(pts, pr, read_rgb(path)))
+    frames, frames_again = itertools.tee(read_rgb(p) for p in paths)  # each frame decoded once (tee holds ~3)
+    prob = smooth_in_time(person_probability(frames))
+    for path, pts, pr, image in tqdm(zip(paths, lms, prob, frames_again), total=len(paths), desc="parsing",
+                                     unit="frame"):
+        save_image(ctx.parsing_dir / f"{path.stem}.png", parse_frame(pts, pr, image))
     save_json(ctx.parsing_dir / "classes.json", {"classes": CLASSES})
     print(f"parsing: {len(paths)} class maps in {ctx.parsing_dir}")
