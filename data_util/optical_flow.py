@@ -71,10 +71,14 @@ def flow_links(gray_frames: Iterable[np.ndarray], points: np.ndarray, params: di
 
 
 def landmark_flow(gray_frames: Iterable[np.ndarray], lms: np.ndarray, covered: np.ndarray | None = None,
-                  progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                  progress: bool = False, which: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Flow [N,478,2] and ok [N,478] (see flow_links) of landmarks [N,478,>=2] (pixels) over grey frames in order;
-    covered [N,478] bool (optional): a hand over the point in either frame leaves the link out."""
-    flow, ok = flow_links(gray_frames, np.asarray(lms, np.float64)[..., :2], lk_params(lms), progress)
+    covered [N,478] bool (optional): a hand over the point in either frame leaves the link out. which [K]
+    (optional): flow only these points (each point's flow is computed alone; the others get ok False)."""
+    lms = np.asarray(lms, np.float64)
+    which = np.arange(lms.shape[1]) if which is None else np.asarray(which)
+    flow, ok = np.zeros((*lms.shape[:2], 2)), np.zeros(lms.shape[:2], bool)
+    flow[:, which], ok[:, which] = flow_links(gray_frames, lms[:, which, :2], lk_params(lms), progress)
     if covered is not None:
         hidden = np.asarray(covered, bool)
         ok[1:] &= ~hidden[1:] & ~hidden[:-1]

@@ -338,7 +338,9 @@ def run(ctx: StepContext) -> None:
                               f"{list(lms.shape[:2])}; rerun step 4 (landmarks)")
     flow = None
     if np.isfinite(lms).all():  # (else track() names the frames with missing landmarks)
-        flow = landmark_flow(read_gray(frames), lms, covered, progress=True)
-        print(f"tracking: optical flow of the landmarks: {100 * flow[1][1:].mean():.0f}% of the frame-to-frame "
-              "links passed the forward-backward check")
+        candidates = rigid_indices(initial_shape(lms))  # the only points whose flow track() uses
+        flow = landmark_flow(read_gray(frames), lms, covered, progress=True, which=candidates)
+        print(f"tracking: optical flow of the {len(candidates)} pose-point candidates: "
+              f"{100 * flow[1][1:, candidates].mean():.0f}% of the frame-to-frame links passed the forward-backward "
+              "check")
     save_params(ctx.out_dir / "track_params.pt", track(lms, h, w, covered=covered, flow=flow))

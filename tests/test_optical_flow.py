@@ -42,6 +42,19 @@ def test_flow_measures_the_pixels_motion():
     assert np.median(err) < 0.1 and err.max() < 0.3, (np.median(err), err.max())
 
 
+def test_flow_of_some_points_equals_their_flow_among_all():
+    """`which` flows only those points (each point's Lucas-Kanade is its own): the same numbers as among all 478,
+    the others left out (ok False)."""
+    t = np.arange(6)
+    shift = np.stack([1.5 * np.sin(t / 2), 0.7 * t], 1)
+    lms = face_points(len(t), shift)
+    which = np.array([0, 7, 33, 263, 400])
+    full, ok_full = landmark_flow(iter(textured_frames(shift)), lms)
+    some, ok_some = landmark_flow(iter(textured_frames(shift)), lms, which=which)
+    assert np.array_equal(some[:, which], full[:, which]) and np.array_equal(ok_some[:, which], ok_full[:, which])
+    assert ok_some[:, which].any() and not np.delete(ok_some, which, axis=1).any()
+
+
 def test_a_hand_or_a_cut_leaves_the_links_out():
     n = 10
     shift = np.zeros((n, 2))
