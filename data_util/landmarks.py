@@ -88,8 +88,8 @@ def detect_landmarks(frames: Iterable[np.ndarray], progress: bool = False, total
     """float32 [N,478,3] (x, y, z*w pixels) for RGB uint8 frames [H,W,3], a video in order; NaN rows where no
     face was found (after a static-mode retry of that frame)."""
     out = []
-    with quiet_native_stderr(), _face_mesh(static=False) as video_mesh, _face_mesh(static=True) as still_mesh:
-        for frame in tqdm(frames, total=total, desc="landmarks", unit="frame", disable=not progress):
+    with quiet_native_stderr() as stderr, _face_mesh(static=False) as video_mesh, _face_mesh(static=True) as still_mesh:
+        for frame in tqdm(frames, total=total, desc="landmarks", unit="frame", disable=not progress, file=stderr):
             h, w = frame.shape[:2]
             rgb = np.ascontiguousarray(frame)
             pts = _points(video_mesh.process(rgb), h, w)

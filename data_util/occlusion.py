@@ -32,9 +32,9 @@ def detect_hands(frames: Iterable[np.ndarray], total: int | None = None, progres
     from .video import quiet_native_stderr
 
     out = []
-    with quiet_native_stderr(), mp.solutions.hands.Hands(static_image_mode=False, max_num_hands=2,
-                                                         model_complexity=1, min_detection_confidence=0.5) as hands:
-        for frame in tqdm(frames, total=total, desc="hands", unit="frame", disable=not progress):
+    with quiet_native_stderr() as stderr, mp.solutions.hands.Hands(
+            static_image_mode=False, max_num_hands=2, model_complexity=1, min_detection_confidence=0.5) as hands:
+        for frame in tqdm(frames, total=total, desc="hands", unit="frame", disable=not progress, file=stderr):
             h, w = frame.shape[:2]
             pts = np.full((2, N_HAND, 2), np.nan, np.float32)
             res = hands.process(np.ascontiguousarray(frame))

@@ -186,8 +186,9 @@ def run(ctx: StepContext) -> None:
         raise PreprocessError(f"{lms_path}: {len(lms)} frames of landmarks but {len(paths)} images in {ctx.img_dir}")
     frames, frames_again = itertools.tee(read_rgb(p) for p in paths)  # each frame decoded once (tee holds ~3)
     prob = smooth_in_time(person_probability(frames))
-    for path, pts, pr, image in tqdm(zip(paths, lms, prob, frames_again), total=len(paths), desc="parsing",
-                                     unit="frame"):
-        save_image(ctx.parsing_dir / f"{path.stem}.png", parse_frame(pts, pr, image))
+    with quiet_native_stderr() as stderr:  # (person_probability's own would swallow the bar)
+        for path, pts, pr, image in tqdm(zip(paths, lms, prob, frames_again), total=len(paths), desc="parsing",
+                                         unit="frame", file=stderr):
+            save_image(ctx.parsing_dir / f"{path.stem}.png", parse_frame(pts, pr, image))
     save_json(ctx.parsing_dir / "classes.json", {"classes": CLASSES})
     print(f"parsing: {len(paths)} class maps in {ctx.parsing_dir}")

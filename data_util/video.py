@@ -1,9 +1,10 @@
 """Step 3: frames `ori_imgs/<i>.jpg` at 25 fps, square pixels, square frames; `video_meta.json` says how.
 
 Square pixels: the sample aspect ratio (SAR) is applied by scaling the width (`scale=iw*sar:ih`).
-Square frames: a square video keeps its size up to 512 px (or is resized to --size); any other is cropped to the largest square
-that fits, centred horizontally on the face (mediapipe face detection on a few sampled frames) and, for a portrait
-video, placed so the face sits in the upper part with the shoulders below; then resized to --size if given.
+Square frames: a square video keeps its size up to 512 px (or is resized to --size); any other is cropped to the
+largest square that fits, centred horizontally on the face (mediapipe face detection on a few sampled frames) and,
+for a portrait video, placed so the face sits in the upper part with the shoulders below; then resized to --size if
+given.
 Without --size a square larger than MAX_FRAME_SIZE (512 px, the largest size any preset trains at) is scaled down to
 it: a 1080p video's 1080 px crop would make steps 4-7 ~3x slower for pixels no run uses (NOTES, 2026-12-07 third
 session). --full_frame renders still paste into the video's full display size (the crop is recorded in its pixels).
@@ -18,7 +19,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, TextIO
 
 import numpy as np
 
@@ -64,16 +65,19 @@ def read_frame(video: Path, t: float, width: int, height: int) -> np.ndarray | N
 
 
 @contextlib.contextmanager
-def quiet_native_stderr() -> Iterator[None]:
-    """Silence what native libraries (mediapipe's TFLite/absl logging) print on file descriptor 2 meanwhile,
-    so that the runner's stderr holds only our one-line warnings and errors."""
+def quiet_native_stderr() -> Iterator[TextIO]:
+    """Silence what native libraries (mediapipe's TFLite/absl logging, at any frame: a model is set up when first
+    needed) print on file descriptor 2 meanwhile, so that the runner's stderr holds only our one-line warnings and
+    errors. Yields a text stream to the real stderr, for the progress bar of the loop inside (`tqdm(file=...)`)."""
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
+    real = os.fdopen(os.dup(saved), "w")
     try:
         os.dup2(devnull, 2)
-        yield
+        yield real
     finally:
+        real.close()
         sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
@@ -248,4 +252,5 @@ def run(ctx: StepContext) -> None:
     where = f" of {span.text(start, end)}" if ctx.start is not None or ctx.end is not None else ""
     print(f"  ori_imgs: {n} frames {out_size}x{out_size}{where}"
           + (f", crop {crop} of {width}x{height}" if crop else "")
-          + (f", scaled down from {side} px (--size {side} keeps its full resolution)" if out_size < side and not ctx.size else ""))
+          + (f", scaled down from {side} px (--size {side} keeps its full resolution)"
+             if out_size < side and not ctx.size else ""))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -187,3 +188,15 @@ def test_rotation_flag_is_applied(tmp_path):
     meta = meta_of(ctx)
     assert meta["display_size"] == [72, 128] and meta["crop"]["side"] == 72
     assert iio.imread(ctx.frame_paths()[0]).shape == (72, 72, 3)
+
+
+def test_quiet_native_stderr_keeps_the_progress_bar(capfd):
+    """Native writes on fd 2 are dropped inside the context; a tqdm bar given the yielded stream still shows."""
+    from tqdm import tqdm
+
+    with video.quiet_native_stderr() as stderr:
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+        for _ in tqdm(range(3), desc="frames", file=stderr):
+            pass
+    err = capfd.readouterr().err
+    assert "frames: 100%" in err and "3/3" in err and "TensorFlow" not in err
