@@ -100,7 +100,8 @@ def test_split_sizes():
 
 
 def test_split_moves_when_a_hand_covers_the_last_frames():
-    """The last 1/11 of the free frames validate when AD-NeRF's split would leave too few of them (or none to train)."""
+    """The last 1/11 of the free frames validate when AD-NeRF's split would leave too few of them (or none to
+    train)."""
     assert transforms.visible_split_index(22, set()) == 20
     assert transforms.visible_split_index(22, set(range(5, 12))) == 20  # a hand mid-clip: the split stays
     assert transforms.visible_split_index(22, set(range(15, 22))) == 13  # 15 free: frames 13, 14 validate
