@@ -74,13 +74,14 @@ def split_index(n: int) -> int:
     return min(max(n * 10 // 11, 1), n - 1)
 
 
-def visible_split_index(n: int, hidden: set[int]) -> int:
-    """split_index(n), unless the frames a hand covers (`hidden`) leave the validation part fewer of the visible
-    frames than the last 1/11 of them (or none for training): then the split moves so that exactly those validate."""
+def visible_split_index(n: int, hidden: set[int], source: str = "transforms") -> int:
+    """split_index(n), unless the frames a hand covers (`hidden`, read from `source`) leave the validation part
+    fewer of the visible frames than the last 1/11 of them (or none for training): then the split moves so that
+    exactly those validate."""
     k = split_index(n)
     visible = np.array([i for i in range(n) if i not in hidden], int)
     if len(visible) < 2:
-        raise PreprocessError(f"transforms: a hand covers the face in {n - len(visible)} of {n} frames; at least 2 "
+        raise PreprocessError(f"{source}: a hand covers the face in {n - len(visible)} of {n} frames; at least 2 "
                               "must be free to train and validate: trim the video (--start / --end) to a part "
                               "where the face is free")
     want = len(visible) - split_index(len(visible))  # visible frames the validation part should hold
@@ -194,10 +195,10 @@ def run(ctx: StepContext) -> None:
     h, w = (int(v) for v in params["image_size"])
     focal = float(params["focal"][0])
     hidden = hand_covered_frames(ctx, n)
-    n_train = visible_split_index(n, hidden)
-    if n_train != split_index(n):
-        print(f"transforms: validation from frame {n_train} (not {split_index(n)}): a hand covers the face in the "
-              "clip's last frames, so the last 1/11 of the frames where it is free validate")
+    n_train = visible_split_index(n, hidden, str(ctx.out_dir / "occlusion.npy"))
+    if n_train != (usual := split_index(n)):
+        print(f"transforms: validation from frame {n_train} (not {usual}): a hand covers the face in the clip's "
+              "last frames, so the last 1/11 of the frames where it is free validate")
     frames = frame_records(params, lms, n_aud, openness(lms, ~np.isin(np.arange(n), list(hidden))))
     kept_count = {}  # split -> frames it keeps (those a hand covers are left out)
     for split, part in (("train", frames[:n_train]), ("val", frames[n_train:])):

@@ -106,8 +106,8 @@ def test_split_moves_when_a_hand_covers_the_last_frames():
     assert transforms.visible_split_index(22, set(range(5, 12))) == 20  # a hand mid-clip: the split stays
     assert transforms.visible_split_index(22, set(range(15, 22))) == 13  # 15 free: frames 13, 14 validate
     assert transforms.visible_split_index(22, set(range(20))) == 21  # frames 20 and 21 free: one of each
-    with pytest.raises(Exception, match="hand covers the face in 21 of 22 frames"):
-        transforms.visible_split_index(22, set(range(21)))
+    with pytest.raises(Exception, match=r"^occ.npy: a hand covers the face in 21 of 22 frames"):
+        transforms.visible_split_index(22, set(range(21)), "occ.npy")
 
 
 def test_short_training_part_is_named():
