@@ -43,7 +43,8 @@
    `gatenodeform`) is that with the torso deforming also above the jaw line where the semantic head says torso
    (`deform_gate = height+torso`: today's default since 2026-12-07); every other variant pins `height`. `gatebeta2`
    and `gatealpha25` are `gate` with the class shares leaning further to the small classes (`sampler_beta = 2`,
-   `sampler_alpha = 0.25`); `gatet17` is `gate` with a 2^17 hash table (`hash_log2_table = 17`; the cpu preset: 15).
+   `sampler_alpha = 0.25`); `gatet17` is `gate` with a 2^17 hash table (`hash_log2_table = 17`; the cpu preset: 15); `gate20k` is `gate` trained for
+   20000 iterations (the cpu preset: 12000).
 Writes benchmarks/results/<subject>.json (every run, and per variant the mean and the spread over seeds) and .png.
 Each variant's train.py flags: benchmarks/mouth_variants.py.
 """

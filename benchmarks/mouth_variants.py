@@ -128,6 +128,8 @@ ABLATIONS = {
     # collisions at the fine levels where the lips and teeth are
     "gatet17": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "deform_gate": "height+torso",
                 "hash_log2_table": "17"},
+    # today's default trained for 20000 iterations (the cpu preset: 12000, which end after ~11 of #16's 20 minutes here)
+    "gate20k": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "deform_gate": "height+torso", "iters": "20000"},
     # the default of 2026-12-06 trained for the whole 20 minutes of #16's protocol (12000 iterations)
     "ss2shapeenvlong": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_envelope": "true",
                         "iters": "12000"},
