@@ -124,6 +124,13 @@ def initial_shape(lms: np.ndarray) -> np.ndarray:
     return normalise_shape(shape)
 
 
+def pose_candidates(lms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(initial shape [478,3], the pose-point candidates [K]) of landmarks [N,478,3]: the points track() steadies
+    by their optical flow and fits the poses on (run() computes the flow of these only)."""
+    shape0 = initial_shape(lms)
+    return shape0, rigid_indices(shape0)
+
+
 def normalise_shape(shape: np.ndarray) -> np.ndarray:
     """Centre on the 468 mesh points' mean and scale so the outer eye corners are EYE_DIST apart."""
     shape = shape - shape[:N_MESH].mean(0)
@@ -240,8 +247,7 @@ def track(lms: np.ndarray, h: int, w: int, verbose: bool = True, covered: np.nda
     c = np.array([w / 2.0, h / 2.0])
     size = float(max(h, w))
     f_scale = max(1.0, size / 512)  # pixels where the soft-L1 loss turns linear
-    shape0 = initial_shape(lms)
-    rigid = rigid_indices(shape0)
+    shape0, rigid = pose_candidates(lms)
     if flow is not None:
         lms = steady_points(lms, flow, rigid)
     pts = pose_points(rigid)
@@ -338,7 +344,7 @@ def run(ctx: StepContext) -> None:
                               f"{list(lms.shape[:2])}; rerun step 4 (landmarks)")
     flow = None
     if np.isfinite(lms).all():  # (else track() names the frames with missing landmarks)
-        candidates = rigid_indices(initial_shape(lms))  # the only points whose flow track() uses
+        candidates = pose_candidates(lms)[1]  # the only points whose flow track() uses
         flow = landmark_flow(read_gray(frames), lms, covered, progress=True, which=candidates)
         print(f"tracking: optical flow of the {len(candidates)} pose-point candidates: "
               f"{100 * flow[1][1:, candidates].mean():.0f}% of the frame-to-frame links passed the forward-backward "
