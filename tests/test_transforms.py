@@ -2,6 +2,7 @@
 and the generated training config (parses, holds the head between near and far, never clobbers a user's edit)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -168,6 +169,27 @@ def test_config_parses_and_bounds_hold_the_head(tmp_path):
     cfg = parse(["--config", str(ctx.config_dir / "subj.txt")])
     assert cfg.data.near == pytest.approx(near) and cfg.data.far == pytest.approx(far)
     assert cfg.data.datadir == str(ctx.out_dir)
+
+
+def test_config_of_another_folder_of_the_same_name_is_kept(tmp_path, capsys):
+    """Processing a subject of the same name into another --root keeps configs/<name>.txt pointing at the first
+    folder; the second folder's config goes beside its data, and one line says so."""
+    clip = synth_clip(n=22, noise=0.0, expression=False, seed=7)
+    first = make_subject(tmp_path, clip, true_params(clip))
+    transforms.run(first)
+    path = first.config_dir / "subj.txt"
+    kept = path.read_text()
+    second = make_subject(tmp_path / "other_root", clip, true_params(clip))
+    second = dataclasses.replace(second, config_dir=first.config_dir)
+    capsys.readouterr()
+    transforms.run(second)
+    assert path.read_text() == kept
+    own = second.out_dir / "config.txt"
+    assert transforms.config_datadir(own) == second.out_dir
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "another folder named 'subj'" in ln]
+    assert len(lines) == 1 and str(own) in lines[0]
+    transforms.run(first)  # the first folder again: its own config, rewritten in place
+    assert path.read_text() == kept and transforms.config_datadir(path) == first.out_dir
 
 
 def test_config_never_clobbers_user_edits(tmp_path):
