@@ -40,6 +40,7 @@ class Config:
     sections: dict[str, Any]  # section name (e.g. "data") -> dataclass instance
     config_file: str | None = None
     preset_note: str = ""  # what the device preset set (nerf/presets.py), printed by the trainer
+    explicit: frozenset = frozenset()  # the keys the user set (command line or config file): data-driven choices keep them
 
     def __getattr__(self, name: str) -> Any:  # cfg.data, cfg.model, ...
         sections = self.__dict__.get("sections", {})
@@ -50,7 +51,7 @@ class Config:
     def replace(self, section: str, **changes: Any) -> "Config":
         """A copy with some fields of one section changed (the instance itself is not modified)."""
         new = dict(self.sections, **{section: dataclasses.replace(self.sections[section], **changes)})
-        return Config(new, self.config_file, self.preset_note)
+        return Config(new, self.config_file, self.preset_note, self.explicit)
 
     def resolved_text(self) -> str:
         return resolved_text(self)
@@ -155,8 +156,8 @@ def parse(argv: list[str] | None = None, sections: dict[str, type] | None = None
     parser = build_parser(sections)
     ns = vars(parser.parse_args(argv))
     note = ""
+    explicit = explicit_keys(parser, argv)
     if "preset" in ns:
-        explicit = explicit_keys(parser, argv)
         name = presets.resolve_preset(ns["preset"], ns.get("device", "auto"))
         applied = presets.preset_values(name, explicit)
         ns.update(applied, preset=name)
@@ -165,7 +166,7 @@ def parse(argv: list[str] | None = None, sections: dict[str, type] | None = None
         stem = Path(ns["config"]).stem if ns.get("config") else Path(str(ns.get("datadir", "")).rstrip("/")).name
         ns["expname"] = stem or "run"
     out = {name: cls(**{f.name: ns[key_of(f)] for f in dataclasses.fields(cls)}) for name, cls in sections.items()}
-    return Config(out, ns.get("config"), note)
+    return Config(out, ns.get("config"), note, frozenset(explicit))
 
 
 _UNSET = object()

@@ -169,6 +169,20 @@ def teacher_shares(teacher: str, mix: float, cv_r: list[float]) -> list[float]:
     return [{"measured": 0.0, "held_out": 1.0}.get(teacher, mix)] * 2
 
 
+def audio_code_note(cv_r: list[float]) -> str | None:
+    """With audio_code left unset (it is off by default): the log line that turns AD-NeRF's learned per-frame audio
+    code on, when the audio hardly predicts the mouth (held-out r of both outputs below WEAK_R: a silent or dubbed
+    clip, or expressions its speech does not carry); else None. With only the shape, which then says nothing of the
+    frame, the field cannot tell such a clip's frames apart and draws a blend of its expressions: smeared faces in
+    renders at those poses (wolfgang: training frames 22.5 dB; with the code 24.4 dB and clean renders,
+    benchmarks/NOTES.md 2026-12-07 fourth session)."""
+    if not all(r < WEAK_R for r in cv_r):  # (NaN, a shape that never changes, counts as predicted: no code)
+        return None
+    return (f"mouth input: the audio hardly predicts this clip's mouth (held-out r {cv_r[0]:.2f} / {cv_r[1]:.2f}), "
+            "so the field also gets a learned per-frame audio code to tell its frames apart (audio_code = true; "
+            "--audio_code false keeps it off)")
+
+
 def teacher_note(shares: list[float]) -> str:
     """What training frames see, for the log: 'training frames see the measured opening, the held-out width'."""
     name = {0.0: "measured", 1.0: "held-out"}
