@@ -46,7 +46,7 @@ class ModelConfig:
     semantic: bool = True  # semantic parsing head (ablation: false)
     deform: bool = True  # torso deformation field (ablation: false)
     aud_code_dim: int = 64  # audio code size (AudioNet output)
-    audio_code: bool = False  # false (default since 2026-12-06): the field hears the audio only through the mouth shape predicted from it (mouth = true), which carries to unheard speech; true: also a learned audio code (AudioNet + attention, AD-NeRF), on whenever the mouth input is off
+    audio_code: bool = False  # false (default since 2026-12-06): the field hears the audio only through the mouth shape predicted from it (mouth = true), which carries to unheard speech; true: also a learned audio code (AudioNet + attention, AD-NeRF), on whenever the mouth input is off, and when left unset on a clip whose audio hardly predicts its mouth (nerf/mouth_shape.audio_code_note)
     eyes: bool = True  # eye openness (per frame, from the landmarks) as an input of the field: blinks at render time (render.py --blink); off when the dataset has none
     eye_code: str = dc_field(default="closure", metadata={"choices": ("closure", "openness")})  # the eye input as the field sees it: closure (0 open, 1 at the training clip's blinks, nerf/blinks.closed_level, kept with the model) | openness (1 open, ~0.3 shut; checkpoints before 2026-12-03)
     eye_region: bool = True  # the eye input acts only around the eyes of the tracked face (a Gaussian of 0.6 eye widths about each eye centre, head frame); false: the field may use it anywhere
