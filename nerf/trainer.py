@@ -138,6 +138,7 @@ class Trainer:
                      else audio_code_note(mouth.fit_info["cv_r"]))
         if code_note:  # the audio says nothing of this clip's mouth: a per-frame code tells its frames apart
             cfg = self.cfg = cfg.replace("model", audio_code=True)
+            torch.manual_seed(self.tc.seed + self.dist.rank)  # initialised as a run given --audio_code true
             self.pipeline = build_pipeline(cfg, meta).to(self.device)
             if self.dist.is_main:
                 print(code_note)

@@ -36,3 +36,21 @@ def test_the_trainer_turns_the_code_on_only_when_unset(tmp_path, capsys, monkeyp
     assert trainer.pipeline.model.mouth is not None  # the shape stays an input either way
     assert ("learned per-frame audio code to tell its frames apart" in capsys.readouterr().out) is (code and not extra)
     assert trainer.fingerprint["audio_code"] is code
+
+
+def test_turned_on_by_the_rule_it_starts_as_a_run_given_the_flag(tmp_path, monkeypatch):
+    """The same initial weights as `--audio_code true` (the rebuild is seeded again), so the run reproduces."""
+    import torch
+
+    from nerf.config import parse
+    from nerf.trainer import Trainer
+    from tests.render_fixtures import tiny_subject
+
+    monkeypatch.setattr(mouth_shape, "WEAK_R", 1.01)
+    root = tiny_subject(tmp_path / "d", n_frames=12)
+    args = ["--datadir", str(root), "--preset", "none", "--img_size", "16", "--iters", "1", "--basedir",
+            str(tmp_path / "logs")]
+    auto = Trainer(parse([*args, "--expname", "auto"])).pipeline.state_dict()
+    given = Trainer(parse([*args, "--expname", "given", "--audio_code", "true"])).pipeline.state_dict()
+    assert auto.keys() == given.keys()
+    assert all(torch.equal(auto[k], given[k]) for k in auto)
