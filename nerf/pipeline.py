@@ -33,7 +33,7 @@ from nerf.estimators import CoarseToFine, Estimator, OccupancyGrid
 from nerf.field import HashField
 from nerf.marching import composite_marching, composite_reference
 from nerf.model import ModelConfig, SSPNeRF, mean_head_translation, pose6
-from nerf.mouth_shape import band_readout_of, log_energy_norm
+from nerf.mouth_shape import audio_code_note, band_readout_of, log_energy_norm
 from nerf.speed import Speed, by_device
 
 OLD_GRID_KEYS = {"occ_density": "density", "occ_mask": "mask", "occ_ready": "is_ready", "occ_torso": "aux"}
@@ -116,6 +116,21 @@ def build_pipeline(cfg, meta: ModelMeta) -> "Pipeline":
     if cfg.render.compile_field:
         pipe.compile_field()
     return pipe
+
+
+def build_for_data(cfg, meta: ModelMeta, seed: int) -> tuple["Pipeline", Any, str | None]:
+    """build_pipeline, then the data's choice of the audio code: where `audio_code` is unset and the audio hardly
+    predicts the mouth (mouth_shape.audio_code_note), built again with the code on, seeded as a run given
+    `--audio_code true`. Returns (the pipeline, the config it was built from, the line to print or None)."""
+    pipe = build_pipeline(cfg, meta)
+    mouth = pipe.model.mouth
+    note = (None if mouth is None or cfg.model.audio_code or "audio_code" in cfg.explicit
+            else audio_code_note(mouth.fit_info["cv_r"]))
+    if note is None:
+        return pipe, cfg, None
+    cfg = cfg.replace("model", audio_code=True)
+    torch.manual_seed(seed)
+    return build_pipeline(cfg, meta), cfg, note
 
 
 def marching_settings(rc: RenderConfig) -> dict | None:

@@ -31,8 +31,7 @@ from nerf.ema import WeightAverage, params_of, restore_average
 from nerf.distributed import DistInfo, all_gather_cat, all_mean, broadcast_buffers, pick_device
 from nerf.model import pose6
 from nerf.mouth_refine import LR_MULT as REFINE_LR_MULT, frame_rows, training_shapes
-from nerf.mouth_shape import audio_code_note
-from nerf.pipeline import ModelMeta, build_pipeline, fingerprint, saved_fingerprint
+from nerf.pipeline import ModelMeta, build_for_data, fingerprint, saved_fingerprint
 from nerf.run_plots import plot_run
 from nerf.sampler import make_sampler
 
@@ -132,16 +131,10 @@ class Trainer:
         self.class_names = ds.class_names or []
         self.sampler = make_sampler(ds, cfg.sampler, seed=self.tc.seed + 1000 * self.dist.rank)
         meta = ModelMeta.from_dataset(ds)
-        self.pipeline = build_pipeline(cfg, meta).to(self.device)
-        mouth = self.pipeline.model.mouth
-        code_note = (None if mouth is None or cfg.model.audio_code or "audio_code" in cfg.explicit
-                     else audio_code_note(mouth.fit_info["cv_r"]))
-        if code_note:  # the audio says nothing of this clip's mouth: a per-frame code tells its frames apart
-            cfg = self.cfg = cfg.replace("model", audio_code=True)
-            torch.manual_seed(self.tc.seed + self.dist.rank)  # initialised as a run given --audio_code true
-            self.pipeline = build_pipeline(cfg, meta).to(self.device)
-            if self.dist.is_main:
-                print(code_note)
+        self.pipeline, cfg, code_note = build_for_data(cfg, meta, self.tc.seed + self.dist.rank)
+        self.pipeline, self.cfg = self.pipeline.to(self.device), cfg  # (the audio code may be on: the data's choice)
+        if code_note and self.dist.is_main:
+            print(code_note)
         self.train_mouth, self.refine, note = training_shapes(  # [F,2] or None; MouthRefinement or None
             self.pipeline.model.mouth, ds.mouth, self.tc.mouth_teacher, self.tc.mouth_teacher_mix, self.tc.mouth_refine)
         if note and self.dist.is_main:
