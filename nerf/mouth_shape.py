@@ -169,6 +169,13 @@ def teacher_shares(teacher: str, mix: float, cv_r: list[float]) -> list[float]:
     return [{"measured": 0.0, "held_out": 1.0}.get(teacher, mix)] * 2
 
 
+def hardly_predicted(cv_r: list[float]) -> bool:
+    """True when the audio hardly predicts the mouth: the held-out r of neither output (opening, width) reaches WEAK_R
+    (NaN, a shape that never changes, does not reach it)."""
+    with np.errstate(invalid="ignore"):
+        return not np.nanmax(np.asarray(cv_r, float)) >= WEAK_R if np.isfinite(cv_r).any() else True
+
+
 def audio_code_note(cv_r: list[float]) -> str | None:
     """With audio_code left unset (it is off by default): the log line that turns AD-NeRF's learned per-frame audio
     code on, when the audio hardly predicts the mouth (held-out r of both outputs below WEAK_R: a silent or dubbed
@@ -176,7 +183,7 @@ def audio_code_note(cv_r: list[float]) -> str | None:
     frame, the field cannot tell such a clip's frames apart and draws a blend of its expressions: smeared faces in
     renders at those poses (wolfgang: training frames 22.5 dB; with the code 24.4 dB and clean renders,
     benchmarks/NOTES.md 2026-12-07 fourth session)."""
-    if not all(r < WEAK_R for r in cv_r):  # (NaN, a shape that never changes, counts as predicted: no code)
+    if not hardly_predicted(cv_r) or not np.isfinite(cv_r).any():  # (a shape that never changes needs no code)
         return None
     return (f"mouth input: the audio hardly predicts this clip's mouth (held-out r {cv_r[0]:.2f} / {cv_r[1]:.2f}), "
             "so the field also gets a learned per-frame audio code to tell its frames apart (audio_code = true; "
@@ -322,7 +329,7 @@ class MouthPredictor(nn.Module):
         line = (f"mouth input: audio{env} -> lip opening / width by ridge regression (penalty {info['lambda']:g})"
                 f"{cal}{pre};"
                 f" on held-out blocks of the training frames r = {r[0]:.2f} / {r[1]:.2f}")
-        if not np.nanmax(r) >= WEAK_R:  # NaN too: a shape that never changes
+        if hardly_predicted(r):
             line += (f" (below {WEAK_R}: the audio hardly predicts this clip's mouth, so renders of new speech will "
                      "barely move it; is the audio track the video's own speech?)")
         return line
