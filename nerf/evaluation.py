@@ -21,7 +21,7 @@ from nerf import metrics
 from nerf.features import load_features
 from nerf.mp4 import FPS, Mp4Writer, to_uint8
 from nerf.poses import pose_schedule
-from nerf.render_video import iter_frames
+from nerf.render_video import clip_frames, iter_frames
 from nerf.runs import LoadedRun
 
 MOUTH_68 = slice(48, 68)  # mouth points of the 68-point layout
@@ -145,7 +145,8 @@ def evaluate_run(run: LoadedRun, out_dir: str | Path, max_frames: int = 0, video
     idx = select_frames(len(ds), max_frames)
     eye = None if ds.eye is None else ds.eye[torch.tensor(idx)]  # the frames' own eye openness
     mouth = measured_mouth(run, idx) if mouth_shape == "measured" else None
-    codes = run.pipeline.frame_codes(ds.aud, ds.aud_ids[torch.tensor(idx)], eye=eye, mouth=mouth)  # [V, A(+3)]
+    frames = torch.from_numpy(ds.img_ids[idx]).long()  # their numbers in the clip (the per-frame code's input)
+    codes = run.pipeline.frame_codes(ds.aud, ds.aud_ids[torch.tensor(idx)], eye=eye, mouth=mouth, frames=frames)
     poses = ds.c2w[idx]
     preds, labels = [], []
     for res in iter_frames(run, codes, poses, desc="evaluate"):
@@ -270,8 +271,9 @@ def mouth_vs_loudness(run: LoadedRun, aud: str | Path, out_dir: str | Path, pose
     if wav is None:
         raise ValueError(f"{aud}: the loudness check needs an audio file, not features")
     n = len(feats) if max_frames <= 0 else min(len(feats), max_frames)
-    codes = run.pipeline.frame_codes(torch.from_numpy(feats))[:n]
-    poses = torch.from_numpy(pose_schedule(pose, run.ds.c2w.numpy(), n))
+    poses, of = pose_schedule(pose, run.ds.c2w.numpy(), n)
+    codes = run.pipeline.frame_codes(torch.from_numpy(feats), torch.arange(n), frames=clip_frames(run, of))
+    poses = torch.from_numpy(poses)
     frames = [to_uint8(r["rgb"]) for r in iter_frames(run, codes, poses, desc="new audio")]
     loud = frame_loudness(wav, n)
     m = mouth_series(frames)

@@ -27,6 +27,7 @@ from nerf.deformation import TorsoDeformation, height_gate, height_gate_of_y
 from nerf.field import HashField, MLPField
 from nerf.mouth_shape import MouthPredictor
 
+FRAME_CODE_DIM = 8  # the per-frame code's channels where the data turns it on (RAD-NeRF / ER-NeRF: 4)
 GATE_FLOOR = 0.01  # a semantic gate at or below this is 0 (the point stays with the head, the network skipped)
 SURE_TORSO = (0.5, 0.8)  # deform_gate height+torso: the torso probability that starts to move a point, and that
 #                          moves it fully (a point the head is unsure of stays with the head)
@@ -46,7 +47,7 @@ class ModelConfig:
     semantic: bool = True  # semantic parsing head (ablation: false)
     deform: bool = True  # torso deformation field (ablation: false)
     aud_code_dim: int = 64  # audio code size (AudioNet output)
-    audio_code: bool = False  # false (default since 2026-12-06): the field hears the audio only through the mouth shape predicted from it (mouth = true), which carries to unheard speech; true: also a learned audio code (AudioNet + attention, AD-NeRF), on whenever the mouth input is off, and when left unset on a clip whose audio hardly predicts its mouth (nerf/mouth_shape.audio_code_note)
+    audio_code: bool = False  # false (default since 2026-12-06): the field hears the audio only through the mouth shape predicted from it (mouth = true), which carries to unheard speech; true: also a learned audio code (AudioNet + attention, AD-NeRF), on whenever the mouth input is off
     eyes: bool = True  # eye openness (per frame, from the landmarks) as an input of the field: blinks at render time (render.py --blink); off when the dataset has none
     eye_code: str = dc_field(default="closure", metadata={"choices": ("closure", "openness")})  # the eye input as the field sees it: closure (0 open, 1 at the training clip's blinks, nerf/blinks.closed_level, kept with the model) | openness (1 open, ~0.3 shut; checkpoints before 2026-12-03)
     eye_region: bool = True  # the eye input acts only around the eyes of the tracked face (a Gaussian of 0.6 eye widths about each eye centre, head frame); false: the field may use it anywhere
@@ -54,6 +55,8 @@ class ModelConfig:
     mouth_calibrate: bool = True  # each output of the mouth input's regression through a monotone curve (isotonic, fitted on its held-out predictions; nerf/mouth_shape.py): a shut mouth predicted shut, the widest openings reached
     mouth_envelope: bool = True  # the mouth input's regression also reads the speech's amplitude envelope (exp of the MFCC log energy / 2; nerf/mouth_shape.py), which the lip opening follows on a linear scale; no effect with other extractors
     mouth_deemphasis: bool = True  # with mouth_envelope: the envelope undoes the MFCC extractor's pre-emphasis (read back from the features' cepstrum; nerf/mouth_shape.py), so that its amplitude does not depend on the vowel
+    frame_code: int = 0  # > 0: a learned code of this many channels joins the condition, a function of the frame's time in the clip (keyframes every frame_code_step frames, linearly interpolated: RAD-NeRF / ER-NeRF's individual codes, smooth in time), to tell apart frames that nothing else given to the field does (a silent or dubbed clip's expressions); renders take the code of the training frame whose pose they use (the first for poses.json). 0 (default): none; left unset, turned on where the audio hardly predicts the mouth (nerf/pipeline.build_for_data)
+    frame_code_step: int = 25  # frame_code: frames between its keyframes (1 s at 25 fps; wolfgang, one run each: 12 frames drew blotched faces at held-out poses, mouth landmark distance 3.1 px against 1.5; benchmarks/NOTES.md)
     audio_at_eyes: bool = False  # with eye_region: false (default) fades the audio code out at the eyes (1 - a Gaussian of half the eye radius), so only the eye input opens and closes them
     region_attention: bool = False  # per-point gates on the condition (ER-NeRF's region attention): the audio code in region_groups groups, the eye input its own; false: every point sees the same code (AD-NeRF)
     region_groups: int = 8  # region attention: groups of audio-code channels, one gate each
@@ -108,10 +111,11 @@ def mean_head_translation(c2w: Tensor) -> Tensor:
 class SSPNeRF(nn.Module):
     def __init__(self, model_cfg: ModelConfig, aud_dim: int, n_classes: int, aabb: Tensor, torso_classes: list[int],
                  anchor_t: Tensor | None = None, pose_ref: Tensor | None = None, eye_region: Tensor | None = None,
-                 eye_closed: float | None = None):
+                 eye_closed: float | None = None, frame_ids: Tensor | None = None):
         """anchor_t [3]: the mean head translation (camera space) of the training frames (deform_anchor=camera);
         pose_ref [6]: their mean pose6 (deform_rigid); eye_region [2,4]: eye centres and radii (eye_region);
-        eye_closed: the training clip's openness at its blinks (eye_code closure; None: 0.3).
+        eye_closed: the training clip's openness at its blinks (eye_code closure; None: 0.3); frame_ids [F]: the
+        training frames' numbers in the clip (frame_code: its keyframes span them).
         All are buffers, restored from a checkpoint."""
         super().__init__()
         mc = model_cfg
@@ -121,13 +125,23 @@ class SSPNeRF(nn.Module):
         aabb = torch.as_tensor(aabb, dtype=torch.float32).reshape(6)
         self.register_buffer("aabb", aabb)
         self.n_classes = n_classes if mc.semantic else 0
-        self.eye_dim = 1 if mc.eyes else 0  # the per-frame condition is [audio code, mouth shape, eye openness]
+        self.eye_dim = 1 if mc.eyes else 0  # the condition: [audio code, frame code, mouth shape, eye openness]
         self.mouth_dim = 2 if mc.mouth else 0
         if not mc.audio_code and not mc.mouth:
             raise ValueError("audio_code = false needs the mouth input (mouth = true and the dataset's landmarks.npy):"
                              " without either the field would not hear the audio")
         self.code_dim = mc.aud_code_dim if mc.audio_code else 0  # the learned audio code's channels
-        self.cond_dim = self.code_dim + self.mouth_dim + self.eye_dim
+        self.frame_dim = max(int(mc.frame_code), 0)  # the learned per-frame code's channels
+        if self.frame_dim:
+            if frame_ids is None or len(frame_ids) == 0:
+                raise ValueError("frame_code needs the training frames' numbers (build the model from a dataset)")
+            ids = torch.as_tensor(frame_ids, dtype=torch.long).reshape(-1)
+            self.register_buffer("frame_ids", ids.clone())  # keyframe 0 is at the first, the last past the last
+            if mc.frame_code_step < 1:
+                raise ValueError(f"frame_code_step must be at least 1, got {mc.frame_code_step}")
+            n_keys = int(ids.max() - ids.min()) // mc.frame_code_step + 2
+            self.frame_codes = nn.Parameter(torch.zeros(n_keys, self.frame_dim))  # [K,dim]: all frames alike at first
+        self.cond_dim = self.code_dim + self.frame_dim + self.mouth_dim + self.eye_dim
         self.mouth = MouthPredictor(aud_dim, mc.mouth_envelope, mc.mouth_calibrate, mc.mouth_deemphasis) if mc.mouth else None  # audio -> mouth shape (fitted by the pipeline)
         if mc.eye_code not in ("closure", "openness"):
             raise ValueError(f"eye_code must be closure or openness, got {mc.eye_code!r}")
@@ -139,8 +153,8 @@ class SSPNeRF(nn.Module):
             g = max(1, min(mc.region_groups, self.code_dim)) if mc.region_attention else 1  # its own group when
             own = mc.region_attention and self.mouth_dim  # the gates are learned (else the audio's), the eye last
             mouth, eye = (g, g + 1) if own else (g - 1, g)
-            groups = ([i * g // self.code_dim for i in range(self.code_dim)] + [mouth] * self.mouth_dim
-                      + [eye] * self.eye_dim)
+            groups = ([i * g // self.code_dim for i in range(self.code_dim)] + [0] * self.frame_dim
+                      + [mouth] * self.mouth_dim + [eye] * self.eye_dim)  # the frame code: with the audio's first
         gating = {"cond_groups": groups, "learned_gates": mc.region_attention, "eye_region": gated_eyes,
                   "quiet_eyes": gated_eyes and not mc.audio_at_eyes,
                   "view_dirs": "all" if mc.view_dirs == "eyes" and not gated_eyes else mc.view_dirs}  # no eyes: all
@@ -170,12 +184,16 @@ class SSPNeRF(nn.Module):
                     fld.gates.eye_region.copy_(torch.as_tensor(eye_region, dtype=torch.float32).view(2, 4))
 
     # ---- audio and eyes -----------------------------------------------------------------------------------
-    def condition(self, codes: Tensor, eye: Tensor | None, mouth: Tensor | None = None) -> Tensor:
-        """Audio codes [F,A], eye openness [F] (None: open, 1) and mouth shape [F,2] (opening, width; None: the
-        training frames' mean) -> the field's per-frame condition [F,cond_dim] = [codes, mouth z-scores, eye].
+    def condition(self, codes: Tensor, eye: Tensor | None, mouth: Tensor | None = None,
+                  frames: Tensor | None = None) -> Tensor:
+        """Audio codes [F,A], eye openness [F] (None: open, 1), mouth shape [F,2] (opening, width; None: the
+        training frames' mean) and the frames' numbers in the clip [F] (frame_code; None: the first training
+        frame's) -> the field's per-frame condition [F,cond_dim] = [codes, frame code, mouth z-scores, eye].
 
         eye_code closure feeds (1 - openness) / (1 - eye_closed), clamped to [-0.5, 1.5]: 0 on the usual open eye
         (most frames, so the input is no bias there) and 1 at the clip's blinks."""
+        if self.frame_dim:
+            codes = torch.cat([codes, self.frame_code(frames, codes.shape[0]).to(codes)], -1)
         if self.mouth is not None:
             z = codes.new_zeros(codes.shape[0], 2) if mouth is None else self.mouth.normalise(mouth.to(codes))
             codes = torch.cat([codes, z], -1)
@@ -185,6 +203,18 @@ class SSPNeRF(nn.Module):
         if self.mc.eye_code == "closure":
             eye = ((1 - eye) / (1 - self.eye_closed).clamp_min(0.1)).clamp(-0.5, 1.5)
         return torch.cat([codes, eye.view(-1, 1)], -1)
+
+    def frame_code(self, frames: Tensor | None, n: int) -> Tensor:
+        """Clip frame numbers [n] (None: the first training frame's) -> the per-frame code [n,frame_dim]: the
+        keyframes' codes linearly interpolated (held at the ends)."""
+        keys = self.frame_codes
+        if frames is None:
+            return keys[:1].expand(n, -1)
+        step = self.mc.frame_code_step
+        pos = ((frames.to(keys.device).float() - self.frame_ids.min()) / step).clamp(0, len(keys) - 1)
+        i0 = pos.floor().long().clamp(max=len(keys) - 2) if len(keys) > 1 else pos.long()
+        w = (pos - i0)[:, None]
+        return keys[i0] * (1 - w) + keys[(i0 + 1).clamp(max=len(keys) - 1)] * w
 
     def audio_codes(self, aud: Tensor, use_attention: bool) -> Tensor:
         """aud [F, W, 16, D] (W neighbouring windows, centre in the middle) -> codes [F, code_dim] ([F, 0] without

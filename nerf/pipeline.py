@@ -32,8 +32,8 @@ from nerf.encodings import HashGridEncoding
 from nerf.estimators import CoarseToFine, Estimator, OccupancyGrid
 from nerf.field import HashField
 from nerf.marching import composite_marching, composite_reference
-from nerf.model import ModelConfig, SSPNeRF, mean_head_translation, pose6
-from nerf.mouth_shape import audio_code_note, band_readout_of, log_energy_norm
+from nerf.model import FRAME_CODE_DIM, ModelConfig, SSPNeRF, mean_head_translation, pose6
+from nerf.mouth_shape import band_readout_of, frame_code_note, log_energy_norm
 from nerf.speed import Speed, by_device
 
 OLD_GRID_KEYS = {"occ_density": "density", "occ_mask": "mask", "occ_ready": "is_ready", "occ_torso": "aux"}
@@ -74,6 +74,7 @@ class ModelMeta:
     mouth_train: tuple[Tensor, Tensor] | None = None  # the training frames' features [F,16,D] and mouth shapes [F,2]
     log_energy: tuple[float, float] | None = None  # the features' log-energy normalisation (mouth_shape.log_energy_norm)
     bands: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # the spectrum's read-out from the features (common.audio_features.band_readout)
+    frame_ids: Tensor | None = None  # [F] the training frames' numbers in the clip (frame_code; restored from a checkpoint)
 
     @classmethod
     def from_dataset(cls, ds) -> "ModelMeta":
@@ -82,7 +83,8 @@ class ModelMeta:
         return cls(ds.aud_dim, list(ds.class_names or []), ds.aabb(), mean_head_translation(ds.c2w),
                    pose6(ds.c2w).mean(0), ds.eye_region, closed, mouth,
                    log_energy_norm(ds.root) if getattr(ds, "root", None) else None,
-                   band_readout_of(ds.root) if getattr(ds, "root", None) else None)
+                   band_readout_of(ds.root) if getattr(ds, "root", None) else None,
+                   torch.as_tensor(np.asarray(ds.img_ids), dtype=torch.long))
 
     def gate_classes(self, deform_gate: str) -> list[int]:
         """The classes whose probability the deformation gate `deform_gate` reads (semantic: neck and torso;
@@ -102,7 +104,7 @@ def build_pipeline(cfg, meta: ModelMeta) -> "Pipeline":
     """The model (cfg.model) and its estimator (cfg.render) for a dataset's metadata."""
     model = SSPNeRF(cfg.model, meta.aud_dim, len(meta.class_names), meta.aabb, meta.gate_classes(cfg.model.deform_gate),
                     anchor_t=meta.anchor_t, pose_ref=meta.pose_ref, eye_region=meta.eye_region,
-                    eye_closed=meta.eye_closed)
+                    eye_closed=meta.eye_closed, frame_ids=meta.frame_ids)
     if model.mouth is not None and meta.mouth_train is not None:  # a checkpoint restores it otherwise
         if meta.log_energy is not None:
             model.mouth.set_energy(*meta.log_energy)
@@ -119,16 +121,17 @@ def build_pipeline(cfg, meta: ModelMeta) -> "Pipeline":
 
 
 def build_for_data(cfg, meta: ModelMeta, seed: int) -> tuple["Pipeline", Any, str | None]:
-    """build_pipeline, then the data's choice of the audio code: where `audio_code` is unset and the audio hardly
-    predicts the mouth (mouth_shape.audio_code_note), built again with the code on, seeded as a run given
-    `--audio_code true`. Returns (the pipeline, the config it was built from, the line to print or None)."""
+    """build_pipeline, then the data's choice of a per-frame code: where neither `frame_code` nor `audio_code` is
+    set and the audio hardly predicts the mouth (mouth_shape.frame_code_note), built again with a code of
+    FRAME_CODE_DIM channels, seeded as a run given `--frame_code 8`. Returns (the pipeline, the config it was built
+    from, the line to print or None)."""
     pipe = build_pipeline(cfg, meta)
-    mouth = pipe.model.mouth
-    note = (None if mouth is None or cfg.model.audio_code or "audio_code" in cfg.explicit
-            else audio_code_note(mouth.fit_info["cv_r"]))
+    mouth, mc = pipe.model.mouth, cfg.model
+    unset = not (mc.audio_code or mc.frame_code or {"audio_code", "frame_code"} & cfg.explicit)
+    note = frame_code_note(mouth.fit_info["cv_r"]) if mouth is not None and unset else None
     if note is None:
         return pipe, cfg, None
-    cfg = cfg.replace("model", audio_code=True)
+    cfg = cfg.replace("model", frame_code=FRAME_CODE_DIM)
     torch.manual_seed(seed)
     return build_pipeline(cfg, meta), cfg, note
 
@@ -145,13 +148,15 @@ def marching_settings(rc: RenderConfig) -> dict | None:
 # model keys added after checkpoints were already made: the value that rebuilds a checkpoint without the key
 BEFORE_KEY = {"eyes": False, "eye_code": "openness", "eye_region": False, "audio_at_eyes": True,
               "region_attention": False, "region_groups": ModelConfig.region_groups, "view_dirs": "all",
-              "mouth": False, "audio_code": True, "mouth_envelope": False,
+              "mouth": False, "audio_code": True, "mouth_envelope": False, "frame_code": 0,
+              "frame_code_step": ModelConfig.frame_code_step,
               "mouth_calibrate": False, "mouth_deemphasis": False}
 
 
 # keys that act only when the named keys are on: a checkpoint predating one takes the current value where they are off
 INERT_WITHOUT = {"audio_at_eyes": ("eyes", "eye_region"), "eye_code": ("eyes",), "mouth_envelope": ("mouth",),
-                 "mouth_calibrate": ("mouth",), "mouth_deemphasis": ("mouth", "mouth_envelope")}
+                 "mouth_calibrate": ("mouth",), "mouth_deemphasis": ("mouth", "mouth_envelope"),
+                 "frame_code_step": ("frame_code",)}
 
 
 def saved_fingerprint(saved: dict, current: dict) -> dict:
@@ -243,11 +248,13 @@ class Pipeline(nn.Module):
     # ---- audio --------------------------------------------------------------------------------------------
     @torch.no_grad()
     def frame_codes(self, feats: Tensor, ids: Tensor | None = None, use_attention: bool | None = None,
-                    batch: int = 256, eye: Tensor | None = None, mouth: Tensor | None = None) -> Tensor:
+                    batch: int = 256, eye: Tensor | None = None, mouth: Tensor | None = None,
+                    frames: Tensor | None = None) -> Tensor:
         """Audio features feats [N,16,D] -> conditions [F,cond_dim] of frames ids [F] (rows of feats; default all):
         the audio codes, with the attention smoothing over 2*smooth+1 neighbours when on (default:
-        self.use_attention), the mouth shape predicted from the features when the model takes it (mouth [F,2]:
-        these shapes instead), and the eye openness eye [F] when the model takes it (None: open eyes)."""
+        self.use_attention), the per-frame code at the frames' numbers in the clip frames [F] when the model has one
+        (None: the first training frame's), the mouth shape predicted from the features when the model takes it (mouth [F,2]: these shapes
+        instead), and the eye openness eye [F] when the model takes it (None: open eyes)."""
         att = self.use_attention if use_attention is None else use_attention
         ids = torch.arange(len(feats)) if ids is None else ids
         dev = self.model.aabb.device
@@ -256,7 +263,7 @@ class Pipeline(nn.Module):
             codes.append(self.model.audio_codes(audio_windows(feats, part, self.smooth if att else 0).to(dev), att))
             if self.model.mouth is not None and mouth is None:
                 predicted.append(self.model.mouth(feats[part].to(dev)))
-        return self.model.condition(torch.cat(codes), eye, torch.cat(predicted) if predicted else mouth)
+        return self.model.condition(torch.cat(codes), eye, torch.cat(predicted) if predicted else mouth, frames)
 
     def remember_code(self, code: Tensor) -> None:
         """code [A] of a training batch, for the estimator's next update (a ring buffer)."""
@@ -267,11 +274,13 @@ class Pipeline(nn.Module):
 
     # ---- training ------------------------------------------------------------------------------------------
     def forward(self, aud: Tensor, inv: Tensor, rays_o: Tensor, rays_d: Tensor, near: Tensor, far: Tensor,
-                pose: Tensor, bg: Tensor, eye: Tensor | None = None, mouth: Tensor | None = None) -> dict:
+                pose: Tensor, bg: Tensor, eye: Tensor | None = None, mouth: Tensor | None = None,
+                frames: Tensor | None = None) -> dict:
         """The training forward (what DDP wraps): aud [U,W,16,D] windows of the batch's U distinct frames (eye [U]
-        their eye openness, mouth [U,2] their mouth shape: Trainer._train_mouth), inv [N] each ray's frame among them -> codes
-        once per frame -> remember one for the estimator -> render rays."""
-        codes = self.model.condition(self.model.audio_codes(aud, self.use_attention), eye, mouth)  # [U,cond_dim]
+        their eye openness, mouth [U,2] their mouth shape: Trainer._train_mouth, frames [U] their numbers in the clip:
+        the per-frame code), inv [N] each ray's frame among them -> codes once per frame -> remember one for the
+        estimator -> render rays."""
+        codes = self.model.condition(self.model.audio_codes(aud, self.use_attention), eye, mouth, frames)  # [U,cond]
         self.remember_code(codes[inv[0]])
         return self.render_rays(rays_o, rays_d, near, far, codes[inv], pose, bg, perturb=True)
 

@@ -46,15 +46,17 @@ def load_pose_file(path: str | Path) -> np.ndarray:
     return poses
 
 
-def pose_schedule(mode: str, train_c2w: np.ndarray, n: int, static_index: int = 0) -> np.ndarray:
+def pose_schedule(mode: str, train_c2w: np.ndarray, n: int,
+                  static_index: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
     """The n camera poses [n,4,4] to render: `train` (ping-ponged), `static` (frame static_index), or a JSON file
-    (ping-ponged too)."""
+    (ping-ponged too); and which of train_c2w's frames each is the pose of (int [n]; None for a file)."""
     train_c2w = np.asarray(train_c2w, np.float32)
     if mode == "train":
-        return train_c2w[pingpong_indices(len(train_c2w), n)]
+        idx = pingpong_indices(len(train_c2w), n)
+        return train_c2w[idx], idx
     if mode == "static":
         if not -len(train_c2w) <= static_index < len(train_c2w):
             raise ValueError(f"--pose_index {static_index}: the training split has {len(train_c2w)} poses")
-        return np.repeat(train_c2w[static_index][None], n, axis=0)
+        return np.repeat(train_c2w[static_index][None], n, axis=0), np.full(n, static_index % len(train_c2w))
     poses = load_pose_file(mode)
-    return poses[pingpong_indices(len(poses), n)]
+    return poses[pingpong_indices(len(poses), n)], None

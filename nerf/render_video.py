@@ -35,8 +35,9 @@ def iter_frames(run: LoadedRun, codes: Tensor, poses: Tensor, desc: str = "rende
 
 
 def iter_speech_frames(run: LoadedRun, speech: SpeechFeatures, poses: Tensor, eye: Tensor | None = None,
-                       chunk: int = CHUNK_FRAMES, semantics: bool = True):
-    """Frames for new speech (eye [n]: each frame's eye openness, None: open), its features and codes computed
+                       chunk: int = CHUNK_FRAMES, semantics: bool = True, frames: Tensor | None = None):
+    """Frames for new speech (eye [n]: each frame's eye openness, None: open; frames [n]: the clip frame numbers of
+    the training frames whose poses they use, for a per-frame code, None: the first), its features and codes computed
     `chunk` frames at a time (memory stays that of a short file); a progress bar shows frames/s and the ETA.
     semantics=False: rgb only (no "labels"), a little faster."""
     from tqdm import tqdm
@@ -48,10 +49,17 @@ def iter_speech_frames(run: LoadedRun, speech: SpeechFeatures, poses: Tensor, ey
             if run.cfg.data.zero_audio:  # a control model trained without audio sees none here either
                 feats = np.zeros_like(feats)
             codes = run.pipeline.frame_codes(torch.from_numpy(feats), torch.arange(a - a0, b - a0),
-                                             eye=None if eye is None else eye[a:b])  # [b-a, A(+1)]
+                                             eye=None if eye is None else eye[a:b],
+                                             frames=None if frames is None else frames[a:b])  # [b-a, cond]
             for i in range(a, b):
                 yield run.pipeline.render_frame(run.ds, poses[i], codes[i - a], semantics)
                 bar.update(1)
+
+
+def clip_frames(run: LoadedRun, of: np.ndarray | None) -> Tensor | None:
+    """Frames of run.ds (indices [n], or None: poses of no frame) -> their numbers in the clip [n], which the
+    per-frame code (frame_code) reads (None: the model takes the first training frame's)."""
+    return None if of is None else torch.from_numpy(np.asarray(run.ds.img_ids)[of]).long()
 
 
 def blink_depth(run: LoadedRun) -> float:
@@ -75,7 +83,8 @@ def render_video(run: LoadedRun, aud: str | Path, out: str | Path, pose: str = "
     paste = FullFrame.from_dataset(run.ds.root) if full_frame else None  # its errors come before any work
     speech = SpeechFeatures(aud, run.ds.root, run.ds.aud_dim)
     n = speech.n  # = ceil(T / 640) = ceil(duration * 25) for a wav
-    poses = torch.from_numpy(pose_schedule(pose, run.ds.c2w.numpy(), n, pose_index))
+    poses, of = pose_schedule(pose, run.ds.c2w.numpy(), n, pose_index)
+    poses, frames = torch.from_numpy(poses), clip_frames(run, of)
     eye = torch.from_numpy(blink_schedule(blink, n, blink_depth(run), blink_seed))
     if not run.model.eye_dim and blink != "none":
         print(f"note: {run.run_dir} was trained without the eye input; --blink {blink} has no effect")
@@ -92,7 +101,8 @@ def render_video(run: LoadedRun, aud: str | Path, out: str | Path, pose: str = "
         Path(save_frames).mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:
-        for i, res in enumerate(iter_speech_frames(run, speech, poses, eye, semantics=sem_out is not None)):
+        for i, res in enumerate(iter_speech_frames(run, speech, poses, eye, semantics=sem_out is not None,
+                                                   frames=frames)):
             frame = to_uint8(res["rgb"])
             if paste is not None:
                 frame = paste.paste(frame)

@@ -84,7 +84,8 @@ def load_run(argv: list[str], split: str = "train") -> LoadedRun:
     if missing:
         cfg = cfg.replace("model", **missing)
     weights = upgrade_state_dict(state["model"])
-    meta = ModelMeta(ds.aud_dim, list(ds.class_names or []), weights["model.aabb"])
+    meta = ModelMeta(ds.aud_dim, list(ds.class_names or []), weights["model.aabb"],
+                     frame_ids=weights.get("model.frame_ids"))  # the per-frame code's frames (frame_code)
     try:  # the same shapes as in training, else a one-line error
         current = fingerprint(cfg, meta)
         check_fingerprint(ckpt, saved_fingerprint(state["fingerprint"], current), current)

@@ -151,7 +151,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self._param_groups(), lr=self.lr_at(0), betas=(0.9, 0.999))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.ema = WeightAverage(self.pipeline, self.tc.ema_decay) if self.tc.ema_decay != 0 else None
-        self.poses = pose6(ds.c2w)  # [F,6]
+        self.poses, self.clip_frames = pose6(ds.c2w), torch.from_numpy(ds.img_ids).long()  # [F,6], [F] (frame numbers)
         self.start_iter, self.time_s = 0, 0.0
         self.writer = None
 
@@ -196,7 +196,8 @@ class Trainer:
         self.pipeline.use_attention = it >= tc.att_start
         with torch.autocast(dev.type, enabled=self.amp):
             out = self.forward(aud, inv.to(dev), rays_o.to(dev), rays_d.to(dev), near, far,
-                               self.poses[frame].to(dev), ds.bg[y, x].to(dev), eye, mouth)
+                               self.poses[frame].to(dev), ds.bg[y, x].to(dev), eye, mouth,
+                               self.clip_frames[uniq].to(dev) if self.model.frame_dim else None)
         loss, per_ray, logs = losses.training_loss(out, gt, cls.to(dev) if self.class_names else None,
                                                    tc.lambda_sem, tc.lambda_deform)
         self.optimizer.zero_grad(set_to_none=True)
@@ -218,9 +219,9 @@ class Trainer:
     def validate(self, it: int) -> dict:
         ds = self.val_ds
         idx = np.unique(np.linspace(0, len(ds) - 1, max(self.tc.val_frames, 1)).round().astype(int))
-        preds, gts, pars, labels = [], [], [], []
-        codes = self.pipeline.frame_codes(ds.aud, ds.aud_ids[torch.from_numpy(idx)],
-                                          eye=None if ds.eye is None else ds.eye[torch.from_numpy(idx)])  # [V,A(+1)]
+        preds, gts, pars, labels, sel = [], [], [], [], torch.from_numpy(idx)
+        codes = self.pipeline.frame_codes(ds.aud, ds.aud_ids[sel], eye=None if ds.eye is None else ds.eye[sel],
+                                          frames=torch.from_numpy(ds.img_ids[idx]).long())  # [V,cond_dim]
         for k, f in enumerate(idx.tolist()):
             r = self.pipeline.render_frame(ds, ds.c2w[f], codes[k])
             preds.append(r["rgb"])

@@ -33,14 +33,16 @@ def _poses(n):
 
 def test_pose_schedule_train_static_file(tmp_path):
     train_poses = _poses(3)
-    assert pose_schedule("train", train_poses, 6)[:, 0, 3].tolist() == [0, 1, 2, 1, 0, 1]
-    static = pose_schedule("static", train_poses, 4, static_index=2)
-    assert static.shape == (4, 4, 4) and static[:, 0, 3].tolist() == [2, 2, 2, 2]
+    poses, of = pose_schedule("train", train_poses, 6)
+    assert poses[:, 0, 3].tolist() == [0, 1, 2, 1, 0, 1] and of.tolist() == [0, 1, 2, 1, 0, 1]  # whose poses
+    static, of = pose_schedule("static", train_poses, 4, static_index=-1)
+    assert static.shape == (4, 4, 4) and static[:, 0, 3].tolist() == [2, 2, 2, 2] and of.tolist() == [2, 2, 2, 2]
     with pytest.raises(ValueError, match="pose_index 5"):
         pose_schedule("static", train_poses, 4, static_index=5)
     as_list = tmp_path / "poses.json"
     as_list.write_text(json.dumps(_poses(2).tolist()))
-    assert pose_schedule(str(as_list), train_poses, 5)[:, 0, 3].tolist() == [0, 1, 0, 1, 0]
+    poses, of = pose_schedule(str(as_list), train_poses, 5)
+    assert poses[:, 0, 3].tolist() == [0, 1, 0, 1, 0] and of is None  # no training frame's
     as_transforms = tmp_path / "transforms.json"
     as_transforms.write_text(json.dumps({"frames": [{"transform_matrix": m.tolist()} for m in _poses(4)]}))
     assert load_pose_file(as_transforms)[:, 0, 3].tolist() == [0, 1, 2, 3]
