@@ -85,6 +85,9 @@ def render_video(run: LoadedRun, aud: str | Path, out: str | Path, pose: str = "
     n = speech.n  # = ceil(T / 640) = ceil(duration * 25) for a wav
     poses, of = pose_schedule(pose, run.ds.c2w.numpy(), n, pose_index)
     poses, frames = torch.from_numpy(poses), clip_frames(run, of)
+    if frames is None and run.model.frame_dim:
+        print(f"note: {run.run_dir} has a per-frame code (frame_code); poses from {pose} belong to no training frame, "
+              "so every frame takes the first training frame's expression")
     eye = torch.from_numpy(blink_schedule(blink, n, blink_depth(run), blink_seed))
     if not run.model.eye_dim and blink != "none":
         print(f"note: {run.run_dir} was trained without the eye input; --blink {blink} has no effect")
