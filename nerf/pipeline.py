@@ -253,8 +253,8 @@ class Pipeline(nn.Module):
         """Audio features feats [N,16,D] -> conditions [F,cond_dim] of frames ids [F] (rows of feats; default all):
         the audio codes, with the attention smoothing over 2*smooth+1 neighbours when on (default:
         self.use_attention), the per-frame code at the frames' numbers in the clip frames [F] when the model has one
-        (None: the first training frame's), the mouth shape predicted from the features when the model takes it (mouth [F,2]: these shapes
-        instead), and the eye openness eye [F] when the model takes it (None: open eyes)."""
+        (None: the first training frame's), the mouth shape predicted from the features when the model takes it
+        (mouth [F,2]: these shapes instead), and the eye openness eye [F] when the model takes it (None: open eyes)."""
         att = self.use_attention if use_attention is None else use_attention
         ids = torch.arange(len(feats)) if ids is None else ids
         dev = self.model.aabb.device

@@ -1,8 +1,8 @@
 """The learned per-frame code (frame_code, RAD-NeRF / ER-NeRF's individual codes, smooth in time): keyframe codes
 interpolated at each frame's time in the clip join the field's condition; held-out frames take the code at their
-time, renders at `--pose train` the code of the frame whose pose they use. Left unset, it is turned on only where the audio hardly predicts the mouth
-(nerf/mouth_shape.frame_code_note); a value the user sets wins; the run's config.txt and checkpoint say what was
-trained."""
+time, renders at `--pose train` the code of the frame whose pose they use. Left unset, it is turned on only where
+the audio hardly predicts the mouth (nerf/mouth_shape.frame_code_note); a value the user sets wins; the run's
+config.txt and checkpoint say what was trained."""
 from __future__ import annotations
 
 import math
@@ -44,7 +44,7 @@ def test_the_trainer_turns_the_code_on_only_when_unset(tmp_path, capsys, monkeyp
     if dim:
         assert model.frame_codes.shape[1] == dim and model.frame_ids.tolist() == trainer.train_ds.img_ids.tolist()
     assert model.mouth is not None  # the shape stays an input either way
-    assert ("learned code per training frame" in capsys.readouterr().out) is (dim == 8)
+    assert ("learned code of the frame's time in the clip" in capsys.readouterr().out) is (dim == 8)
     assert trainer.fingerprint["frame_code"] == dim
 
 
