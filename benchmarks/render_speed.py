@@ -57,7 +57,8 @@ def synthetic_run(cfg, size: int, device):
     aabb = torch.cat([pts.min(0).values, pts.max(0).values])
     classes = ["background", "face", "brows", "eyes", "ears", "nose", "inner_mouth", "lips", "neck", "torso", "hair"]
     eyes = torch.tensor([[-0.035, -0.033, 0.0, 0.019], [0.035, -0.033, 0.0, 0.019]])  # the sample's, about
-    pipeline = build_pipeline(cfg, ModelMeta(29, classes, aabb, eye_region=eyes)).to(device).eval()
+    meta = ModelMeta(29, classes, aabb, eye_region=eyes, frame_ids=torch.arange(1))  # (frame ids: a per-frame code's)
+    pipeline = build_pipeline(cfg, meta).to(device).eval()
     ds = SimpleNamespace(h=size, w=size, focal=focal, cx=size / 2, cy=size / 2, near=near, far=far,
                          bg=torch.full((size, size, 3), 0.5))
     return SimpleNamespace(pipeline=pipeline, model=pipeline.model, ds=ds, device=device, cfg=cfg), c2w
@@ -156,7 +157,8 @@ def validation_psnr(job: dict, size: int) -> dict:
                     job["path"]], split="val")
     ds = run.ds
     idx = np.unique(np.linspace(0, len(ds) - 1, job["val_frames"]).round().astype(int))
-    codes = run.pipeline.frame_codes(ds.aud, ds.aud_ids[torch.from_numpy(idx)])
+    codes = run.pipeline.frame_codes(ds.aud, ds.aud_ids[torch.from_numpy(idx)],
+                                     frames=torch.from_numpy(ds.img_ids[idx]).long())  # (a per-frame code's input)
     preds = [run.pipeline.render_frame(ds, ds.c2w[f], codes[k])["rgb"] for k, f in enumerate(idx.tolist())]
     gts = [ds.image(f).float() / 255.0 for f in idx.tolist()]
     return {"val_psnr": float(metrics.psnr(torch.cat(preds), torch.cat(gts))), "val_frames": len(idx),

@@ -206,12 +206,15 @@ class SSPNeRF(nn.Module):
 
     def frame_code(self, frames: Tensor | None, n: int) -> Tensor:
         """Clip frame numbers [n] (None: the first training frame's) -> the per-frame code [n,frame_dim]: the
-        keyframes' codes linearly interpolated (held at the ends)."""
+        keyframes' codes linearly interpolated, held at the first and the last training frame's (a frame outside
+        the training frames takes the code of the nearer end; the last keyframe, past the last training frame, is
+        learned only as far as it weighs in that frame's code, so nothing reads it beyond)."""
         keys = self.frame_codes
         if frames is None:
             return keys[:1].expand(n, -1)
         step = self.mc.frame_code_step
-        pos = ((frames.to(keys.device).float() - self.frame_ids.min()) / step).clamp(0, len(keys) - 1)
+        first, last = self.frame_ids.min(), self.frame_ids.max()
+        pos = ((frames.to(keys.device).float() - first) / step).clamp(0, float(last - first) / step)
         i0 = pos.floor().long().clamp(max=len(keys) - 2) if len(keys) > 1 else pos.long()
         w = (pos - i0)[:, None]
         return keys[i0] * (1 - w) + keys[(i0 + 1).clamp(max=len(keys) - 1)] * w

@@ -67,11 +67,14 @@ def test_the_code_is_a_function_of_the_frames_time_in_the_clip(tmp_path):
     with torch.no_grad():
         model.frame_codes.copy_(torch.randn_like(model.frame_codes))
     keys = model.frame_codes.detach()
-    at = torch.tensor([first, first + step, first + step // 4, first - 50, last + 10 ** 4])
-    code = model.frame_code(at, 5).detach()
+    at = torch.tensor([first, first + step, first + step // 4, first - 50, last + 10 ** 4, last])
+    code = model.frame_code(at, 6).detach()
     assert torch.allclose(code[:2], keys[:2])  # on a keyframe: its code
     assert torch.allclose(code[2], 0.75 * keys[0] + 0.25 * keys[1])  # between: linear
-    assert torch.allclose(code[3], keys[0]) and torch.allclose(code[4], keys[-1])  # held at the ends
+    assert torch.allclose(code[3], keys[0])  # before the first training frame: its code
+    assert torch.allclose(code[4], code[5])  # after the last: the last training frame's (not the keyframe past it)
+    w = (last - first) / step - (len(keys) - 2)
+    assert torch.allclose(code[5], (1 - w) * keys[-2] + w * keys[-1]) and w < 1
     cond = model.condition(torch.zeros(2, 0), None, None, at[:2])
     assert torch.allclose(cond[:, :4], keys[:2])  # [frame code, mouth shape, eye]
     assert torch.allclose(model.condition(torch.zeros(1, 0), None)[0, :4], keys[0])  # None: the first frame's
