@@ -15,7 +15,7 @@ Training (nerf/trainer.py), render.py (nerf/render_video.py) and evaluate.py (ne
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -121,10 +121,9 @@ def build_pipeline(cfg, meta: ModelMeta) -> "Pipeline":
 
 
 def build_for_data(cfg, meta: ModelMeta, seed: int) -> tuple["Pipeline", Any, str | None]:
-    """build_pipeline, then the data's choice of a per-frame code: where neither `frame_code` nor `audio_code` is
-    set and the audio hardly predicts the mouth (mouth_shape.frame_code_note), built again with a code of
-    FRAME_CODE_DIM channels, seeded as a run given `--frame_code 8`. Returns (the pipeline, the config it was built
-    from, the line to print or None)."""
+    """build_pipeline, then the data's choice of a per-frame code: where neither `frame_code` nor `audio_code` is set
+    and the audio hardly predicts the mouth (mouth_shape.frame_code_note), built again with FRAME_CODE_DIM channels,
+    seeded as a run given `--frame_code 8`. Returns (the pipeline, the config it was built from, the line or None)."""
     pipe = build_pipeline(cfg, meta)
     mouth, mc = pipe.model.mouth, cfg.model
     unset = not (mc.audio_code or mc.frame_code or {"audio_code", "frame_code"} & cfg.explicit)
@@ -132,8 +131,11 @@ def build_for_data(cfg, meta: ModelMeta, seed: int) -> tuple["Pipeline", Any, st
     if note is None:
         return pipe, cfg, None
     cfg = cfg.replace("model", frame_code=FRAME_CODE_DIM)
-    torch.manual_seed(seed)
-    return build_pipeline(cfg, meta), cfg, note
+    torch.manual_seed(seed)  # the mouth's regression draws no random numbers: moved over, not fitted again
+    again = build_pipeline(cfg, replace(meta, mouth_train=None))
+    again.model.mouth.load_state_dict(mouth.state_dict())
+    again.model.mouth.fit_info = mouth.fit_info
+    return again, cfg, note
 
 
 def marching_settings(rc: RenderConfig) -> dict | None:
@@ -148,9 +150,8 @@ def marching_settings(rc: RenderConfig) -> dict | None:
 # model keys added after checkpoints were already made: the value that rebuilds a checkpoint without the key
 BEFORE_KEY = {"eyes": False, "eye_code": "openness", "eye_region": False, "audio_at_eyes": True,
               "region_attention": False, "region_groups": ModelConfig.region_groups, "view_dirs": "all",
-              "mouth": False, "audio_code": True, "mouth_envelope": False, "frame_code": 0,
-              "frame_code_step": ModelConfig.frame_code_step,
-              "mouth_calibrate": False, "mouth_deemphasis": False}
+              "mouth": False, "audio_code": True, "mouth_envelope": False, "mouth_calibrate": False,
+              "mouth_deemphasis": False, "frame_code": 0, "frame_code_step": ModelConfig.frame_code_step}
 
 
 # keys that act only when the named keys are on: a checkpoint predating one takes the current value where they are off
