@@ -272,8 +272,8 @@ def mouth_vs_loudness(run: LoadedRun, aud: str | Path, out_dir: str | Path, pose
         raise ValueError(f"{aud}: the loudness check needs an audio file, not features")
     n = len(feats) if max_frames <= 0 else min(len(feats), max_frames)
     poses, of = pose_schedule(pose, run.ds.c2w.numpy(), n)
-    codes = run.pipeline.frame_codes(torch.from_numpy(feats), torch.arange(n), frames=clip_frames(run, of))
     poses = torch.from_numpy(poses)
+    codes = run.pipeline.frame_codes(torch.from_numpy(feats), torch.arange(n), frames=clip_frames(run, of, poses))
     frames = [to_uint8(r["rgb"]) for r in iter_frames(run, codes, poses, desc="new audio")]
     loud = frame_loudness(wav, n)
     m = mouth_series(frames)

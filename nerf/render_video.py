@@ -56,10 +56,15 @@ def iter_speech_frames(run: LoadedRun, speech: SpeechFeatures, poses: Tensor, ey
                 bar.update(1)
 
 
-def clip_frames(run: LoadedRun, of: np.ndarray | None) -> Tensor | None:
-    """Frames of run.ds (indices [n], or None: poses of no frame) -> their numbers in the clip [n], which the
-    per-frame code (frame_code) reads (None: the model takes the first training frame's)."""
-    return None if of is None else torch.from_numpy(np.asarray(run.ds.img_ids)[of]).long()
+def clip_frames(run: LoadedRun, of: np.ndarray | None, poses: Tensor) -> Tensor | None:
+    """The frames of run.ds that rendered poses [n,4,4] are the poses of (indices [n]; None: poses from a file, which
+    then take the frames nearest in camera position, the view the field has seen with that frame's code) -> their
+    numbers in the clip [n], which the per-frame code (frame_code) reads. None without the code."""
+    if not run.model.frame_dim:
+        return None
+    if of is None:
+        of = torch.cdist(poses[:, :3, 3].float(), run.ds.c2w[:, :3, 3].float()).argmin(1).numpy()
+    return torch.from_numpy(np.asarray(run.ds.img_ids)[of]).long()
 
 
 def blink_depth(run: LoadedRun) -> float:
@@ -84,10 +89,11 @@ def render_video(run: LoadedRun, aud: str | Path, out: str | Path, pose: str = "
     speech = SpeechFeatures(aud, run.ds.root, run.ds.aud_dim)
     n = speech.n  # = ceil(T / 640) = ceil(duration * 25) for a wav
     poses, of = pose_schedule(pose, run.ds.c2w.numpy(), n, pose_index)
-    poses, frames = torch.from_numpy(poses), clip_frames(run, of)
-    if frames is None and run.model.frame_dim:
+    poses = torch.from_numpy(poses)
+    frames = clip_frames(run, of, poses)
+    if of is None and frames is not None:
         print(f"note: {run.run_dir} has a per-frame code (frame_code); poses from {pose} belong to no training frame, "
-              "so every frame takes the first training frame's expression")
+              "so each takes the expression of the training frame nearest in camera position")
     eye = torch.from_numpy(blink_schedule(blink, n, blink_depth(run), blink_seed))
     if not run.model.eye_dim and blink != "none":
         print(f"note: {run.run_dir} was trained without the eye input; --blink {blink} has no effect")
