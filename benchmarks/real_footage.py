@@ -9,7 +9,8 @@
 4. `python evaluate.py` on every held-out frame, 5. `python render.py` on 4 s of new speech in another voice.
 The JSON holds the tracking numbers (landmark coverage, frame-to-frame rotation, pitch vs mouth / brow
 correlations), the training time and iterations, the validation metrics per region and the render speed; the PNG
-shows ground truth | render for 4 held-out frames above the pose and expression curves.
+shows ground truth | render for 4 held-out frames, 4 frames of the render of new speech (at the training poses: what
+a user gets from render.py), and the pose and expression curves.
 """
 from __future__ import annotations
 
@@ -69,7 +70,15 @@ def side_by_side_frames(video: Path, k: int = 4) -> list[np.ndarray]:
     return [frames[i][:, :2 * w] for i in pick]
 
 
-def draw(path: Path, frames: list[np.ndarray], data: Path, results: dict) -> None:
+def video_frames(video: Path, k: int = 4) -> list[np.ndarray]:
+    """k frames spread over a video (render.py's mp4)."""
+    import imageio.v3 as iio
+
+    frames = list(iio.imiter(video))
+    return [frames[i] for i in np.linspace(0, len(frames) - 1, min(k, len(frames))).round().astype(int)]
+
+
+def draw(path: Path, frames: list[np.ndarray], data: Path, results: dict, rendered: list[np.ndarray]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -80,16 +89,22 @@ def draw(path: Path, frames: list[np.ndarray], data: Path, results: dict) -> Non
 
     params = load_params(data / "track_params.pt")
     curves = expression_curves(np.load(data / "landmarks.npy"))
-    fig = plt.figure(figsize=(10, 7.5))
+    fig = plt.figure(figsize=(10, 10))
     for k, fr in enumerate(frames):
-        ax = fig.add_subplot(3, len(frames), k + 1)
+        ax = fig.add_subplot(4, len(frames), k + 1)
         ax.imshow(fr)
         ax.set_axis_off()
-        ax.set_title("ground truth | render", fontsize=8)
+        ax.set_title("held out: ground truth | render", fontsize=8)
+    if rendered:
+        ax = fig.add_subplot(4, 1, 2)
+        ax.imshow(np.concatenate(rendered, 1))
+        ax.set_axis_off()
+        ax.set_title(f"render of new speech (render.py, --pose train: the training poses from the clip's start), "
+                     f"{len(rendered)} frames from its start to its end", fontsize=8)
     ev = results.get("evaluation", {})
     fig.suptitle(f"{results['name']}: {ev.get('frames')} held-out frames, PSNR {ev.get('psnr', float('nan')):.2f} dB, "
                  f"after {results['training'].get('train_seconds', 0) / 60:.1f} min of CPU training", fontsize=10)
-    ax = fig.add_subplot(3, 1, 2)
+    ax = fig.add_subplot(4, 1, 3)
     for j, name in enumerate(("pitch (x)", "yaw (y)", "roll (z)")):
         ax.plot(np.degrees(params["euler"][:, j]), label=name)
     tr = results["tracking"]
@@ -98,7 +113,7 @@ def draw(path: Path, frames: list[np.ndarray], data: Path, results: dict) -> Non
     ax.set_ylabel("degrees")
     ax.legend(fontsize=7, loc="upper right")
     ax.grid(alpha=0.3)
-    ax = fig.add_subplot(3, 1, 3, sharex=ax)
+    ax = fig.add_subplot(4, 1, 4, sharex=ax)
     ax.plot(curves["mouth"], color="tab:red", label="mouth opening")
     ax2 = ax.twinx()
     ax2.plot(curves["brow"], color="tab:purple", label="brow height")
@@ -150,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         "rendered_video": str(movie.relative_to(ROOT)),
     }
     frames = side_by_side_frames(run_dir / "eval" / "side_by_side.mp4")
-    return write_results(args.out, results, lambda png: draw(png, frames, data, results))
+    rendered = video_frames(movie)
+    return write_results(args.out, results, lambda png: draw(png, frames, data, results, rendered))
 
 
 if __name__ == "__main__":
