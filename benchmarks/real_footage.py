@@ -62,16 +62,11 @@ def training_numbers(run_dir: Path) -> dict:
 
 def side_by_side_frames(video: Path, k: int = 4) -> list[np.ndarray]:
     """k frames spread over evaluate.py's side_by_side.mp4 (ground truth | render | error), error part cut off."""
-    import imageio.v3 as iio
-
-    frames = np.stack(list(iio.imiter(video)))  # [V,H,3W,3]
-    pick = np.linspace(0, len(frames) - 1, min(k, len(frames))).round().astype(int)
-    w = frames.shape[2] // 3
-    return [frames[i][:, :2 * w] for i in pick]
+    return [f[:, :2 * (f.shape[1] // 3)] for f in video_frames(video, k)]
 
 
 def video_frames(video: Path, k: int = 4) -> list[np.ndarray]:
-    """k frames spread over a video (render.py's mp4)."""
+    """k frames spread over a video."""
     import imageio.v3 as iio
 
     frames = list(iio.imiter(video))

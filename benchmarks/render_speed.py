@@ -158,7 +158,7 @@ def validation_psnr(job: dict, size: int) -> dict:
     ds = run.ds
     idx = np.unique(np.linspace(0, len(ds) - 1, job["val_frames"]).round().astype(int))
     codes = run.pipeline.frame_codes(ds.aud, ds.aud_ids[torch.from_numpy(idx)],
-                                     frames=torch.from_numpy(ds.img_ids[idx]).long())  # (a per-frame code's input)
+                                     frames=ds.frame_numbers[torch.from_numpy(idx)])
     preds = [run.pipeline.render_frame(ds, ds.c2w[f], codes[k])["rgb"] for k, f in enumerate(idx.tolist())]
     gts = [ds.image(f).float() / 255.0 for f in idx.tolist()]
     return {"val_psnr": float(metrics.psnr(torch.cat(preds), torch.cat(gts))), "val_frames": len(idx),

@@ -113,6 +113,7 @@ class TalkingDataset:
             if "img_id" not in fr or "transform_matrix" not in fr:
                 raise ValueError(f"{tf}: frame {k} lacks img_id or transform_matrix")
         self.img_ids = np.array([int(f["img_id"]) for f in frames])
+        self.frame_numbers = torch.from_numpy(self.img_ids).long()  # [F] in the clip: the per-frame code's input
         self.c2w = torch.tensor(np.array([f["transform_matrix"] for f in frames], np.float32))  # [F,4,4]
         if self.c2w.shape[1:] != (4, 4):
             raise ValueError(f"{tf}: transform_matrix must be 4x4")

@@ -145,8 +145,8 @@ def evaluate_run(run: LoadedRun, out_dir: str | Path, max_frames: int = 0, video
     idx = select_frames(len(ds), max_frames)
     eye = None if ds.eye is None else ds.eye[torch.tensor(idx)]  # the frames' own eye openness
     mouth = measured_mouth(run, idx) if mouth_shape == "measured" else None
-    frames = torch.from_numpy(ds.img_ids[idx]).long()  # their numbers in the clip (the per-frame code's input)
-    codes = run.pipeline.frame_codes(ds.aud, ds.aud_ids[torch.tensor(idx)], eye=eye, mouth=mouth, frames=frames)
+    codes = run.pipeline.frame_codes(ds.aud, ds.aud_ids[torch.tensor(idx)], eye=eye, mouth=mouth,
+                                     frames=ds.frame_numbers[torch.tensor(idx)])
     poses = ds.c2w[idx]
     preds, labels = [], []
     for res in iter_frames(run, codes, poses, desc="evaluate"):

@@ -215,9 +215,9 @@ class SSPNeRF(nn.Module):
         step = self.mc.frame_code_step
         first, last = self.frame_ids.min(), self.frame_ids.max()
         pos = ((frames.to(keys.device).float() - first) / step).clamp(0, float(last - first) / step)
-        i0 = pos.floor().long().clamp(max=len(keys) - 2) if len(keys) > 1 else pos.long()
+        i0 = pos.floor().long().clamp(max=len(keys) - 2)  # (K >= 2: the last keyframe lies past the last frame)
         w = (pos - i0)[:, None]
-        return keys[i0] * (1 - w) + keys[(i0 + 1).clamp(max=len(keys) - 1)] * w
+        return keys[i0] * (1 - w) + keys[i0 + 1] * w
 
     def audio_codes(self, aud: Tensor, use_attention: bool) -> Tensor:
         """aud [F, W, 16, D] (W neighbouring windows, centre in the middle) -> codes [F, code_dim] ([F, 0] without

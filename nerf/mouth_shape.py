@@ -176,10 +176,11 @@ def hardly_predicted(cv_r: list[float]) -> bool:
         return not np.nanmax(np.asarray(cv_r, float)) >= WEAK_R if np.isfinite(cv_r).any() else True
 
 
-def frame_code_note(cv_r: list[float]) -> str | None:
-    """With frame_code and audio_code left unset: the log line that turns a learned per-frame code on (RAD-NeRF /
-    ER-NeRF's individual codes, here a function of the frame's time: SSPNeRF.frame_code), when the audio hardly predicts the mouth (held-out r of both outputs below WEAK_R: a
-    silent or dubbed clip, or expressions its speech does not carry); else None. With only the shape, which then
+def frame_code_note(cv_r: list[float], dim: int) -> str | None:
+    """With frame_code and audio_code left unset: the log line that turns a learned per-frame code of `dim` channels
+    on (RAD-NeRF / ER-NeRF's individual codes, here a function of the frame's time: SSPNeRF.frame_code), when the
+    audio hardly predicts the mouth (held-out r of both outputs below WEAK_R: a silent or dubbed clip, or
+    expressions its speech does not carry); else None. With only the shape, which then
     says nothing of the frame, the field cannot tell such a clip's frames apart and draws a blend of its
     expressions: smeared faces in renders at those poses (wolfgang: training frames 22.5 dB; benchmarks/NOTES.md
     2026-12-07)."""
@@ -187,7 +188,7 @@ def frame_code_note(cv_r: list[float]) -> str | None:
         return None
     return (f"mouth input: the audio hardly predicts this clip's mouth (held-out r {cv_r[0]:.2f} / {cv_r[1]:.2f}), "
             "so the field also gets a learned code of the frame's time in the clip to tell its frames apart "
-            "(frame_code = 8; --frame_code 0 keeps it off)")
+            f"(frame_code = {dim}; --frame_code 0 keeps it off)")
 
 
 def teacher_note(shares: list[float]) -> str:

@@ -127,7 +127,7 @@ def build_for_data(cfg, meta: ModelMeta, seed: int) -> tuple["Pipeline", Any, st
     pipe = build_pipeline(cfg, meta)
     mouth, mc = pipe.model.mouth, cfg.model
     unset = not (mc.audio_code or mc.frame_code or {"audio_code", "frame_code"} & cfg.explicit)
-    note = frame_code_note(mouth.fit_info["cv_r"]) if mouth is not None and unset else None
+    note = frame_code_note(mouth.fit_info["cv_r"], FRAME_CODE_DIM) if mouth is not None and unset else None
     if note is None:
         return pipe, cfg, None
     cfg = cfg.replace("model", frame_code=FRAME_CODE_DIM)

@@ -64,7 +64,7 @@ def clip_frames(run: LoadedRun, of: np.ndarray | None, poses: Tensor) -> Tensor 
         return None
     if of is None:
         of = torch.cdist(poses[:, :3, 3].float(), run.ds.c2w[:, :3, 3].float()).argmin(1).numpy()
-    return torch.from_numpy(np.asarray(run.ds.img_ids)[of]).long()
+    return run.ds.frame_numbers[torch.as_tensor(of)]
 
 
 def blink_depth(run: LoadedRun) -> float:

@@ -132,7 +132,7 @@ class Trainer:
         self.sampler = make_sampler(ds, cfg.sampler, seed=self.tc.seed + 1000 * self.dist.rank)
         meta = ModelMeta.from_dataset(ds)
         self.pipeline, cfg, code_note = build_for_data(cfg, meta, self.tc.seed + self.dist.rank)
-        self.pipeline, self.cfg = self.pipeline.to(self.device), cfg  # (the audio code may be on: the data's choice)
+        self.pipeline, self.cfg = self.pipeline.to(self.device), cfg  # (a per-frame code may be on: the data's choice)
         if code_note and self.dist.is_main:
             print(code_note)
         self.train_mouth, self.refine, note = training_shapes(  # [F,2] or None; MouthRefinement or None
@@ -151,7 +151,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self._param_groups(), lr=self.lr_at(0), betas=(0.9, 0.999))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.ema = WeightAverage(self.pipeline, self.tc.ema_decay) if self.tc.ema_decay != 0 else None
-        self.poses, self.clip_frames = pose6(ds.c2w), torch.from_numpy(ds.img_ids).long()  # [F,6], [F] (frame numbers)
+        self.poses = pose6(ds.c2w)  # [F,6]
         self.start_iter, self.time_s = 0, 0.0
         self.writer = None
 
@@ -197,7 +197,7 @@ class Trainer:
         with torch.autocast(dev.type, enabled=self.amp):
             out = self.forward(aud, inv.to(dev), rays_o.to(dev), rays_d.to(dev), near, far,
                                self.poses[frame].to(dev), ds.bg[y, x].to(dev), eye, mouth,
-                               self.clip_frames[uniq].to(dev) if self.model.frame_dim else None)
+                               ds.frame_numbers[uniq].to(dev) if self.model.frame_dim else None)
         loss, per_ray, logs = losses.training_loss(out, gt, cls.to(dev) if self.class_names else None,
                                                    tc.lambda_sem, tc.lambda_deform)
         self.optimizer.zero_grad(set_to_none=True)
@@ -221,7 +221,7 @@ class Trainer:
         idx = np.unique(np.linspace(0, len(ds) - 1, max(self.tc.val_frames, 1)).round().astype(int))
         preds, gts, pars, labels, sel = [], [], [], [], torch.from_numpy(idx)
         codes = self.pipeline.frame_codes(ds.aud, ds.aud_ids[sel], eye=None if ds.eye is None else ds.eye[sel],
-                                          frames=torch.from_numpy(ds.img_ids[idx]).long())  # [V,cond_dim]
+                                          frames=ds.frame_numbers[sel])  # [V,cond_dim]
         for k, f in enumerate(idx.tolist()):
             r = self.pipeline.render_frame(ds, ds.c2w[f], codes[k])
             preds.append(r["rgb"])

@@ -15,11 +15,11 @@ from nerf.mouth_shape import frame_code_note
 
 
 def test_the_rule_on_held_out_r():
-    assert frame_code_note([0.95, 0.85]) is None  # the sample: the audio predicts the mouth
-    assert frame_code_note([0.9, 0.1]) is None  # one output predicted is enough
-    line = frame_code_note([-0.35, 0.10])  # wolfgang: a silent clip trained on unrelated speech
+    assert frame_code_note([0.95, 0.85], 8) is None  # the sample: the audio predicts the mouth
+    assert frame_code_note([0.9, 0.1], 8) is None  # one output predicted is enough
+    line = frame_code_note([-0.35, 0.10], 8)  # wolfgang: a silent clip trained on unrelated speech
     assert line is not None and "held-out r -0.35 / 0.10" in line and "frame_code = 8" in line
-    assert frame_code_note([math.nan, math.nan]) is None  # a shape that never changes
+    assert frame_code_note([math.nan, math.nan], 8) is None  # a shape that never changes
 
 
 def _trainer(tmp_path, *extra):
