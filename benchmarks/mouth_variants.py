@@ -130,6 +130,10 @@ ABLATIONS = {
                 "hash_log2_table": "17"},
     # today's default trained for 20000 iterations (the cpu preset: 12000, which end after ~11 of #16's 20 minutes here)
     "gate20k": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "deform_gate": "height+torso", "iters": "20000"},
+    # today's default with the semantic sampler's class shares at area-uniform (alpha 1, beta 0, no floor, no eye
+    # rays): every training pixel equally likely, #16's "uniform ablation" (`gateuni` is AD-NeRF's face-rect sampler)
+    "gatearea": {**DEFAULTS, **LONG, "mouth_deemphasis": "true", "deform_gate": "height+torso", "sampler_alpha": "1",
+                 "sampler_beta": "0", "sampler_p_min": "0", "sampler_eye_share": "0"},
     # the default of 2026-12-06 trained for the whole 20 minutes of #16's protocol (12000 iterations)
     "ss2shapeenvlong": {**DEFAULTS, "train_supersample": "2", "audio_code": "false", "mouth_envelope": "true",
                         "iters": "12000"},
