@@ -15,6 +15,7 @@ class StepContext:
     out_dir: Path  # dataset/<name>/
     config_dir: Path = Path("configs")  # where the transforms step writes <name>.txt
     size: Optional[int] = None  # square frame size; None: keep if square, else crop on the face
+    crop: str = "head"  # head: a head-and-shoulders square where the face is small in the frame | largest
     start: Optional[float] = None  # --start: seconds into the video (and --audio) where processing begins; None: 0
     end: Optional[float] = None  # --end: seconds where it stops; None: the video's end
     audio: Optional[Path] = None  # use this audio file instead of the video's audio track

@@ -4,7 +4,10 @@ Square pixels: the sample aspect ratio (SAR) is applied by scaling the width (`s
 Square frames: a square video keeps its size up to 512 px (or is resized to --size); any other is cropped to the
 largest square that fits, centred horizontally on the face (mediapipe face detection on a few sampled frames) and,
 for a portrait video, placed so the face sits in the upper part with the shoulders below; then resized to --size if
-given.
+given. Where the face is small in the frame (a waist-up or wider shot, square or not), `--crop head` (the default)
+takes a head-and-shoulders square instead: FRAMING face sizes wide (the face about a third of the frame, as in
+AD-NeRF's footage), wider where the sampled faces move further, the face centre FACE_ROW down it; `--crop largest`
+keeps the largest square.
 Without --size a square larger than MAX_FRAME_SIZE (512 px, the largest size any preset trains at) is scaled down to
 it: a 1080p video's 1080 px crop would make steps 4-7 ~3x slower for pixels no run uses (NOTES, 2026-12-07 third
 session). --full_frame renders still paste into the video's full display size (the crop is recorded in its pixels).
@@ -31,7 +34,8 @@ from common.ffmpeg import call_ffmpeg, last_error, probe
 from common.fileio import save_json
 
 N_SAMPLES = 5  # frames sampled for face detection
-FACE_ROW = 0.4  # portrait videos: the face centre goes this far down the square (shoulders below)
+FACE_ROW = 0.4  # portrait videos and head crops: the face centre goes this far down the square (shoulders below)
+FRAMING = 3.0  # --crop head: the square's side in face sizes (mediapipe's face box) where the frame is larger
 SHORT_BY = 2  # warn when this many frames fewer than the container's duration promises were decoded
 
 
@@ -41,17 +45,38 @@ def display_size(width: int, height: int, sar: float) -> tuple[int, int]:
     return max(1, int(round(width * sar))), height
 
 
-def square_crop(width: int, height: int, face: tuple[float, float, float, float] | None) -> tuple[int, int, int]:
-    """The largest square (x, y, side) inside a width x height frame, centred horizontally on the face box
-    (x0, y0, x1, y1) and with the face centre FACE_ROW down it; the frame's centre when there is no face."""
-    side = min(width, height)
-    if face is None:
+def square_crop(width: int, height: int, faces: np.ndarray | None, crop: str = "head") -> tuple[int, int, int]:
+    """The square (x, y, side) to cut from a width x height frame, given the face boxes faces [K,4] (x0, y0, x1, y1)
+    found on sampled frames (None: none found): centred horizontally on the faces' median centre, with that centre
+    FACE_ROW down it (the frame's centre without faces). crop "largest": the largest square; "head": where the
+    faces are small, the smaller square of head_side."""
+    side, head = min(width, height), None
+    if faces is None or not len(faces):
         cx, cy = width / 2, height * FACE_ROW if height > width else height / 2
     else:
-        cx, cy = (face[0] + face[2]) / 2, (face[1] + face[3]) / 2
-    x = int(round(np.clip(cx - side / 2, 0, width - side)))
-    y = int(round(np.clip(cy - FACE_ROW * side, 0, height - side)))
-    return x, y, side
+        centres = (faces[:, :2] + faces[:, 2:]) / 2  # [K,2]
+        cx, cy = np.median(centres, 0)
+        head = head_side(faces, centres - (cx, cy)) if crop == "head" else None
+    if head is not None and head < side:  # even numbers: ffmpeg crops 4:2:0 video at even offsets and sizes
+        side = 2 * int(round(head / 2))
+        return (2 * int(np.clip(cx - side / 2, 0, width - side) // 2),
+                2 * int(np.clip(cy - FACE_ROW * side, 0, height - side) // 2), side)
+    return (int(round(np.clip(cx - side / 2, 0, width - side))),
+            int(round(np.clip(cy - FACE_ROW * side, 0, height - side))), side)
+
+
+def head_side(faces: np.ndarray, offsets: np.ndarray) -> float:
+    """A head-and-shoulders square's side for face boxes [K,4] whose centres lie offsets [K,2] from the square's
+    anchor: FRAMING face sizes, widened so that every face keeps half a face of room to its sides."""
+    size = float(np.max(faces[:, 2:] - faces[:, :2]))
+    return max(FRAMING * size, *(2 * (np.abs(offsets).max(0) + size)))
+
+
+def face_box(faces: np.ndarray) -> tuple[float, float, float, float]:
+    """One box for the face boxes [K,4] of the sampled frames: their median centre, their largest width and height."""
+    c = np.median((faces[:, :2] + faces[:, 2:]) / 2, 0)
+    half = (faces[:, 2:] - faces[:, :2]).max(0) / 2
+    return tuple(float(v) for v in (*(c - half), *(c + half)))
 
 
 # ---------------------------------------------------------------- face detection on sampled frames
@@ -109,9 +134,9 @@ def detect_face(image: np.ndarray, detectors: list) -> tuple[float, tuple[float,
     return None
 
 
-def find_face(video: Path, start: float, end: float | None, width: int, height: int) -> tuple[float, ...] | None:
-    """Face box (x0, y0, x1, y1) in square pixels over N_SAMPLES frames sampled in start..end seconds (median
-    centre, largest size)."""
+def find_faces(video: Path, start: float, end: float | None, width: int, height: int) -> np.ndarray | None:
+    """Face boxes [K,4] (x0, y0, x1, y1) in square pixels on the frames of N_SAMPLES times spread over start..end
+    seconds where a face is found (None: on none)."""
     import mediapipe as mp
 
     times = [start] if not end else [start + (end - start) * (k + 0.5) / N_SAMPLES for k in range(N_SAMPLES)]
@@ -127,12 +152,7 @@ def find_face(video: Path, start: float, end: float | None, width: int, height: 
                 found = detect_face(frame, [far, near])
                 if found is not None:
                     boxes.append(found[1])
-    if not boxes:
-        return None
-    b = np.array(boxes)
-    cx, cy = np.median((b[:, 0] + b[:, 2]) / 2), np.median((b[:, 1] + b[:, 3]) / 2)
-    half_w, half_h = np.max(b[:, 2] - b[:, 0]) / 2, np.max(b[:, 3] - b[:, 1]) / 2
-    return (float(cx - half_w), float(cy - half_h), float(cx + half_w), float(cy + half_h))
+    return np.array(boxes) if boxes else None
 
 
 # ---------------------------------------------------------------- extraction
@@ -228,13 +248,14 @@ def run(ctx: StepContext) -> None:
         raise PreprocessError(f"{video}: no video stream (not a video file)")
     start, end = span.resolve(ctx, info["duration"])
     width, height = display_size(info["width"], info["height"], info["sar"])
-    face, crop = None, None
-    if width != height:
-        face = find_face(video, start, end, width, height)
-        if face is None:
-            print(f"warning: {video}: no face found in {N_SAMPLES} sampled frames; cropping the centre square",
-                  file=sys.stderr)
-        crop = square_crop(width, height, face)
+    faces = find_faces(video, start, end, width, height)
+    if faces is None and width != height:
+        print(f"warning: {video}: no face found in {N_SAMPLES} sampled frames; cropping the centre square",
+              file=sys.stderr)
+    crop = square_crop(width, height, faces, ctx.crop)
+    if crop == (0, 0, width):  # a square video, kept whole
+        crop = None
+    face = None if faces is None else face_box(faces)
     side = crop[2] if crop else min(width, height)
     out_size = ctx.size or min(side, MAX_FRAME_SIZE)
     vf = frame_filters(info, crop, out_size)
@@ -252,5 +273,7 @@ def run(ctx: StepContext) -> None:
     where = f" of {span.text(start, end)}" if ctx.start is not None or ctx.end is not None else ""
     print(f"  ori_imgs: {n} frames {out_size}x{out_size}{where}"
           + (f", crop {crop} of {width}x{height}" if crop else "")
+          + (f" (a head-and-shoulders square, {FRAMING:g} face sizes; --crop largest keeps {min(width, height)} px)"
+             if crop and crop[2] < min(width, height) else "")
           + (f", scaled down from {side} px (--size {side} keeps its full resolution)"
              if out_size < side and not ctx.size else ""))

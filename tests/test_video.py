@@ -16,8 +16,8 @@ from common.ffmpeg import run_ffmpeg
 from tests.av_media import astronaut_scene, make_anamorphic_video, make_tone, make_video
 
 
-def ctx_for(tmp_path: Path, path: Path, size: int | None = None) -> StepContext:
-    return StepContext(name="x", video=path, out_dir=tmp_path / "out", size=size)
+def ctx_for(tmp_path: Path, path: Path, size: int | None = None, crop: str = "head") -> StepContext:
+    return StepContext(name="x", video=path, out_dir=tmp_path / "out", size=size, crop=crop)
 
 
 def meta_of(ctx: StepContext) -> dict:
@@ -81,7 +81,7 @@ def astronaut_video(tmp_path_factory):
 
 def test_crop_centred_on_face_in_anamorphic_video(tmp_path, astronaut_video):
     path, scene, (fx, fy) = astronaut_video
-    ctx = ctx_for(tmp_path, path)
+    ctx = ctx_for(tmp_path, path, crop="largest")
     video.run(ctx)
     meta = meta_of(ctx)
     crop = meta["crop"]
@@ -95,9 +95,24 @@ def test_crop_centred_on_face_in_anamorphic_video(tmp_path, astronaut_video):
     assert psnr(img, scene[:, x + 4:x + 184]) < 20  # (a 4 px shift would be visibly wrong)
 
 
+def test_head_crop_of_a_wide_shot(tmp_path, astronaut_video, capsys):
+    """The astronaut's face is a fifth of the frame's height: the default crop is a head-and-shoulders square of
+    3 face sizes about it (with the right pixels), and says so."""
+    path, scene, (fx, fy) = astronaut_video
+    ctx = ctx_for(tmp_path, path)
+    video.run(ctx)
+    meta = meta_of(ctx)
+    x, y, side = (meta["crop"][k] for k in ("x", "y", "side"))
+    box = meta["face_box"]
+    assert abs(side - 3 * max(box[2] - box[0], box[3] - box[1])) <= 1 and side < 180 and meta["size"] == side
+    assert x < fx < x + side and abs(fy - (y + 0.4 * side)) <= 4  # the face centre 40 % down the square
+    assert psnr(iio.imread(ctx.frame_paths()[0]), scene[y:y + side, x:x + side]) > 26
+    assert "a head-and-shoulders square" in capsys.readouterr().out
+
+
 def test_crop_then_resize(tmp_path, astronaut_video):
     path, scene, _ = astronaut_video
-    ctx = ctx_for(tmp_path, path, size=128)
+    ctx = ctx_for(tmp_path, path, size=128, crop="largest")
     video.run(ctx)
     meta = meta_of(ctx)
     assert meta["size"] == 128 and iio.imread(ctx.frame_paths()[0]).shape == (128, 128, 3)
@@ -106,10 +121,29 @@ def test_crop_then_resize(tmp_path, astronaut_video):
 
 def test_portrait_video_keeps_shoulders_below_face():
     """Tall frame: the square is placed with the face centre 40 % down it (room for the shoulders)."""
-    x, y, side = video.square_crop(180, 320, face=(70, 120, 110, 170))  # face centre (90, 145)
+    face = np.array([[70, 120, 110, 170]])  # face centre (90, 145)
+    x, y, side = video.square_crop(180, 320, face, "largest")
     assert (x, side) == (0, 180) and y == round(145 - 0.4 * 180)
-    assert video.square_crop(180, 320, face=(70, 0, 110, 30))[1] == 0  # clamped at the top
-    assert video.square_crop(427, 180, face=(400, 40, 427, 80)) == (247, 0, 180)  # clamped at the right
+    assert video.square_crop(180, 320, np.array([[70, 0, 110, 30]]), "largest")[1] == 0  # clamped at the top
+    assert video.square_crop(427, 180, np.array([[400, 40, 427, 80]]), "largest") == (247, 0, 180)  # at the right
+    assert video.square_crop(320, 180, None, "head") == (70, 0, 180)  # no face: the centre square
+
+
+def test_head_crop_where_the_face_is_small():
+    """A waist-up shot (a 60 px face in a 1280x720 frame): --crop head cuts a square of 3 face sizes with the face
+    centre 40 % down it; faces further apart widen it (each keeps half a face of room); a face that is large in the
+    frame keeps the largest square, as --crop largest does."""
+    small = np.array([[600, 200, 660, 260]])  # centre (630, 230), 60 px
+    x, y, side = video.square_crop(1280, 720, small, "head")
+    assert side == 180 and x == 630 - 90 and y == round(230 - 0.4 * 180)
+    assert video.square_crop(1280, 720, small, "largest")[2] == 720
+    moving = np.array([[500, 200, 560, 260], [600, 200, 660, 260], [700, 200, 760, 260]])  # centres 530, 630, 730
+    x, y, side = video.square_crop(1280, 720, moving, "head")
+    assert side == 2 * (100 + 60) and x == 630 - 160  # every face inside with 30 px to spare
+    assert x + 30 <= 500 and 760 + 30 <= x + side
+    large = np.array([[500, 200, 800, 500]])  # 300 px: 3 face sizes exceed the frame's 720
+    assert video.square_crop(1280, 720, large, "head") == video.square_crop(1280, 720, large, "largest")
+    assert video.square_crop(720, 720, small, "head")[2] == 180  # a square video is cropped too
 
 
 def test_failed_or_killed_run_leaves_no_partial_folder(tmp_path, monkeypatch):
@@ -200,3 +234,15 @@ def test_quiet_native_stderr_keeps_the_progress_bar(capfd):
             pass
     err = capfd.readouterr().err
     assert "frames: 100%" in err and "3/3" in err and "TensorFlow" not in err
+
+
+def test_changing_the_crop_redoes_the_video_step(tmp_path):
+    """--crop is one of step 3's options: frames made with another crop are not current."""
+    from data_util import markers
+
+    ctx = ctx_for(tmp_path, tmp_path / "x.mp4")
+    markers.mark_done(ctx, "video", 1.0)
+    assert markers.is_current(ctx, "video")
+    other = ctx_for(tmp_path, tmp_path / "x.mp4", crop="largest")
+    assert markers.changed_options(other, "video") == ["--crop head -> largest"]
+    assert not markers.is_current(other, "video")
