@@ -273,7 +273,8 @@ def run(ctx: StepContext) -> None:
     where = f" of {span.text(start, end)}" if ctx.start is not None or ctx.end is not None else ""
     print(f"  ori_imgs: {n} frames {out_size}x{out_size}{where}"
           + (f", crop {crop} of {width}x{height}" if crop else "")
-          + (f" (a head-and-shoulders square, {FRAMING:g} face sizes; --crop largest keeps {min(width, height)} px)"
+          + (f" (a head-and-shoulders square: {FRAMING:g} face sizes, or the room the face moves in; --crop largest "
+             f"keeps {min(width, height)} px)"
              if crop and crop[2] < min(width, height) else "")
           + (f", scaled down from {side} px (--size {side} keeps its full resolution)"
              if out_size < side and not ctx.size else ""))
