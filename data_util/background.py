@@ -5,16 +5,19 @@ person mask grown by MARGIN of the image size first (so the soft edge of hair an
 Up to MAX_FRAMES frames spread over the clip are used. Pixels that are never background (always behind the
 person), or are in under MIN_SEEN of the frames, take the colour of the nearest pixel that was.
 When step 3 cropped the video, the step also writes the full-frame background bc_full.jpg (data_util.full_frame).
+A camera that moves (the background drifting between the sampled frames: data_util.camera_motion) gets a warning.
 """
 from __future__ import annotations
 
 import json
+import sys
 
 import cv2
 import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
 
+from .camera_motion import background_shifts, camera_note
 from .context import StepContext
 from .full_frame import full_frame_path, write_full_frame_background
 from common.errors import PreprocessError
@@ -76,6 +79,9 @@ def run(ctx: StepContext) -> None:
                               "image cannot be estimated (is the person filling the whole frame?)")
     save_image(ctx.out_dir / "bc.jpg", fill_unseen(image, seen))
     print(f"background: {100 * seen.mean():.0f}% of the pixels seen as background in {len(picks)} frames")
+    note = camera_note(background_shifts(frames, masks), max(frames[0].shape[:2]))
+    if note:
+        print(note, file=sys.stderr)
     meta_path = ctx.out_dir / "video_meta.json"
     full_frame_path(ctx).unlink(missing_ok=True)  # from an earlier crop
     if meta_path.is_file():

@@ -1,0 +1,78 @@
+"""Does the camera move? The background's motion between the frames step 6 samples.
+
+A NeRF of one person (AD-NeRF and this project) assumes a still camera: one background image, a torso that moves
+only with the person. A panning, zooming or hand-held camera breaks that, and the renders blur where it does (a
+TED talk's operator follows the speaker: its held-out frames drew no head at all; benchmarks/NOTES.md, 2026-12-07
+sixth session). Corners are tracked (Lucas-Kanade, forward-backward checked) from the first frame's background
+into the next sampled frame's, a similarity transform is fitted to them (RANSAC), and the shift is how far it moves
+the frame's corners. Where the background has too little texture to track, nothing is claimed.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+MIN_POINTS = 40  # background corners that must track and agree to judge a step
+MOVING_SHARE = 0.02  # the background more than this share of the frame size from where it was: the camera moved
+FB_PX = 1.0  # forward-backward tracking error allowed, pixels
+
+
+def _track(a: np.ndarray, b: np.ndarray, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Corners pts [P,1,2] of gray image a tracked into b -> (their places in b [P,2], ok [P])."""
+    lk = dict(winSize=(21, 21), maxLevel=4, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
+    fwd, st1, _ = cv2.calcOpticalFlowPyrLK(a, b, pts, None, **lk)
+    back, st2, _ = cv2.calcOpticalFlowPyrLK(b, a, fwd, None, **lk)
+    ok = (st1[:, 0] == 1) & (st2[:, 0] == 1) & (np.linalg.norm(back - pts, axis=2)[:, 0] < FB_PX)
+    return fwd[:, 0], ok
+
+
+def similarity(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
+    """The background's motion from gray image a to gray image b as a similarity [2,3] (RANSAC) fitted to the corners
+    of a inside mask (bool [H,W], background in both) tracked into b; None when fewer than MIN_POINTS corners track
+    and agree (a plain or noisy background)."""
+    h, w = a.shape
+    pts = cv2.goodFeaturesToTrack(a, 200, 0.01, max(3, w // 64), mask=mask.astype(np.uint8))
+    if pts is None or len(pts) < MIN_POINTS:
+        return None
+    found, ok = _track(a, b, pts)
+    if ok.sum() < MIN_POINTS:
+        return None
+    m, inliers = cv2.estimateAffinePartial2D(pts[ok, 0], found[ok], method=cv2.RANSAC, ransacReprojThreshold=1.0)
+    if m is None or inliers.sum() < max(MIN_POINTS, 0.7 * ok.sum()):
+        return None
+    return m
+
+
+def displacement(m: np.ndarray, h: int, w: int) -> float:
+    """The largest displacement (pixels) of an h x w frame's corners under the similarity m [2,3]."""
+    corners = np.array([[0, 0], [w, 0], [0, h], [w, h]], np.float64)
+    return float(np.linalg.norm(corners @ m[:, :2].T + m[:, 2] - corners, axis=1).max())
+
+
+def background_shifts(frames: list[np.ndarray], masks: list[np.ndarray]) -> np.ndarray:
+    """frames: RGB uint8 [K,H,W,3] in clip order, masks: bool [K,H,W] their background pixels -> [K] how far
+    (pixels) the background of each frame lies from the first's: the frame-to-frame similarities composed (a step
+    that cannot be judged counts as no motion); NaN where the steps so far could not be judged at all."""
+    gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+    h, w = gray[0].shape
+    total, judged = np.eye(3), False
+    out = [0.0]
+    for k in range(len(frames) - 1):
+        m = similarity(gray[k], gray[k + 1], masks[k] & masks[k + 1])
+        if m is not None:
+            total, judged = np.vstack([m, [0, 0, 1]]) @ total, True
+        out.append(displacement(total[:2], h, w) if judged else float("nan"))
+    return np.array(out)
+
+
+def camera_note(shifts: np.ndarray, size: int) -> str | None:
+    """One warning line when the background drifts from the first sampled frame's by more than MOVING_SHARE of the
+    frame size (shifts [K] from background_shifts); None for a still camera or a background that could not be
+    tracked."""
+    judged = shifts[np.isfinite(shifts)]
+    if len(judged) < max(2, len(shifts) // 4) or judged.max() <= MOVING_SHARE * size:
+        return None
+    return (f"warning: the camera moves: the background drifts by up to {judged.max():.0f} px ({judged.max() / size:.0%} "
+            "of the frame) from where it is in the first frame; the model assumes a still camera (one background, a "
+            "torso that moves only with the person), so renders blur where it moved: use a clip from a camera on a "
+            "stand, or a part where it is still (--start/--end)")

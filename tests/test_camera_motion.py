@@ -1,0 +1,51 @@
+"""data_util/camera_motion.py: the background's drift between sampled frames, measured on synthetic frames whose
+camera motion is known."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from data_util.camera_motion import background_shifts, camera_note
+
+SIZE = 128
+
+
+def texture(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A textured wall, uint8 [size,size,3]: blurred blobs of noise."""
+    noise = rng.random((size // 4, size // 4, 3)).astype(np.float32)
+    return (cv2.GaussianBlur(cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC), (0, 0), 1.0)
+            * 255).clip(0, 255).astype(np.uint8)
+
+
+def clip_frames(step_px: int, n: int = 12, plain: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """n frames of a SIZE x SIZE camera panning step_px pixels a frame over a wall, a grey 'person' in the middle
+    (not background); plain: a flat wall with fresh sensor noise in every frame instead."""
+    rng = np.random.default_rng(0)
+    wall = texture(rng, SIZE + step_px * n + 8)
+    mask = np.ones((SIZE, SIZE), bool)
+    mask[40:, 40:88] = False
+    frames = []
+    for k in range(n):
+        f = np.full((SIZE, SIZE, 3), 120, np.uint8) if plain else wall[4:4 + SIZE, 4 + k * step_px:4 + k * step_px + SIZE].copy()
+        if plain:
+            f = (f + rng.normal(0, 3, f.shape)).clip(0, 255).astype(np.uint8)
+        f[~mask] = 90
+        frames.append(f)
+    return frames, [mask] * n
+
+
+def test_a_panning_camera_is_named_with_its_drift():
+    frames, masks = clip_frames(step_px=2)
+    shifts = background_shifts(frames, masks)
+    assert abs(shifts[-1] - 2 * 11) < 1.5, shifts  # 11 steps of 2 px
+    note = camera_note(shifts, SIZE)
+    assert note is not None and note.startswith("warning: the camera moves: the background drifts by up to 22 px")
+
+
+def test_a_still_camera_and_an_untrackable_wall_say_nothing():
+    frames, masks = clip_frames(step_px=0)
+    shifts = background_shifts(frames, masks)
+    assert np.nanmax(shifts) < 0.5 and camera_note(shifts, SIZE) is None
+    frames, masks = clip_frames(step_px=0, plain=True)
+    shifts = background_shifts(frames, masks)
+    assert np.isnan(shifts[1:]).all() and camera_note(shifts, SIZE) is None
