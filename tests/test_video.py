@@ -141,6 +141,10 @@ def test_head_crop_where_the_face_is_small():
     x, y, side = video.square_crop(1280, 720, moving, "head")
     assert side == 2 * (100 + 60) and x == 630 - 160  # every face inside with 30 px to spare
     assert x + 30 <= 500 and 760 + 30 <= x + side
+    rising = np.array([[600, 200, 700, 300], [600, 400, 700, 500], [600, 600, 700, 700]])  # centre y 250..650
+    x, y, side = video.square_crop(1920, 1080, rising, "head")
+    assert y + 50 <= 200 and 700 + 50 <= y + side  # half a face of room above the highest and below the lowest
+    assert video.square_crop(1920, 1080, np.array([[900, 500, 904, 504]]), "head")[2] == video.MIN_SIDE
     large = np.array([[500, 200, 800, 500]])  # 300 px: 3 face sizes exceed the frame's 720
     assert video.square_crop(1280, 720, large, "head") == video.square_crop(1280, 720, large, "largest")
     assert video.square_crop(720, 720, small, "head")[2] == 180  # a square video is cropped too
@@ -246,3 +250,13 @@ def test_changing_the_crop_redoes_the_video_step(tmp_path):
     other = ctx_for(tmp_path, tmp_path / "x.mp4", crop="largest")
     assert markers.changed_options(other, "video") == ["--crop head -> largest"]
     assert not markers.is_current(other, "video")
+
+
+def test_tall_video_with_the_face_at_the_top_keeps_its_crop(tmp_path, monkeypatch):
+    """A portrait frame whose square starts at its top-left corner is still cut (not squashed whole into a square)."""
+    monkeypatch.setattr(video, "find_faces", lambda *a: np.array([[30.0, 10.0, 66.0, 46.0]]))  # near the top
+    ctx = ctx_for(tmp_path, make_video(tmp_path / "tall.mp4", size="96x160", seconds=0.4, audio=False),
+                  crop="largest")
+    video.run(ctx)
+    assert meta_of(ctx)["crop"] == {"x": 0, "y": 0, "side": 96}
+    assert iio.imread(ctx.frame_paths()[0]).shape == (96, 96, 3)
