@@ -14,6 +14,7 @@ import numpy as np
 
 MIN_POINTS = 40  # background corners that must track and agree to judge a step
 MOVING_SHARE = 0.02  # the background more than this share of the frame size from where it was: the camera moved
+STILL_SECONDS = 3.0  # a part of the clip where the camera holds still is suggested when at least this long
 FB_PX = 1.0  # forward-backward tracking error allowed, pixels
 
 
@@ -49,30 +50,54 @@ def displacement(m: np.ndarray, h: int, w: int) -> float:
     return float(np.linalg.norm(corners @ m[:, :2].T + m[:, 2] - corners, axis=1).max())
 
 
-def background_shifts(frames: list[np.ndarray], masks: list[np.ndarray]) -> np.ndarray:
-    """frames: RGB uint8 [K,H,W,3] in clip order, masks: bool [K,H,W] their background pixels -> [K] how far
-    (pixels) the background of each frame lies from the first's: the frame-to-frame similarities composed (a step
-    that cannot be judged counts as no motion); NaN where the steps so far could not be judged at all."""
+def background_motion(frames: list[np.ndarray], masks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """frames: RGB uint8 [K,H,W,3] in clip order, masks: bool [K,H,W] their background pixels -> (transforms
+    [K,3,3]: where each frame's background lies relative to the first's, the frame-to-frame similarities composed, a
+    step that cannot be judged counting as no motion; judged [K] bool: some step up to that frame was judged)."""
     gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
-    h, w = gray[0].shape
-    total, judged = np.eye(3), False
-    out = [0.0]
+    transforms, judged, seen = [np.eye(3)], [True], False
     for k in range(len(frames) - 1):
         m = similarity(gray[k], gray[k + 1], masks[k] & masks[k + 1])
-        if m is not None:
-            total, judged = np.vstack([m, [0, 0, 1]]) @ total, True
-        out.append(displacement(total[:2], h, w) if judged else float("nan"))
-    return np.array(out)
+        transforms.append((np.eye(3) if m is None else np.vstack([m, [0, 0, 1]])) @ transforms[-1])
+        seen |= m is not None
+        judged.append(seen)
+    return np.array(transforms), np.array(judged)
 
 
-def camera_note(shifts: np.ndarray, size: int) -> str | None:
+def drift(transforms: np.ndarray, judged: np.ndarray, h: int, w: int) -> np.ndarray:
+    """[K] how far (pixels) the background of each h x w frame lies from the first's (transforms [K,3,3], judged [K]
+    from background_motion); NaN where no step so far could be judged."""
+    return np.array([displacement(t[:2], h, w) if ok else np.nan for t, ok in zip(transforms, judged)])
+
+
+def background_shifts(frames: list[np.ndarray], masks: list[np.ndarray]) -> np.ndarray:
+    """[K] drift of the background of frames [K,H,W,3] with background masks [K,H,W] from the first frame's."""
+    return drift(*background_motion(frames, masks), *frames[0].shape[:2])
+
+
+def still_part(transforms: np.ndarray, h: int, w: int, limit: float) -> tuple[int, int]:
+    """The longest run (first, last) of the frames [K] whose background stays within limit pixels of where it is
+    in the run's first frame (transforms [K,3,3] from background_motion)."""
+    best = (0, 0)
+    for i in range(len(transforms)):
+        inv, j = np.linalg.inv(transforms[i]), i
+        while j + 1 < len(transforms) and displacement((transforms[j + 1] @ inv)[:2], h, w) <= limit:
+            j += 1
+        if j - i > best[1] - best[0]:
+            best = (i, j)
+    return best
+
+
+def camera_note(shifts: np.ndarray, size: int, still: tuple[float, float] | None = None) -> str | None:
     """One warning line when the background drifts from the first sampled frame's by more than MOVING_SHARE of the
     frame size (shifts [K] from background_shifts); None for a still camera or a background that could not be
-    tracked."""
+    tracked. still: the seconds (start, end) of the longest part where the camera holds still, suggested when given."""
     judged = shifts[np.isfinite(shifts)]
     if len(judged) < max(2, len(shifts) // 4) or judged.max() <= MOVING_SHARE * size:
         return None
+    where = (f"the part from {still[0]:.1f} s to {still[1]:.1f} s, where it holds still (--start {still[0]:.1f} --end "
+             f"{still[1]:.1f})" if still else "a part where it is still (--start/--end)")
     return (f"warning: the camera moves: the background drifts by up to {judged.max():.0f} px ({judged.max() / size:.0%} "
             "of the frame) from where it is in the first frame; the model assumes a still camera (one background, a "
             "torso that moves only with the person), so renders blur where it moved: use a clip from a camera on a "
-            "stand, or a part where it is still (--start/--end)")
+            f"stand, or {where}")

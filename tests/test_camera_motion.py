@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from data_util.camera_motion import background_shifts, camera_note
+from data_util.camera_motion import background_motion, background_shifts, camera_note, drift, still_part
 
 SIZE = 128
 
@@ -17,16 +17,17 @@ def texture(rng: np.random.Generator, size: int) -> np.ndarray:
             * 255).clip(0, 255).astype(np.uint8)
 
 
-def clip_frames(step_px: int, n: int = 12, plain: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """n frames of a SIZE x SIZE camera panning step_px pixels a frame over a wall, a grey 'person' in the middle
-    (not background); plain: a flat wall with fresh sensor noise in every frame instead."""
+def clip_frames(step_px: int, n: int = 12, plain: bool = False, still: int = 0) -> tuple[list, list]:
+    """n frames of a SIZE x SIZE camera over a wall, a grey 'person' in the middle (not background): `still` frames
+    at rest, then panning step_px pixels a frame; plain: a flat wall with fresh sensor noise in every frame."""
     rng = np.random.default_rng(0)
     wall = texture(rng, SIZE + step_px * n + 8)
     mask = np.ones((SIZE, SIZE), bool)
     mask[40:, 40:88] = False
     frames = []
     for k in range(n):
-        f = np.full((SIZE, SIZE, 3), 120, np.uint8) if plain else wall[4:4 + SIZE, 4 + k * step_px:4 + k * step_px + SIZE].copy()
+        x = 4 + max(0, k - still) * step_px
+        f = np.full((SIZE, SIZE, 3), 120, np.uint8) if plain else wall[4:4 + SIZE, x:x + SIZE].copy()
         if plain:
             f = (f + rng.normal(0, 3, f.shape)).clip(0, 255).astype(np.uint8)
         f[~mask] = 90
@@ -49,3 +50,13 @@ def test_a_still_camera_and_an_untrackable_wall_say_nothing():
     frames, masks = clip_frames(step_px=0, plain=True)
     shifts = background_shifts(frames, masks)
     assert np.isnan(shifts[1:]).all() and camera_note(shifts, SIZE) is None
+
+
+def test_the_part_where_the_camera_holds_still():
+    """A camera still for 8 frames, then panning 3 px a frame: the still part is those 8 frames, and the warning
+    names it in seconds when given."""
+    frames, masks = clip_frames(step_px=3, n=13, still=7)  # frames 0-7 at rest, then 3, 6, ... px
+    transforms, judged = background_motion(frames, masks)
+    assert still_part(transforms, SIZE, SIZE, 0.02 * SIZE) == (0, 7)
+    note = camera_note(drift(transforms, judged, SIZE, SIZE), SIZE, (0.0, 0.28))
+    assert note.endswith("the part from 0.0 s to 0.3 s, where it holds still (--start 0.0 --end 0.3)")
