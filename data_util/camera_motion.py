@@ -3,9 +3,10 @@
 A NeRF of one person (AD-NeRF and this project) assumes a still camera: one background image, a torso that moves
 only with the person. A panning, zooming or hand-held camera breaks that, and the renders blur where it does (a
 TED talk's operator follows the speaker: its held-out frames drew no head at all; benchmarks/NOTES.md, 2026-12-07
-sixth session). Corners are tracked (Lucas-Kanade, forward-backward checked) from the first frame's background
-into the next sampled frame's, a similarity transform is fitted to them (RANSAC), and the shift is how far it moves
-the frame's corners. Where the background has too little texture to track, nothing is claimed.
+sixth session). Corners of each sampled frame's background are tracked (Lucas-Kanade, forward-backward checked)
+into the next sampled frame, a similarity transform is fitted to them (RANSAC), the transforms are composed, and
+the drift is how far the composition moves the frame's corners from where they are in the first frame. Where the
+background has too little texture to track, nothing is claimed.
 """
 from __future__ import annotations
 
