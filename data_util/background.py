@@ -17,7 +17,7 @@ import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
 
-from .camera_motion import MOVING_SHARE, STILL_SECONDS, background_motion, camera_note, drift, still_part
+from .camera_motion import camera_warning
 from .context import FPS, StepContext
 from .full_frame import full_frame_path, write_full_frame_background
 from common.errors import PreprocessError
@@ -59,20 +59,6 @@ def fill_unseen(image: np.ndarray, seen: np.ndarray) -> np.ndarray:
     return image[iy, ix]
 
 
-def warn_if_the_camera_moves(ctx: StepContext, frames: list[np.ndarray], masks: list[np.ndarray],
-                             picks: list[int]) -> None:
-    """One warning line when the background drifts between the sampled frames (picks: their frame numbers),
-    naming the longest part of the video (in its own seconds) where the camera holds still, if there is one."""
-    transforms, judged = background_motion(frames, masks)
-    h, w = frames[0].shape[:2]
-    shifts = drift(transforms, judged, h, w)
-    first, last = still_part(transforms, h, w, MOVING_SHARE * max(h, w))
-    start, end = ((ctx.start or 0.0) + picks[k] / FPS for k in (first, last))
-    note = camera_note(shifts, max(h, w), (start, end) if end - start >= STILL_SECONDS else None)
-    if note:
-        print(note, file=sys.stderr)
-
-
 def run(ctx: StepContext) -> None:
     paths = ctx.frame_paths()
     if not paths:
@@ -93,7 +79,9 @@ def run(ctx: StepContext) -> None:
                               "image cannot be estimated (is the person filling the whole frame?)")
     save_image(ctx.out_dir / "bc.jpg", fill_unseen(image, seen))
     print(f"background: {100 * seen.mean():.0f}% of the pixels seen as background in {len(picks)} frames")
-    warn_if_the_camera_moves(ctx, frames, masks, picks)
+    note = camera_warning(frames, masks, (ctx.start or 0.0) + np.array(picks) / FPS)  # in the video's own seconds
+    if note:
+        print(note, file=sys.stderr)
     meta_path = ctx.out_dir / "video_meta.json"
     full_frame_path(ctx).unlink(missing_ok=True)  # from an earlier crop
     if meta_path.is_file():

@@ -71,11 +71,6 @@ def drift(transforms: np.ndarray, judged: np.ndarray, h: int, w: int) -> np.ndar
     return np.array([displacement(t[:2], h, w) if ok else np.nan for t, ok in zip(transforms, judged)])
 
 
-def background_shifts(frames: list[np.ndarray], masks: list[np.ndarray]) -> np.ndarray:
-    """[K] drift of the background of frames [K,H,W,3] with background masks [K,H,W] from the first frame's."""
-    return drift(*background_motion(frames, masks), *frames[0].shape[:2])
-
-
 def still_part(transforms: np.ndarray, h: int, w: int, limit: float) -> tuple[int, int]:
     """The longest run (first, last) of the frames [K] whose background stays within limit pixels of where it is
     in the run's first frame (transforms [K,3,3] from background_motion)."""
@@ -102,3 +97,13 @@ def camera_note(shifts: np.ndarray, size: int, still: tuple[float, float] | None
             "of the frame) from where it is in the first frame; the model assumes a still camera (one background, a "
             "torso that moves only with the person), so renders blur where it moved: use a clip from a camera on a "
             f"stand, or {where}")
+
+
+def camera_warning(frames: list[np.ndarray], masks: list[np.ndarray], seconds: np.ndarray) -> str | None:
+    """frames: RGB uint8 [K,H,W,3] sampled in clip order at seconds [K] of the video, masks: bool [K,H,W] their
+    background -> camera_note's warning (naming the longest still part when it lasts STILL_SECONDS), or None."""
+    transforms, judged = background_motion(frames, masks)
+    h, w = frames[0].shape[:2]
+    first, last = still_part(transforms, h, w, MOVING_SHARE * max(h, w))
+    still = (seconds[first], seconds[last]) if seconds[last] - seconds[first] >= STILL_SECONDS else None
+    return camera_note(drift(transforms, judged, h, w), max(h, w), still)

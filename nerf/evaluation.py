@@ -20,8 +20,7 @@ from common.fileio import atomic_path, save_json
 from nerf import metrics
 from nerf.features import load_features
 from nerf.mp4 import FPS, Mp4Writer, to_uint8
-from nerf.poses import pose_schedule
-from nerf.render_video import clip_frames, iter_frames
+from nerf.render_video import iter_frames, render_poses
 from nerf.runs import LoadedRun
 
 MOUTH_68 = slice(48, 68)  # mouth points of the 68-point layout
@@ -271,9 +270,8 @@ def mouth_vs_loudness(run: LoadedRun, aud: str | Path, out_dir: str | Path, pose
     if wav is None:
         raise ValueError(f"{aud}: the loudness check needs an audio file, not features")
     n = len(feats) if max_frames <= 0 else min(len(feats), max_frames)
-    poses, of = pose_schedule(pose, run.ds.c2w.numpy(), n)
-    poses = torch.from_numpy(poses)
-    codes = run.pipeline.frame_codes(torch.from_numpy(feats), torch.arange(n), frames=clip_frames(run, of, poses))
+    poses, clip = render_poses(run, pose, n)
+    codes = run.pipeline.frame_codes(torch.from_numpy(feats), torch.arange(n), frames=clip)
     frames = [to_uint8(r["rgb"]) for r in iter_frames(run, codes, poses, desc="new audio")]
     loud = frame_loudness(wav, n)
     m = mouth_series(frames)

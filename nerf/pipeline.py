@@ -83,8 +83,7 @@ class ModelMeta:
         return cls(ds.aud_dim, list(ds.class_names or []), ds.aabb(), mean_head_translation(ds.c2w),
                    pose6(ds.c2w).mean(0), ds.eye_region, closed, mouth,
                    log_energy_norm(ds.root) if getattr(ds, "root", None) else None,
-                   band_readout_of(ds.root) if getattr(ds, "root", None) else None,
-                   torch.as_tensor(np.asarray(ds.img_ids), dtype=torch.long))
+                   band_readout_of(ds.root) if getattr(ds, "root", None) else None, ds.frame_numbers)
 
     def gate_classes(self, deform_gate: str) -> list[int]:
         """The classes whose probability the deformation gate `deform_gate` reads (semantic: neck and torso;

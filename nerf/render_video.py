@@ -56,15 +56,20 @@ def iter_speech_frames(run: LoadedRun, speech: SpeechFeatures, poses: Tensor, ey
                 bar.update(1)
 
 
-def clip_frames(run: LoadedRun, of: np.ndarray | None, poses: Tensor) -> Tensor | None:
-    """The frames of run.ds that rendered poses [n,4,4] are the poses of (indices [n]; None: poses from a file, which
-    then take the frames nearest in camera position, the view the field has seen with that frame's code) -> their
-    numbers in the clip [n], which the per-frame code (frame_code) reads. None without the code."""
+def render_poses(run: LoadedRun, pose: str, n: int, pose_index: int = 0) -> tuple[Tensor, Tensor | None]:
+    """The n camera poses [n,4,4] that `pose` names (poses.pose_schedule over run.ds's frames) and, for a model with a
+    per-frame code (frame_code), the clip numbers [n] of the training frames whose code each takes: the frame whose
+    pose it is, or for poses from a file the one nearest in camera position (the view the field has seen with that
+    frame's code); None without the code."""
+    poses, of = pose_schedule(pose, run.ds.c2w.numpy(), n, pose_index)
+    poses = torch.from_numpy(poses)
     if not run.model.frame_dim:
-        return None
+        return poses, None
     if of is None:
         of = torch.cdist(poses[:, :3, 3].float(), run.ds.c2w[:, :3, 3].float()).argmin(1).numpy()
-    return run.ds.frame_numbers[torch.as_tensor(of)]
+        print(f"note: {run.run_dir} has a per-frame code (frame_code); poses from {pose} belong to no training frame, "
+              "so each takes the expression of the training frame nearest in camera position")
+    return poses, run.ds.frame_numbers[torch.as_tensor(of)]
 
 
 def blink_depth(run: LoadedRun) -> float:
@@ -88,12 +93,7 @@ def render_video(run: LoadedRun, aud: str | Path, out: str | Path, pose: str = "
     paste = FullFrame.from_dataset(run.ds.root) if full_frame else None  # its errors come before any work
     speech = SpeechFeatures(aud, run.ds.root, run.ds.aud_dim)
     n = speech.n  # = ceil(T / 640) = ceil(duration * 25) for a wav
-    poses, of = pose_schedule(pose, run.ds.c2w.numpy(), n, pose_index)
-    poses = torch.from_numpy(poses)
-    frames = clip_frames(run, of, poses)
-    if of is None and frames is not None:
-        print(f"note: {run.run_dir} has a per-frame code (frame_code); poses from {pose} belong to no training frame, "
-              "so each takes the expression of the training frame nearest in camera position")
+    poses, frames = render_poses(run, pose, n, pose_index)
     eye = torch.from_numpy(blink_schedule(blink, n, blink_depth(run), blink_seed))
     if not run.model.eye_dim and blink != "none":
         print(f"note: {run.run_dir} was trained without the eye input; --blink {blink} has no effect")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from data_util.camera_motion import background_motion, background_shifts, camera_note, drift, still_part
+from data_util.camera_motion import background_motion, camera_note, camera_warning, drift, still_part
 
 SIZE = 128
 
@@ -15,6 +15,11 @@ def texture(rng: np.random.Generator, size: int) -> np.ndarray:
     noise = rng.random((size // 4, size // 4, 3)).astype(np.float32)
     return (cv2.GaussianBlur(cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC), (0, 0), 1.0)
             * 255).clip(0, 255).astype(np.uint8)
+
+
+def background_shifts(frames: list, masks: list) -> np.ndarray:
+    """[K] the background's drift from the first frame's."""
+    return drift(*background_motion(frames, masks), SIZE, SIZE)
 
 
 def clip_frames(step_px: int, n: int = 12, plain: bool = False, still: int = 0) -> tuple[list, list]:
@@ -60,3 +65,6 @@ def test_the_part_where_the_camera_holds_still():
     assert still_part(transforms, SIZE, SIZE, 0.02 * SIZE) == (0, 7)
     note = camera_note(drift(transforms, judged, SIZE, SIZE), SIZE, (0.0, 0.28))
     assert note.endswith("the part from 0.0 s to 0.3 s, where it holds still (--start 0.0 --end 0.3)")
+    seconds = 10.0 + np.arange(13) * 0.5  # sampled every 0.5 s from second 10 of the video: still for 3.5 s
+    assert camera_warning(frames, masks, seconds).endswith("(--start 10.0 --end 13.5)")
+    assert camera_warning(frames, masks, seconds / 2).endswith("or a part where it is still (--start/--end)")  # 1.75 s
