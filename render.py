@@ -24,6 +24,9 @@ def parse_args(argv=None):
                    "(eyes open) | a file of per-frame eye openness (.npy or one number per line; 1 = open as in "
                    "the training clip, ~0.3 = closed), one value per rendered frame")
     p.add_argument("--blink_seed", type=int, default=0, help="--blink natural: the seed of the blink times")
+    p.add_argument("--loudness", default="match", choices=["match", "keep"], help="match: the speech's features "
+                   "computed at the loudness of the subject's own audio, so that a quieter or louder recording opens "
+                   "the mouth as far as in training (the video keeps the file's audio); keep: at its own level")
     p.add_argument("--full_frame", action="store_true", help="output in the original video's size: the render "
                    "pasted where preprocessing cropped it, over the full-frame background (bc_full.jpg)")
     return p.parse_known_args(argv)  # the rest: --config, --expname, --basedir, --device, any config key
@@ -44,7 +47,7 @@ def main(argv=None) -> int:
         run = load_run(rest)
         out = Path(args.out) if args.out else run.run_dir / "render" / f"{Path(args.aud).stem}.mp4"
         res = render_video(run, args.aud, out, args.pose, args.pose_index, args.save_frames, args.semantic_video,
-                           args.full_frame, args.blink, args.blink_seed)
+                           args.full_frame, args.blink, args.blink_seed, args.loudness)
     except (ValueError, FileNotFoundError, RuntimeError) as e:  # PreprocessError, ffmpeg failures
         print(f"error: {e}", file=sys.stderr)
         return 1

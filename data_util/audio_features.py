@@ -14,6 +14,7 @@ from common.audio_features import (STD_FLOOR, WINDOW, add_stats, check_model_pat
                                    finish, make_meta, raw_steps, validate_given, window_frames)
 from common.errors import PreprocessError
 from common.fileio import atomic_path, save_json, save_npy
+from common.loudness import loudness
 
 from .common_length import n_frames_for, rows_to_keep
 from .context import StepContext
@@ -47,6 +48,8 @@ def run(ctx: StepContext) -> None:
     meta = make_meta(backend, model)
     steps = raw_steps(wav, meta, 2 * n_frames_for(len(wav)))
     add_stats(meta, steps)  # on the whole audio, so that a later cut to the frames changes no row
+    level = loudness(ctx.wav)  # render.py brings new speech to it (common/loudness.py)
+    meta["loudness_lufs"] = None if level is None else round(level, 2)
     feats = finish(steps, meta)
     feats = feats[:rows_to_keep(ctx, len(feats))]
     meta["n_frames"] = len(feats)

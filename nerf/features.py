@@ -19,12 +19,15 @@ class SpeechFeatures:
     A .wav (or any audio/video file) goes through common.audio.load_audio and, per chunk, the extractor of the
     subject's aud_meta.json (on the chunk's samples plus 1 s of context, so each frame's features are those of the
     whole file; the network extractors, deepspeech and hubert, run once over the file); a .npy must already be
-    [N,16,D] with the model's D (memory-mapped)."""
+    [N,16,D] with the model's D (memory-mapped). loudness "match": the audio's features are computed at the loudness
+    of the subject's own audio (common/loudness.py; `gain_db` says by how much), "keep": at the file's own level."""
 
-    def __init__(self, aud: str | Path, datadir: str | Path, aud_dim: int):
+    def __init__(self, aud: str | Path, datadir: str | Path, aud_dim: int, loudness: str = "match"):
         from common.audio_features import validate_given
 
-        self.path, self.wav, self.meta = Path(aud), None, None
+        if loudness not in ("match", "keep"):
+            raise ValueError(f"loudness must be match or keep, got {loudness!r}")
+        self.path, self.wav, self.meta, self.gain_db = Path(aud), None, None, 0.0
         if self.path.suffix.lower() == ".npy":
             validate_given(self.path)
             self.given = np.load(self.path, mmap_mode="r", allow_pickle=False)
@@ -35,6 +38,8 @@ class SpeechFeatures:
             self.meta = self._meta(Path(datadir) / "aud_meta.json")
             self.wav = load_audio(self.path, hint="give --aud a file with speech")
             self.n = n_frames_for(len(self.wav))
+            if loudness == "match":
+                self._match_level(Path(datadir))
             self.given = None
             if self.meta["extractor"] != "mfcc":  # network extractors: one pass (their model loads once)
                 from common.audio_features import extract_features
@@ -55,6 +60,18 @@ class SpeechFeatures:
             raise ValueError(f"{meta_path}: no 'extractor' recorded; pass the new audio's features as a .npy [N,16,D]")
         return meta
 
+    def _match_level(self, datadir: Path) -> None:
+        """Scale self.wav (in place) to the subject's loudness, saying so in one line; self.gain_db: the dB added."""
+        from common.loudness import level_gain, loudness, match_note, subject_loudness
+
+        target, measured = subject_loudness(datadir, self.meta), loudness(self.path)
+        self.gain_db = level_gain(measured, target)
+        note = match_note(self.path, measured, target, self.gain_db)
+        if note:
+            print(note)
+        if self.gain_db:
+            self.wav *= np.float32(10 ** (self.gain_db / 20))
+
     def _extract(self, a0: int, b1: int) -> np.ndarray:
         """Features of frames [a0, b1) from the samples of those frames (the extractor pads at the ends)."""
         from common.audio_features import extract_features
@@ -74,7 +91,9 @@ class SpeechFeatures:
         return None if self.wav is None else len(self.wav) / SAMPLE_RATE
 
 
-def load_features(aud: str | Path, datadir: str | Path, aud_dim: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """New speech -> (features float32 [N,16,D] of the whole file, wav float32 [T] 16 kHz or None for a .npy)."""
-    sf = SpeechFeatures(aud, datadir, aud_dim)
+def load_features(aud: str | Path, datadir: str | Path, aud_dim: int,
+                  loudness: str = "match") -> tuple[np.ndarray, np.ndarray | None]:
+    """New speech -> (features float32 [N,16,D] of the whole file, wav float32 [T] 16 kHz (at the level its features
+    were computed at) or None for a .npy)."""
+    sf = SpeechFeatures(aud, datadir, aud_dim, loudness)
     return sf.chunk(0, sf.n)[0], sf.wav

@@ -1,10 +1,11 @@
 """The frame loop of render.py: a loaded run (nerf/runs.py) says new speech.
 
-The new audio -> features (nerf/features.py), 10 s at a time -> per-frame codes (Pipeline.frame_codes, attention
-smoothing when the checkpoint has it on, with the eye openness of --blink: nerf/blinks.py) -> poses (nerf/poses.py)
--> one frame per 1/25 s (N = ceil(duration * 25)) by Pipeline.render_frame over the background -> (--full_frame:
-pasted into the original video's frame, nerf/full_frame.py) -> H.264 mp4 with the input audio muxed (nerf/mp4.py),
-exactly the audio's length within one frame.
+The new audio, at the subject's loudness (common/loudness.py) -> features (nerf/features.py), 10 s at a time ->
+per-frame codes (Pipeline.frame_codes, attention smoothing when the checkpoint has it on, with the eye openness of
+--blink: nerf/blinks.py) -> poses (nerf/poses.py) -> one frame per 1/25 s (N = ceil(duration * 25)) by
+Pipeline.render_frame over the background -> (--full_frame: pasted into the original video's frame,
+nerf/full_frame.py) -> H.264 mp4 with the input audio muxed (nerf/mp4.py), exactly the audio's length within one
+frame.
 """
 from __future__ import annotations
 
@@ -83,15 +84,16 @@ def blink_depth(run: LoadedRun) -> float:
 
 def render_video(run: LoadedRun, aud: str | Path, out: str | Path, pose: str = "train", pose_index: int = 0,
                  save_frames: str | Path | None = None, semantic_video: bool = False, full_frame: bool = False,
-                 blink: str = "natural", blink_seed: int = 0) -> dict:
+                 blink: str = "natural", blink_seed: int = 0, loudness: str = "match") -> dict:
     """Render new speech to `out` (.mp4); full_frame: in the original video's frame (the semantic video stays
-    square); blink: natural | none | a file of per-frame eye openness (nerf/blinks.py).
+    square); blink: natural | none | a file of per-frame eye openness (nerf/blinks.py); loudness: match | keep
+    (nerf/features.SpeechFeatures).
     Returns {"frames", "seconds", "fps", "out", "semantic_out", "size", "eye"}."""
     import time
 
     out = Path(out)
     paste = FullFrame.from_dataset(run.ds.root) if full_frame else None  # its errors come before any work
-    speech = SpeechFeatures(aud, run.ds.root, run.ds.aud_dim)
+    speech = SpeechFeatures(aud, run.ds.root, run.ds.aud_dim, loudness)
     n = speech.n  # = ceil(T / 640) = ceil(duration * 25) for a wav
     poses, frames = render_poses(run, pose, n, pose_index)
     eye = torch.from_numpy(blink_schedule(blink, n, blink_depth(run), blink_seed))

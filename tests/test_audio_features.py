@@ -117,6 +117,8 @@ def test_run_and_extract_features_reproduce_aud_npy_exactly(tmp_path):
     assert aud.shape == (math.ceil(len(wav) / 640), 16, 26) and aud.dtype == np.float32
     assert meta["extractor"] == "mfcc" and meta["dim"] == 26 and meta["settings"]["hop_s"] == 0.02
     from data_util.audio import read_wav
+    from common.loudness import loudness
+    assert meta["loudness_lufs"] == loudness(ctx.wav) and -40 < meta["loudness_lufs"] < -5  # what new speech is brought to
     np.testing.assert_array_equal(af.extract_features(read_wav(ctx.wav), meta), aud)
     new = af.extract_features(vowel((500, 1500), 0.5), meta)  # new speech: same settings and stats
     assert new.shape == (13, 16, 26) and np.isfinite(new).all()
