@@ -36,6 +36,7 @@ from common.fileio import save_json
 N_SAMPLES = 5  # frames sampled for face detection
 FACE_ROW = 0.4  # portrait videos and head crops: the face centre goes this far down the square (shoulders below)
 FRAMING = 3.0  # --crop head: the square's side in face sizes (mediapipe's face box) where the frame is larger
+SAME_FACE = 0.5  # detections overlapping this much (intersection over union) are one face
 MIN_SIDE = 64  # --crop head: never a smaller square (a face of a few pixels is a detection, not a subject)
 SHORT_BY = 2  # warn when this many frames fewer than the container's duration promises were decoded
 
@@ -113,29 +114,41 @@ def quiet_native_stderr() -> Iterator[TextIO]:
         os.close(devnull)
 
 
-def detect_face(image: np.ndarray, detectors: list) -> tuple[float, tuple[float, float, float, float]] | None:
-    """Best face detection in an RGB image: (score, (x0, y0, x1, y1) pixels), or None.
+def detect_faces(image: np.ndarray, detectors: list) -> list[tuple[float, tuple[float, float, float, float]]]:
+    """The distinct faces in an RGB image: [(score, (x0, y0, x1, y1) pixels)], largest first.
 
     Tries the full frame and, for a wide or tall frame, its square tiles (a small face is easier to find there),
-    with each mediapipe detector in turn (full-range, then short-range) until one finds a face."""
+    with each mediapipe detector in turn (full-range, then short-range) until one finds a face; a face found twice
+    (in the frame and a tile) is one face, with its best-scored box."""
     h, w = image.shape[:2]
     side = min(h, w)
     tiles = [(0, 0, w, h)]
     if w != h:
         steps = np.linspace(0, max(w, h) - side, num=max(2, int(np.ceil(2 * max(w, h) / side)) - 1))
         tiles += [(int(s), 0, side, side) if w > h else (0, int(s), side, side) for s in steps]
-    best = None
     for det in detectors:
+        found = []
         for x, y, tw, th in tiles:
             res = det.process(np.ascontiguousarray(image[y:y + th, x:x + tw]))
             for d in res.detections or []:
                 b = d.location_data.relative_bounding_box
-                box = (x + b.xmin * tw, y + b.ymin * th, x + (b.xmin + b.width) * tw, y + (b.ymin + b.height) * th)
-                if best is None or d.score[0] > best[0]:
-                    best = (float(d.score[0]), box)
-        if best is not None:
-            return best
-    return None
+                found.append((float(d.score[0]), (x + b.xmin * tw, y + b.ymin * th, x + (b.xmin + b.width) * tw,
+                                                  y + (b.ymin + b.height) * th)))
+        faces: list = []
+        for score, box in sorted(found, key=lambda f: -f[0]):
+            if all(overlap(box, kept) < SAME_FACE for _, kept in faces):
+                faces.append((score, box))
+        if faces:
+            return sorted(faces, key=lambda f: -(f[1][2] - f[1][0]) * (f[1][3] - f[1][1]))
+    return []
+
+
+def overlap(a: tuple, b: tuple) -> float:
+    """Intersection over union of two boxes (x0, y0, x1, y1)."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    return inter / max((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter, 1e-9)
 
 
 def find_faces(video: Path, start: float, end: float | None, width: int, height: int) -> np.ndarray | None:
@@ -147,15 +160,21 @@ def find_faces(video: Path, start: float, end: float | None, width: int, height:
     frames = [f for f in (read_frame(video, t, width, height) for t in times) if f is not None]
     if not frames:
         raise PreprocessError(f"{video}: no frame could be decoded (damaged or truncated file?)")
-    boxes = []
+    boxes, crowded = [], 0
     with quiet_native_stderr():
         fd = mp.solutions.face_detection
         with fd.FaceDetection(model_selection=1, min_detection_confidence=0.5) as far, \
                 fd.FaceDetection(model_selection=0, min_detection_confidence=0.5) as near:
             for frame in frames:
-                found = detect_face(frame, [far, near])
-                if found is not None:
-                    boxes.append(found[1])
+                faces = detect_faces(frame, [far, near])
+                if faces:
+                    boxes.append(faces[0][1])  # the subject: the largest face
+                    crowded += len(faces) > 1
+    if 2 * crowded >= len(frames):  # in half the samples or more: not a passer-by or a false detection
+        x0, y0, x1, y1 = np.median(boxes, axis=0)
+        print(f"warning: {video}: more than one face in {crowded} of {len(frames)} sampled frames; the subject is "
+              f"the largest (centre at x {(x0 + x1) / 2:.0f}, y {(y0 + y1) / 2:.0f} of {width}x{height}): crop the "
+              "video to the speaker otherwise, and give speech of that person alone (--audio)", file=sys.stderr)
     return np.array(boxes) if boxes else None
 
 

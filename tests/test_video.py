@@ -260,3 +260,27 @@ def test_tall_video_with_the_face_at_the_top_keeps_its_crop(tmp_path, monkeypatc
     video.run(ctx)
     assert meta_of(ctx)["crop"] == {"x": 0, "y": 0, "side": 96}
     assert iio.imread(ctx.frame_paths()[0]).shape == (96, 96, 3)
+
+
+def test_two_people_the_largest_face_is_the_subject_and_a_line_says_so(tmp_path, capsys):
+    """Two astronauts, 180 and 120 px, side by side: the larger is the subject whichever the detector scores higher,
+    a face found in the frame and in a tile counts once, and one warning names the subject's place."""
+    import cv2
+
+    big, _ = astronaut_scene(display_w=480, height=180, face_x=20)
+    small = cv2.resize(big[:, 20:200], (120, 120), interpolation=cv2.INTER_AREA)
+    big[40:160, 320:440] = small
+    path = make_anamorphic_video(tmp_path / "two.mp4", big, stored_w=480, sar="1/1")
+    frame = video.read_frame(path, 0.5, 480, 180)
+    import mediapipe as mp
+
+    with mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5) as far:
+        faces = video.detect_faces(frame, [far])
+    assert len(faces) == 2
+    (_, a), (_, b) = faces
+    assert a[0] < 200 < b[0] and (a[2] - a[0]) > 1.3 * (b[2] - b[0])  # the large one first
+    boxes = video.find_faces(path, 0.0, 1.0, 480, 180)
+    assert len(boxes) == video.N_SAMPLES and (boxes[:, 2] < 220).all()  # every sample took the large face
+    err = capsys.readouterr().err
+    assert f"more than one face in {video.N_SAMPLES} of {video.N_SAMPLES} sampled frames" in err
+    assert err.count("\n") == 1
