@@ -16,6 +16,7 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -47,7 +48,8 @@ def render_openings(run, aud: Path, loudness: str) -> tuple[np.ndarray, float]:
     return np.asarray(mouth_series(imgs)["opening"], np.float64), speech.gain_db
 
 
-def draw(results: dict):
+def draw(results: dict) -> Callable[[Path], None]:
+    """The plot of results as write_results takes it: the rendered mouth opening over time, one line per case."""
     def _draw(path: Path) -> None:
         fig, ax = new_figure()
         for case in results["cases"]:

@@ -12,6 +12,7 @@ within +-MAX_GAIN_DB: a file of faint noise is not raised into speech.
 """
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 from pathlib import Path
@@ -30,22 +31,25 @@ QUIET_DB = 0.5  # gains below this are applied without a word
 def loudness(path: str | Path) -> float | None:
     """Integrated loudness (LUFS, to 0.1) of a file's audio, downmixed to mono at 16 kHz as load_audio reads it;
     None when it is silent or shorter than one 400 ms block. PreprocessError naming the file if ffmpeg fails."""
-    chain = f"aresample={SAMPLE_RATE}:out_chlayout=mono:rematrix_maxval=1,ebur128=framelog=quiet"  # the mix of -ac 1
+    chain = (f"aresample={SAMPLE_RATE}:out_chlayout=mono:rematrix_maxval=1,"  # the mix of -ac 1
+             "aformat=sample_fmts=s16,ebur128=framelog=quiet")  # clipped to 16 bits, as load_audio decodes
     proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-i", str(path), "-vn", "-af", chain,
                            "-f", "null", "-"], capture_output=True)
-    err = proc.stderr.decode("utf-8", "replace")
-    found = re.findall(r"I:\s+(-?\d+(?:\.\d+)?) LUFS", err)
-    if proc.returncode != 0 or not found:
+    if proc.returncode != 0:
         raise PreprocessError(f"{path}: could not measure its loudness: {last_error(proc.stderr)}")
-    value = float(found[-1])
+    found = re.findall(r"I:\s+(-?\d+(?:\.\d+)?) LUFS", proc.stderr.decode("utf-8", "replace"))
+    if not found:
+        raise PreprocessError(f"{path}: could not measure its loudness: ffmpeg's ebur128 printed no summary")
+    value = float(found[-1])  # the summary comes last
     return value if value > SILENT_LUFS else None
 
 
 def subject_loudness(datadir: Path, meta: dict) -> float | None:
     """The loudness of the subject's training audio: aud_meta.json's `loudness_lufs` (step 2 records it), else that
-    of the dataset's aud.wav (datasets made before it was recorded), else None."""
+    of the dataset's aud.wav (datasets made before it was recorded), else None (step 2 found none: silence)."""
     if meta.get("loudness_lufs") is not None:
-        return float(meta["loudness_lufs"])
+        value = float(meta["loudness_lufs"])
+        return value if math.isfinite(value) else None
     wav_path = Path(datadir) / "aud.wav"
     if "loudness_lufs" in meta or not wav_path.is_file():
         return None

@@ -7,7 +7,8 @@ for a portrait video, placed so the face sits in the upper part with the shoulde
 given. Where the face is small in the frame (a waist-up or wider shot, square or not), `--crop head` (the default)
 takes a head-and-shoulders square instead: FRAMING face sizes wide (the face about a third of the frame, as in
 AD-NeRF's footage), wider where the sampled faces move further, the face centre FACE_ROW down it; `--crop largest`
-keeps the largest square.
+keeps the largest square. With more than one face in the frame the subject is the face found in the most sampled
+frames, the largest on a tie (choose_subject), and a line says so.
 Without --size a square larger than MAX_FRAME_SIZE (512 px, the largest size any preset trains at) is scaled down to
 it: a 1080p video's 1080 px crop would make steps 4-7 ~3x slower for pixels no run uses (NOTES, 2026-12-07 third
 session). --full_frame renders still paste into the video's full display size (the crop is recorded in its pixels).
@@ -37,6 +38,7 @@ N_SAMPLES = 5  # frames sampled for face detection
 FACE_ROW = 0.4  # portrait videos and head crops: the face centre goes this far down the square (shoulders below)
 FRAMING = 3.0  # --crop head: the square's side in face sizes (mediapipe's face box) where the frame is larger
 SAME_FACE = 0.5  # detections overlapping this much (intersection over union) are one face
+OTHER_SHARE = 0.25  # another face this large against the subject's counts as a second person (not a hand)
 MIN_SIDE = 64  # --crop head: never a smaller square (a face of a few pixels is a detection, not a subject)
 SHORT_BY = 2  # warn when this many frames fewer than the container's duration promises were decoded
 
@@ -134,7 +136,7 @@ def detect_faces(image: np.ndarray, detectors: list) -> list[tuple[float, tuple[
                 b = d.location_data.relative_bounding_box
                 found.append((float(d.score[0]), (x + b.xmin * tw, y + b.ymin * th, x + (b.xmin + b.width) * tw,
                                                   y + (b.ymin + b.height) * th)))
-        faces: list = []
+        faces: list[tuple[float, tuple]] = []
         for score, box in sorted(found, key=lambda f: -f[0]):
             if all(overlap(box, kept) < SAME_FACE for _, kept in faces):
                 faces.append((score, box))
@@ -151,6 +153,44 @@ def overlap(a: tuple, b: tuple) -> float:
     return inter / max((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter, 1e-9)
 
 
+def box_area(box) -> float:
+    """Area of a box (x0, y0, x1, y1)."""
+    return float((box[2] - box[0]) * (box[3] - box[1]))
+
+
+def same_place(a, b) -> bool:
+    """Whether box a's centre lies within one face size (b's larger side) of box b's."""
+    dx, dy = (a[0] + a[2] - b[0] - b[2]) / 2, (a[1] + a[3] - b[1] - b[3]) / 2
+    return float(np.hypot(dx, dy)) < max(b[2] - b[0], b[3] - b[1])
+
+
+def choose_subject(per_frame: list[list[tuple]]) -> tuple[list[tuple], int]:
+    """The subject among the faces of the sampled frames (each frame's [(score, box)], from detect_faces) ->
+    (its box in every frame with a face, how many frames also hold another face at least OTHER_SHARE its size).
+
+    The faces of all frames are grouped by place (a centre within one face size of the group's largest face); the
+    subject is the group found in the most frames, the larger on a tie (two people in an interview: the nearer to
+    the camera), the same person in every frame. A frame without a face of that group gives its largest face (a
+    subject that moved further than a face size between samples)."""
+    groups: list[list[tuple]] = []  # [(frame, box)], the largest first
+    for i, box in sorted(((i, b) for i, fr in enumerate(per_frame) for _, b in fr), key=lambda f: -box_area(f[1])):
+        group = next((g for g in groups if same_place(box, g[0][1])), None)
+        if group is None:
+            groups.append(group := [])
+        group.append((i, box))
+    if not groups:
+        return [], 0
+    subject = max(groups, key=lambda g: (len({i for i, _ in g}), float(np.median([box_area(b) for _, b in g]))))
+    boxes, crowded = [], 0
+    for i, faces in enumerate(per_frame):
+        if not faces:
+            continue
+        box = next((b for j, b in subject if j == i), faces[0][1])
+        boxes.append(box)
+        crowded += any(b is not box and box_area(b) >= OTHER_SHARE * box_area(box) for _, b in faces)
+    return boxes, crowded
+
+
 def find_faces(video: Path, start: float, end: float | None, width: int, height: int) -> np.ndarray | None:
     """Face boxes [K,4] (x0, y0, x1, y1) in square pixels on the frames of N_SAMPLES times spread over start..end
     seconds where a face is found (None: on none)."""
@@ -160,21 +200,17 @@ def find_faces(video: Path, start: float, end: float | None, width: int, height:
     frames = [f for f in (read_frame(video, t, width, height) for t in times) if f is not None]
     if not frames:
         raise PreprocessError(f"{video}: no frame could be decoded (damaged or truncated file?)")
-    boxes, crowded = [], 0
     with quiet_native_stderr():
         fd = mp.solutions.face_detection
         with fd.FaceDetection(model_selection=1, min_detection_confidence=0.5) as far, \
                 fd.FaceDetection(model_selection=0, min_detection_confidence=0.5) as near:
-            for frame in frames:
-                faces = detect_faces(frame, [far, near])
-                if faces:
-                    boxes.append(faces[0][1])  # the subject: the largest face
-                    crowded += len(faces) > 1
+            boxes, crowded = choose_subject([detect_faces(frame, [far, near]) for frame in frames])
     if 2 * crowded >= len(frames):  # in half the samples or more: not a passer-by or a false detection
         x0, y0, x1, y1 = np.median(boxes, axis=0)
-        print(f"warning: {video}: more than one face in {crowded} of {len(frames)} sampled frames; the subject is "
-              f"the largest (centre at x {(x0 + x1) / 2:.0f}, y {(y0 + y1) / 2:.0f} of {width}x{height}): crop the "
-              "video to the speaker otherwise, and give speech of that person alone (--audio)", file=sys.stderr)
+        print(f"warning: {video}: more than one person in {crowded} of {len(frames)} sampled frames; the subject is "
+              f"the face at x {(x0 + x1) / 2:.0f}, y {(y0 + y1) / 2:.0f} of {width}x{height} (in the most samples, "
+              "the largest on a tie): crop the video to the speaker otherwise, and give speech of that person alone "
+              "(--audio)", file=sys.stderr)
     return np.array(boxes) if boxes else None
 
 

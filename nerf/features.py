@@ -61,10 +61,20 @@ class SpeechFeatures:
         return meta
 
     def _match_level(self, datadir: Path) -> None:
-        """Scale self.wav (in place) to the subject's loudness, saying so in one line; self.gain_db: the dB added."""
+        """Scale self.wav (in place) to the subject's loudness, saying so in one line; self.gain_db: the dB added.
+        MFCC features only: HuBERT normalises its input's level itself, DeepSpeech's input is clipped at full scale
+        and its features normalised per file."""
         from common.loudness import level_gain, loudness, match_note, subject_loudness
 
-        target, measured = subject_loudness(datadir, self.meta), loudness(self.path)
+        if self.meta["extractor"] != "mfcc":
+            return
+        target = subject_loudness(datadir, self.meta)
+        if target is None:
+            if "loudness_lufs" not in self.meta:  # a dataset from before step 2 recorded it, without its aud.wav
+                print(f"note: {datadir}: the subject's loudness is unknown (no aud.wav); {self.path} is used at "
+                      "its own level")
+            return
+        measured = loudness(self.path)
         self.gain_db = level_gain(measured, target)
         note = match_note(self.path, measured, target, self.gain_db)
         if note:

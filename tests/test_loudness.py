@@ -105,3 +105,22 @@ def test_loudness_must_be_match_or_keep(tmp_path, speech):
     subject(tmp_path, -20.0)
     with pytest.raises(ValueError, match="match or keep"):
         SpeechFeatures(write(tmp_path / "a.wav", speech), tmp_path, 26, loudness="normalise")
+
+
+def test_measured_as_load_audio_decodes_it_clipped(tmp_path, speech):
+    """A float wav far above full scale: its loudness is that of the 16-bit audio load_audio gives."""
+    from common.audio import load_audio
+
+    hot = tmp_path / "hot.wav"
+    wavfile.write(hot, SR, (speech * 20).astype(np.float32))  # peaks at 5x full scale
+    assert loudness(hot) == pytest.approx(loudness(write(tmp_path / "dec.wav", load_audio(hot))), abs=0.15)
+
+
+def test_only_the_mfcc_features_are_matched(tmp_path, speech, capsys):
+    meta = subject(tmp_path, -40.0)
+    meta["extractor"] = "given"  # features given as AD-NeRF's aud.npy: nothing to compute at any level
+    save_json(tmp_path / "aud_meta.json", meta)
+    with pytest.raises(ValueError, match="--aud_npy"):
+        SpeechFeatures(write(tmp_path / "a.wav", speech), tmp_path, 26)
+    assert "dB" not in capsys.readouterr().out
+    assert subject_loudness(tmp_path, {"loudness_lufs": float("nan")}) is None

@@ -282,5 +282,18 @@ def test_two_people_the_largest_face_is_the_subject_and_a_line_says_so(tmp_path,
     boxes = video.find_faces(path, 0.0, 1.0, 480, 180)
     assert len(boxes) == video.N_SAMPLES and (boxes[:, 2] < 220).all()  # every sample took the large face
     err = capsys.readouterr().err
-    assert f"more than one face in {video.N_SAMPLES} of {video.N_SAMPLES} sampled frames" in err
+    assert f"more than one person in {video.N_SAMPLES} of {video.N_SAMPLES} sampled frames" in err
     assert err.count("\n") == 1
+
+
+def test_the_subject_is_the_same_person_in_every_sample():
+    """Two people of about one size, the larger one in turn; a hand; a lone face that moved far: choose_subject."""
+    a = lambda x, s=60: (0.9, (x, 50, x + s, 50 + s))  # noqa: E731 - (score, box) of a face at column x
+    left, right = [a(10, 62), a(300, 58)], [a(10, 58), a(300, 62)]  # the larger one alternates
+    boxes, crowded = video.choose_subject([left, right, left, [a(12, 60)], right])
+    assert [b[0] for b in boxes] == [10, 10, 10, 12, 10] and crowded == 4  # one person throughout
+    hand = [a(10), (0.7, (100, 120, 125, 145))]  # a detection a sixth of the face's area
+    assert video.choose_subject([hand, hand, hand]) == ([a(10)[1]] * 3, 0)
+    boxes, crowded = video.choose_subject([[a(10)], [a(200)], [], [a(390)]])  # one face, far apart in each sample
+    assert [b[0] for b in boxes] == [10, 200, 390] and crowded == 0
+    assert video.choose_subject([[], []]) == ([], 0)
