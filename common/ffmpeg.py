@@ -34,7 +34,8 @@ def call_ffmpeg(args: list[str]) -> subprocess.CompletedProcess:
 
 def last_error(stderr: bytes) -> str:
     """The last line ffmpeg printed on stderr (its most specific complaint)."""
-    lines = stderr.decode("utf-8", "replace").strip().splitlines()
+    lines = [line for line in stderr.decode("utf-8", "replace").strip().splitlines()
+             if not re.search(r"Last message repeated \d+ times", line)]  # what it repeats is the complaint
     return re.sub(r"^(\[[^\]]*@ 0x[0-9a-f]+\] ?)+", "", lines[-1].strip()) if lines else "unknown error"
 
 

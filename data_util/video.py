@@ -38,6 +38,7 @@ N_SAMPLES = 5  # frames sampled for face detection
 FACE_ROW = 0.4  # portrait videos and head crops: the face centre goes this far down the square (shoulders below)
 FRAMING = 3.0  # --crop head: the square's side in face sizes (mediapipe's face box) where the frame is larger
 SAME_FACE = 0.5  # detections overlapping this much (intersection over union) are one face
+MIN_FRAMES = 8  # fewer frames (a third of a second) is no talking-head video: a still image, a broken file
 OTHER_SHARE = 0.25  # another face this large against the subject's counts as a second person (not a hand)
 MIN_SIDE = 64  # --crop head: never a smaller square (a face of a few pixels is a detection, not a subject)
 SHORT_BY = 2  # warn when this many frames fewer than the container's duration promises were decoded
@@ -198,6 +199,8 @@ def find_faces(video: Path, start: float, end: float | None, width: int, height:
 
     times = [start] if not end else [start + (end - start) * (k + 0.5) / N_SAMPLES for k in range(N_SAMPLES)]
     frames = [f for f in (read_frame(video, t, width, height) for t in times) if f is not None]
+    if not frames and end:  # a video of a frame or two: the times fall past it
+        frames = [f for f in [read_frame(video, start, width, height)] if f is not None]
     if not frames:
         raise PreprocessError(f"{video}: no frame could be decoded (damaged or truncated file?)")
     with quiet_native_stderr():
@@ -273,7 +276,7 @@ def check_count(video: Path, n: int, complaint: str, expected: int | None, has_a
     if n == 0:
         raise PreprocessError(f"{video}: no frame could be decoded ({complaint or 'empty video'})")
     if complaint or (expected and n < expected - SHORT_BY and not has_audio):
-        of = f" of the {expected} its length promises" if expected else ""
+        of = f" of the {expected} its length promises" if expected and n < expected else ""
         print(f"warning: {video}: decoded {n} frames{of} (damaged or truncated file?): {complaint or 'ended early'}",
               file=sys.stderr)
 
@@ -289,6 +292,10 @@ def write_frames(ctx: StepContext, info: dict, vf: str, before: list[str], expec
         decoded, complaint = extract_frames(video, vf, tmp, before)
         check_count(video, decoded, complaint, expected, info["has_audio"])
         kept = common_length.frames_to_keep(ctx, decoded)
+        if kept < MIN_FRAMES:  # before ori_imgs/ is replaced: a dataset made before keeps its frames
+            raise PreprocessError(f"{video}: {kept} frame{'s' if kept != 1 else ''} ({kept / FPS:.2f} s at {FPS} fps)"
+                                  f" to learn from; a talking head needs a video of at least {MIN_FRAMES} frames "
+                                  "(3-5 minutes of talking is what it is made for)")
         drop_frames(tmp, kept)
         replace_folder(tmp, ctx.img_dir)
     finally:

@@ -297,3 +297,26 @@ def test_the_subject_is_the_same_person_in_every_sample():
     boxes, crowded = video.choose_subject([[a(10)], [a(200)], [], [a(390)]])  # one face, far apart in each sample
     assert [b[0] for b in boxes] == [10, 200, 390] and crowded == 0
     assert video.choose_subject([[], []]) == ([], 0)
+
+
+def test_a_still_image_or_a_few_frames_is_one_clear_error_and_keeps_the_frames_there(tmp_path):
+    ctx = ctx_for(tmp_path, make_video(tmp_path / "ok.mp4", size="64x64", seconds=1.0, fps=25))
+    video.run(ctx)
+    before = sorted(p.name for p in ctx.img_dir.iterdir())
+    for short in (make_video(tmp_path / "short.mp4", size="64x64", seconds=0.2, fps=25), tmp_path / "still.png"):
+        if short.suffix == ".png":
+            iio.imwrite(short, np.full((64, 64, 3), 128, np.uint8))
+        with pytest.raises(PreprocessError, match=rf"{short.name}: \d frames? \(0\.\d+ s at 25 fps\) to learn from"):
+            video.run(ctx_for(tmp_path, short))
+        assert sorted(p.name for p in ctx.img_dir.iterdir()) == before  # the dataset's frames are kept
+
+
+def test_ffmpegs_complaint_is_the_error_not_its_repeat_count():
+    from common.ffmpeg import last_error
+
+    err = (b"[h264 @ 0x55d0c0a0b2c0] Invalid NAL unit size (1040 > 219).\n"
+           b"Error submitting packet to decoder: Invalid data found when processing input\n"
+           b"    Last message repeated 2 times\n")
+    assert last_error(err) == "Error submitting packet to decoder: Invalid data found when processing input"
+    assert last_error(b"[aac @ 0x1234abcd] Too large remapped id\n") == "Too large remapped id"
+    assert last_error(b"") == "unknown error"
