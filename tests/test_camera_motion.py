@@ -68,3 +68,20 @@ def test_the_part_where_the_camera_holds_still():
     seconds = 10.0 + np.arange(13) * 0.5  # sampled every 0.5 s from second 10 of the video: still for 3.5 s
     assert camera_warning(frames, masks, seconds).endswith("(--start 10.0 --end 13.5)")
     assert camera_warning(frames, masks, seconds / 2).endswith("or a part where it is still (--start/--end)")  # 1.75 s
+
+
+def test_a_still_camera_on_a_noisy_low_quality_clip_does_not_drift():
+    """64 frames of one still view, each with fresh sensor noise and JPEG blocking: every frame is matched to the
+    first, so the small errors of each match do not add up (composed over neighbouring pairs they reached 0.60 px)."""
+    rng = np.random.default_rng(1)
+    wall = cv2.GaussianBlur(texture(rng, SIZE + 8), (0, 0), 2.0)
+    mask = np.ones((SIZE, SIZE), bool)
+    mask[40:, 40:88] = False
+    frames = []
+    for _ in range(64):
+        f = (wall[4:4 + SIZE, 4:4 + SIZE] + rng.normal(0, 10, (SIZE, SIZE, 3))).clip(0, 255).astype(np.uint8)
+        f = cv2.imdecode(cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 20])[1], cv2.IMREAD_COLOR)
+        f[~mask] = 90
+        frames.append(f)
+    shifts = background_shifts(frames, [mask] * 64)
+    assert np.isfinite(shifts).all() and shifts.max() < 0.35
