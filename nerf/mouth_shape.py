@@ -1,5 +1,5 @@
 """The mouth-shape input: lip opening and width per frame, from the landmarks when training, from the audio when
-rendering (docs/DESIGN.md section 6, "The mouth input").
+rendering (docs/DESIGN.md section 6, "Mouth").
 
 A field that sees only a learned audio code must learn from a few hundred frames how speech moves the lips, and on
 unheard speech it under-opens the mouth (benchmarks/NOTES.md, 2026-12-04). Two numbers say most of what a viseme

@@ -5,7 +5,7 @@
   held-out mouth landmarks ~0.08 px closer on the sample, benchmarks/NOTES.md 2026-12-05 sixth session), 512 rays
   of 48 samples, a 12-level 2^15 hash grid, 12000 iterations with the learning rate decaying over them, the audio
   attention (with audio_code = true) from iteration 8000, and a 25-minute time budget as a guard. On this project's
-  2-core machines the sample trains in 15-17 minutes. 4500 iterations until 2026-12-06: while the field had a
+  2-core machines the 24 s sample trains in 10-17 minutes. 4500 iterations until 2026-12-06: while the field had a
   learned audio code, longer runs lost the held-out mouth (it learnt each training mouth by its code); with the
   mouth heard through its shape alone, 12000 iterations sharpen it (NOTES, 2026-12-06 fourth session).
 - gpu: the full model at the subject's resolution (up to 512 px, AD-NeRF's 450-512): 2048 rays of 128 samples, a
