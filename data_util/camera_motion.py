@@ -57,7 +57,8 @@ def displacement(m: np.ndarray, h: int, w: int) -> float:
 def background_motion(frames: list[np.ndarray], masks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """frames: RGB uint8 [K,H,W,3] in clip order, masks: bool [K,H,W] their background pixels -> (transforms
     [K,3,3]: where each frame's background lies relative to the first's, its similarity to its reference composed
-    with the reference's (module docs), a frame that cannot be matched counting as no motion; judged [K] bool: some step up to that frame was judged)."""
+    with the reference's (module docs), a frame that cannot be matched counting as no motion; judged [K] bool: some
+    frame up to that one was matched)."""
     gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
     transforms, judged, seen, ref = [np.eye(3)], [True], False, 0
     for k in range(1, len(frames)):
