@@ -25,7 +25,7 @@ from common.ffmpeg import ffmpeg_exe, last_error
 
 SILENT_LUFS = -70.0  # BS.1770's absolute gate: ffmpeg says -70.0 when every block is gated out (or there is none)
 MAX_GAIN_DB = 20.0  # the largest change of level applied to new speech
-QUIET_DB = 0.5  # gains below this are applied without a word
+QUIET_DB = 3.0  # gains below this (a difference hardly heard) are applied without a word
 
 
 def loudness(path: str | Path) -> float | None:
