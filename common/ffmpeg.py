@@ -58,7 +58,8 @@ def read_ffmpeg(args: list[str], what: str) -> bytes:
 def probe(path: str | Path) -> dict:
     """Read a media file's streams with `ffmpeg -i` (no ffprobe ships with imageio-ffmpeg).
 
-    Returns {"has_video", "has_audio", "fps", "width", "height", "sar", "duration", "rotation", "audio_start"}
+    Returns {"has_video", "has_audio", "fps", "width", "height", "sar", "duration", "rotation", "audio_start",
+    "format"} (format: ffmpeg's name of the container, e.g. "mov,mp4,m4a,3gp,3g2,mj2", "png_pipe" for an image)
     (audio_start: seconds at which the first audio stream begins, 0 unless the file says otherwise); raises
     PreprocessError with the file name if the file is missing or not a media file. Width, height and SAR are those
     of the frames as ffmpeg decodes them: a video with a 90/270 degree rotation flag comes out turned upright.
@@ -99,6 +100,8 @@ def probe(path: str | Path) -> dict:
             start = re.search(r", start (-?\d+(?:\.\d+)?)", line)
             if start:
                 info["audio_start"] = float(start[1])
+    fmt = re.search(r"Input #0, (.+?), from ", err)
+    info["format"] = fmt[1] if fmt else ""
     rot = re.search(r"rotation of (-?[\d.]+) degrees", err)
     info["rotation"] = float(rot[1]) if rot else 0.0
     if info["width"] and round(info["rotation"]) % 180 == 90:  # ffmpeg autorotates when decoding: as decoded

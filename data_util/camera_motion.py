@@ -6,7 +6,8 @@ TED talk's operator follows the speaker: its held-out frames drew no head at all
 sixth session). Corners of each sampled frame's background are tracked (Lucas-Kanade, forward-backward checked)
 into a later sampled frame, a similarity transform is fitted to them (RANSAC), and the drift is how far it moves the
 frame's corners from where they are in the first frame. Each frame is matched to a reference, the first frame for as
-long as its background can be matched, then the frame before the one that could not; the transforms are composed
+long as its background can be matched, else the last frame placed by a match, else the frame before (a frame matched
+to none stays where the frame before it was, and the reference stays); the transforms are composed
 over the references only, so a still camera's small errors do not add up over the frames (composed over every pair
 of neighbours, a static camera on a low-bitrate clip drifted 8 px, over the warning's 2%). Where the
 background has too little texture to track, nothing is claimed.
@@ -60,13 +61,18 @@ def background_motion(frames: list[np.ndarray], masks: list[np.ndarray]) -> tupl
     with the reference's (module docs), a frame that cannot be matched counting as no motion; judged [K] bool: some
     frame up to that one was matched)."""
     gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
-    transforms, judged, seen, ref = [np.eye(3)], [True], False, 0
+    transforms, judged, seen, ref, last = [np.eye(3)], [True], False, 0, 0
     for k in range(1, len(frames)):
-        m = similarity(gray[ref], gray[k], masks[ref] & masks[k])
-        if m is None and ref != k - 1:  # the view has moved on from the reference: the previous frame becomes it
-            ref = k - 1
-            m = similarity(gray[ref], gray[k], masks[ref] & masks[k])
-        transforms.append((np.eye(3) if m is None else np.vstack([m, [0, 0, 1]])) @ transforms[ref])
+        m = None
+        for base in dict.fromkeys([ref, last, k - 1]):  # the reference, the last frame placed by a match, the one before
+            m = similarity(gray[base], gray[k], masks[base] & masks[k])
+            if m is not None:
+                break
+        if m is None:  # matched to none: where the frame before was, and the reference stays
+            transforms.append(transforms[k - 1])
+        else:
+            transforms.append(np.vstack([m, [0, 0, 1]]) @ transforms[base])
+            ref, last = base, k
         seen |= m is not None
         judged.append(seen)
     return np.array(transforms), np.array(judged)

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import span
+from . import span, video
 from .context import StepContext
 from common.errors import PreprocessError
 from common.ffmpeg import probe
@@ -147,8 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         ctx = context_from_args(args)
         if not ctx.video.is_file():
             raise PreprocessError(f"{ctx.video}: file not found")
-        if ctx.start is not None or ctx.end is not None:  # a --start past the video's end fails before any step
-            span.resolve(ctx, probe(ctx.video)["duration"])
+        if args.step in (None, 1, 3):  # the steps that read the video: a bad one fails before any of them runs
+            info = probe(ctx.video)
+            video.check_input(ctx.video, info, *span.resolve(ctx, info["duration"]))
         run_steps(ctx, only=args.step, force=args.force)
     except (PreprocessError, FileNotFoundError, ValueError) as err:
         print(f"error: {one_line(err)}", file=sys.stderr)

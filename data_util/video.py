@@ -39,6 +39,8 @@ FACE_ROW = 0.4  # portrait videos and head crops: the face centre goes this far 
 FRAMING = 3.0  # --crop head: the square's side in face sizes (mediapipe's face box) where the frame is larger
 SAME_FACE = 0.5  # detections overlapping this much (intersection over union) are one face
 MIN_FRAMES = 8  # fewer frames (a third of a second) is no talking-head video: a still image, a broken file
+TOO_SHORT = (f"a talking head needs a video of at least {MIN_FRAMES} frames (3-5 minutes of talking is what it is "
+             "made for)")
 OTHER_SHARE = 0.25  # another face this large against the subject's counts as a second person (not a hand)
 MIN_SIDE = 64  # --crop head: never a smaller square (a face of a few pixels is a detection, not a subject)
 SHORT_BY = 2  # warn when this many frames fewer than the container's duration promises were decoded
@@ -192,6 +194,18 @@ def choose_subject(per_frame: list[list[tuple]]) -> tuple[list[tuple], int]:
     return boxes, crowded
 
 
+def check_input(video: Path, info: dict, start: float, end: float | None) -> None:
+    """PreprocessError before any step runs (nothing of an earlier dataset replaced) for an image, or for a video
+    (or its --start/--end span) shorter than MIN_FRAMES frames; info: common.ffmpeg.probe's."""
+    if not info["has_video"] or not info["width"]:
+        raise PreprocessError(f"{video}: no video stream (not a video file)")
+    if info["format"].endswith("_pipe") or info["format"] == "image2":
+        raise PreprocessError(f"{video}: a still image; {TOO_SHORT}")
+    if info["duration"] is not None and end is not None and (end - start) * FPS < MIN_FRAMES:
+        raise PreprocessError(f"{video}: {end - start:.2f} s{' in --start/--end' if start else ''} "
+                              f"({round((end - start) * FPS)} frames at {FPS} fps); {TOO_SHORT}")
+
+
 def find_faces(video: Path, start: float, end: float | None, width: int, height: int) -> np.ndarray | None:
     """Face boxes [K,4] (x0, y0, x1, y1) in square pixels on the frames of N_SAMPLES times spread over start..end
     seconds where a face is found (None: on none)."""
@@ -293,9 +307,9 @@ def write_frames(ctx: StepContext, info: dict, vf: str, before: list[str], expec
         check_count(video, decoded, complaint, expected, info["has_audio"])
         kept = common_length.frames_to_keep(ctx, decoded)
         if kept < MIN_FRAMES:  # before ori_imgs/ is replaced: a dataset made before keeps its frames
-            raise PreprocessError(f"{video}: {kept} frame{'s' if kept != 1 else ''} ({kept / FPS:.2f} s at {FPS} fps)"
-                                  f" to learn from; a talking head needs a video of at least {MIN_FRAMES} frames "
-                                  "(3-5 minutes of talking is what it is made for)")
+            why = (f"the audio covers only {kept} of its {decoded} frames" if kept < decoded else
+                   f"{decoded} frame{'s' if decoded != 1 else ''} decoded" + (" (a damaged file?)" if complaint else ""))
+            raise PreprocessError(f"{video}: {why} ({kept / FPS:.2f} s at {FPS} fps); {TOO_SHORT}")
         drop_frames(tmp, kept)
         replace_folder(tmp, ctx.img_dir)
     finally:

@@ -85,3 +85,23 @@ def test_a_still_camera_on_a_noisy_low_quality_clip_does_not_drift():
         frames.append(f)
     shifts = background_shifts(frames, [mask] * 64)
     assert np.isfinite(shifts).all() and shifts.max() < 0.35
+
+
+def test_a_pan_through_blurred_frames_keeps_its_place():
+    """A pan of 1 px a frame on a noisy, blocky clip, with pairs of frames too blurred to match: each blurred frame
+    holds the last place, and the next sharp frame is matched to the last frame placed by a match, not to a guess."""
+    rng = np.random.default_rng(1)
+    n = 64
+    wall = cv2.GaussianBlur(texture(rng, SIZE + n + 8), (0, 0), 1.0)
+    mask = np.ones((SIZE, SIZE), bool)
+    mask[40:, 40:88] = False
+    frames = []
+    for k in range(n):
+        f = (wall[4:4 + SIZE, 4 + k:4 + k + SIZE] + rng.normal(0, 6, (SIZE, SIZE, 3))).clip(0, 255).astype(np.uint8)
+        f = cv2.imdecode(cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 25])[1], cv2.IMREAD_COLOR)
+        if k in (10, 11, 25, 26, 40, 41, 55, 56):
+            f = cv2.GaussianBlur(f, (0, 0), 6)
+        f[~mask] = 90
+        frames.append(f)
+    shifts = background_shifts(frames, [mask] * n)
+    assert np.abs(shifts - np.arange(n)).max() < 3  # a stale reference put frame 12 at 9 px and the last at 51

@@ -124,3 +124,11 @@ def test_only_the_mfcc_features_are_matched(tmp_path, speech, capsys):
         SpeechFeatures(write(tmp_path / "a.wav", speech), tmp_path, 26)
     assert "dB" not in capsys.readouterr().out
     assert subject_loudness(tmp_path, {"loudness_lufs": float("nan")}) is None
+
+
+def test_small_gains_are_applied_without_a_line(tmp_path, speech, capsys):
+    subject(tmp_path, level_of(tmp_path, speech))
+    quiet = SpeechFeatures(write(tmp_path / "q.wav", speech * 10 ** (-2 / 20)), tmp_path, 26)
+    assert quiet.gain_db == pytest.approx(2.0, abs=0.15) and "dB" not in capsys.readouterr().out
+    quieter = SpeechFeatures(write(tmp_path / "q4.wav", speech * 10 ** (-4 / 20)), tmp_path, 26)
+    assert quieter.gain_db == pytest.approx(4.0, abs=0.15) and "4.0 dB louder" in capsys.readouterr().out

@@ -175,3 +175,24 @@ def test_killed_mid_step_then_rerun_finishes(tmp_path):
     again = process(tmp_path, "long", "--step", "3")
     assert again.returncode == 0, again.stderr
     assert len(list((out / "ori_imgs").glob("*.jpg"))) == 750 and not list(out.glob(".tmp-*"))
+
+
+def test_an_image_a_short_span_or_a_sound_file_fail_before_any_step(tmp_path, good_video):
+    """Given as the video of a finished dataset: one line, and its audio and frames are untouched (steps 1 and 2
+    would have replaced the audio before step 3 saw the frames)."""
+    import imageio.v3 as iio
+
+    for proc in steps_1_to_3(tmp_path, "clip"):
+        assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "dataset" / "clip"
+    files = [out / "aud.wav", out / "aud.npy", out / "aud_meta.json", *sorted((out / "ori_imgs").glob("*.jpg"))]
+    before = {p: p.read_bytes() for p in files}
+    still = tmp_path / "still.png"
+    iio.imwrite(still, np.full((64, 64, 3), 128, np.uint8))
+    tone = make_tone(tmp_path / "tone.wav", seconds=1.0)
+    for args, needle in ((["--video", str(still), "--audio", str(tone)], "still.png: a still image"),
+                         (["--start", "0.5", "--end", "0.7"], "0.20 s in --start/--end (5 frames at 25 fps)"),
+                         (["--video", str(tone)], "tone.wav: no video stream")):
+        assert_one_line_error(process(tmp_path, "clip", *args), needle, "at least 8 frames"
+                              if "video stream" not in needle else "")
+    assert {p: p.read_bytes() for p in files} == before

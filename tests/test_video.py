@@ -306,7 +306,7 @@ def test_a_still_image_or_a_few_frames_is_one_clear_error_and_keeps_the_frames_t
     for short in (make_video(tmp_path / "short.mp4", size="64x64", seconds=0.2, fps=25), tmp_path / "still.png"):
         if short.suffix == ".png":
             iio.imwrite(short, np.full((64, 64, 3), 128, np.uint8))
-        with pytest.raises(PreprocessError, match=rf"{short.name}: \d frames? \(0\.\d+ s at 25 fps\) to learn from"):
+        with pytest.raises(PreprocessError, match=rf"{short.name}: \d frames? decoded \(0\.\d+ s at 25 fps\); a talking"):
             video.run(ctx_for(tmp_path, short))
         assert sorted(p.name for p in ctx.img_dir.iterdir()) == before  # the dataset's frames are kept
 
