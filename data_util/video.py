@@ -202,8 +202,9 @@ def check_input(video: Path, info: dict, start: float, end: float | None) -> Non
     if info["format"].endswith("_pipe") or info["format"] == "image2":
         raise PreprocessError(f"{video}: a still image; {TOO_SHORT}")
     if info["duration"] is not None and end is not None and (end - start) * FPS < MIN_FRAMES:
+        n = round((end - start) * FPS)
         raise PreprocessError(f"{video}: {end - start:.2f} s{' in --start/--end' if start else ''} "
-                              f"({round((end - start) * FPS)} frames at {FPS} fps); {TOO_SHORT}")
+                              f"({n} frame{'s' if n != 1 else ''} at {FPS} fps); {TOO_SHORT}")
 
 
 def find_faces(video: Path, start: float, end: float | None, width: int, height: int) -> np.ndarray | None:
