@@ -144,7 +144,7 @@ def detect_faces(image: np.ndarray, detectors: list) -> list[tuple[float, tuple[
             if all(overlap(box, kept) < SAME_FACE for _, kept in faces):
                 faces.append((score, box))
         if faces:
-            return sorted(faces, key=lambda f: -(f[1][2] - f[1][0]) * (f[1][3] - f[1][1]))
+            return sorted(faces, key=lambda f: -box_area(f[1]))
     return []
 
 
@@ -153,7 +153,7 @@ def overlap(a: tuple, b: tuple) -> float:
     iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = iw * ih
-    return inter / max((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter, 1e-9)
+    return inter / max(box_area(a) + box_area(b) - inter, 1e-9)
 
 
 def box_area(box) -> float:

@@ -55,13 +55,7 @@ class FaceTracks:
     viseme: list         # [N] the vowel said, 'm' or '-'
     brow: np.ndarray     # [N] brow raise in [0, 1]
     closure: np.ndarray  # [N] eyelid closure in [0, 1]
-
-    @property
-    def in_span(self) -> np.ndarray:  # [N] bool
-        out = np.zeros(len(self.mouth), bool)
-        for a, b in self.spans:
-            out[a:b + 1] = True
-        return out
+    in_span: np.ndarray  # [N] bool: the frame lies in one of the spans
 
 
 def face_tracks(n_frames: int, seed: int, voice: int, blinks: bool) -> FaceTracks:
@@ -74,9 +68,11 @@ def face_tracks(n_frames: int, seed: int, voice: int, blinks: bool) -> FaceTrack
     width, shut, viseme = visemes(sylls, n_frames)
     mouth = np.maximum(mouth_opening(audio, SR, FPS)[:n_frames] * (1 - shut), brow)
     closure = blink_closure(n_frames, spans, seed) if blinks else np.zeros(n_frames)
-    tracks = FaceTracks(audio, spans, mouth, width, shut, viseme, brow, closure)
-    tracks.width[tracks.in_span] = 0.0  # the expression spans: a plain jaw drop
-    return tracks
+    in_span = np.zeros(n_frames, bool)
+    for a, b in spans:
+        in_span[a:b + 1] = True
+    width[in_span] = 0.0  # the expression spans: a plain jaw drop
+    return FaceTracks(audio, spans, mouth, width, shut, viseme, brow, closure, in_span)
 
 
 @dataclass
@@ -165,7 +161,7 @@ def frame_record(i: int, angles: np.ndarray, R: np.ndarray, t: np.ndarray, focal
             "focal": focal, "mouth": round(float(tr.mouth[i]), 6), "lip_width": round(float(tr.width[i]), 6),
             "lips_shut": round(float(tr.shut[i]) if not tr.in_span[i] else 0.0, 6), "viseme": tr.viseme[i],
             "brow": round(float(tr.brow[i]), 6), "eye_closure": round(float(tr.closure[i]), 6),
-            "still": any(a <= i <= b for a, b in tr.spans), "torso_shift_px": np.round(shift, 4).tolist()}
+            "still": bool(tr.in_span[i]), "torso_shift_px": np.round(shift, 4).tolist()}
 
 
 def ground_truth(size: int, seed: int, voice: int, fr: Framing, head: Head, tr: FaceTracks, offsets: dict,
