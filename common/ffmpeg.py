@@ -6,6 +6,9 @@ import shutil
 import subprocess
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
+
+import numpy as np
 
 from .errors import PreprocessError
 
@@ -53,6 +56,26 @@ def read_ffmpeg(args: list[str], what: str) -> bytes:
     if proc.returncode != 0:
         raise PreprocessError(f"{what}: ffmpeg failed: {last_error(proc.stderr)}")
     return proc.stdout
+
+
+def stream_frames(args: list[str], width: int, height: int) -> Iterator[np.ndarray]:
+    """Frames of `ffmpeg <args> -f rawvideo -pix_fmt rgb24 -` (args: the input and a filter chain that outputs
+    width x height frames) one at a time, uint8 [height, width, 3] RGB, without holding the video in memory.
+    Stops at the last whole frame; a damaged file ends the stream early (the caller counts the frames)."""
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *args, "-f", "rawvideo", "-pix_fmt",
+           "rgb24", "-"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    size = width * height * 3
+    try:
+        while True:
+            buf = proc.stdout.read(size)
+            if len(buf) < size:
+                return
+            yield np.frombuffer(buf, np.uint8).reshape(height, width, 3)
+    finally:
+        proc.stdout.close()
+        proc.kill()
+        proc.wait()
 
 
 def probe(path: str | Path) -> dict:

@@ -55,27 +55,46 @@ def displacement(m: np.ndarray, h: int, w: int) -> float:
     return float(np.linalg.norm(corners @ m[:, :2].T + m[:, 2] - corners, axis=1).max())
 
 
-def background_motion(frames: list[np.ndarray], masks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """frames: RGB uint8 [K,H,W,3] in clip order, masks: bool [K,H,W] their background pixels -> (transforms
-    [K,3,3]: where each frame's background lies relative to the first's, its similarity to its reference composed
-    with the reference's (module docs), a frame that cannot be matched counting as no motion; judged [K] bool: some
-    frame up to that one was matched)."""
-    gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
-    transforms, judged, seen, ref, last = [np.eye(3)], [True], False, 0, 0
-    for k in range(1, len(frames)):
-        m = None
-        for base in dict.fromkeys([ref, last, k - 1]):  # the reference, the last frame placed by a match, the one before
-            m = similarity(gray[base], gray[k], masks[base] & masks[k])
+class MotionChain:
+    """The background's motion of frames given one at a time (module docs: each matched to the reference, else the
+    last frame placed by a match, else the frame before), holding only those frames: `add` returns where the new
+    frame's background lies relative to the first frame's ([3,3]) and whether some frame so far was matched."""
+
+    def __init__(self) -> None:
+        self.frames: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # role -> (gray, mask, transform)
+        self.seen = False
+
+    def add(self, gray: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, bool]:
+        """gray uint8 [H,W], mask bool [H,W] its background -> (transform [3,3], judged)."""
+        if not self.frames:
+            self.frames = dict.fromkeys(("ref", "last", "prev"), (gray, mask, np.eye(3)))
+            return np.eye(3), True
+        m, tried = None, []
+        for base in (self.frames["ref"], self.frames["last"], self.frames["prev"]):
+            if any(base[0] is t for t in tried):
+                continue  # the same frame in two roles
+            tried.append(base[0])
+            m = similarity(base[0], gray, base[1] & mask)
             if m is not None:
                 break
         if m is None:  # matched to none: where the frame before was, and the reference stays
-            transforms.append(transforms[k - 1])
+            transform = self.frames["prev"][2]
         else:
-            transforms.append(np.vstack([m, [0, 0, 1]]) @ transforms[base])
-            ref, last = base, k
-        seen |= m is not None
-        judged.append(seen)
-    return np.array(transforms), np.array(judged)
+            transform = np.vstack([m, [0, 0, 1]]) @ base[2]
+            self.frames["ref"], self.frames["last"] = base, (gray, mask, transform)
+        self.frames["prev"] = (gray, mask, transform)
+        self.seen |= m is not None
+        return transform, self.seen
+
+
+def background_motion(frames: list[np.ndarray], masks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """frames: RGB uint8 [K,H,W,3] in clip order, masks: bool [K,H,W] their background -> (transforms
+    [K,3,3]: where each frame's background lies relative to the first's, its similarity to its reference composed
+    with the reference's (module docs), a frame that cannot be matched counting as no motion; judged [K] bool: some
+    frame up to that one was matched)."""
+    chain = MotionChain()
+    steps = [chain.add(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), m) for f, m in zip(frames, masks)]
+    return np.array([t for t, _ in steps]), np.array([j for _, j in steps])
 
 
 def drift(transforms: np.ndarray, judged: np.ndarray, h: int, w: int) -> np.ndarray:

@@ -16,6 +16,7 @@ class StepContext:
     config_dir: Path = Path("configs")  # where the transforms step writes <name>.txt
     size: Optional[int] = None  # square frame size; None: the size of the square cut (crop)
     crop: str = "head"  # head: a head-and-shoulders square where the face is small in the frame | largest
+    stabilise: str = "auto"  # auto: a camera that moves is held still (data_util.stabilise) | off
     start: Optional[float] = None  # --start: seconds into the video (and --audio) where processing begins; None: 0
     end: Optional[float] = None  # --end: seconds where it stops; None: the video's end
     audio: Optional[Path] = None  # use this audio file instead of the video's audio track

@@ -2,16 +2,20 @@
 
 It is the per-pixel median of up to MAX_FRAMES frames spread over the processed span, decoded at the video's
 display size (square pixels, no crop, no resize): for a static camera the person's motion and passers-by fall out.
+Where step 3 held a moving camera still (data_util.stabilise), the frames are taken in the reference frame's view.
 Where the camera moves the median is a blur; a one-line warning says how much of the outside of the crop changes.
 """
 from __future__ import annotations
 
+import itertools
 import sys
 
 import numpy as np
 
 from .context import FPS, StepContext
-from common.ffmpeg import read_ffmpeg
+from . import span, stabilise
+from .video import display_filters
+from common.ffmpeg import probe, read_ffmpeg
 from common.fileio import save_image
 
 MAX_FRAMES = 48
@@ -65,7 +69,11 @@ def write_full_frame_background(ctx: StepContext, meta: dict) -> None:
     if end <= start:  # length unknown: the frames' own count says it
         end = start + meta["n_frames"] / FPS
     n = int(max(1, min(MAX_FRAMES, MAX_BYTES // (width * height * 3))))
-    frames = decode_spread(ctx.video, start, end, width, height, n)
+    path = stabilise.load_path(ctx.out_dir / "camera_path.npy") if meta.get("stabilised") else None
+    if path is None:
+        frames = decode_spread(ctx.video, start, end, width, height, n)
+    else:  # the frames step 3 held still, in the reference frame's view
+        frames = stabilised_spread(ctx, path, width, height, n)
     if len(frames) == 0:
         print(f"warning: {ctx.video}: no full frame could be decoded; render.py --full_frame will not work",
               file=sys.stderr)
@@ -78,3 +86,15 @@ def write_full_frame_background(ctx: StepContext, meta: dict) -> None:
               "(moving camera?); the full-frame background (bc_full.jpg) is their median and may look blurred",
               file=sys.stderr)
     print(f"full-frame background: median of {len(frames)} frames at {width}x{height}")
+
+
+def stabilised_spread(ctx: StepContext, transforms: np.ndarray, width: int, height: int, n: int) -> np.ndarray:
+    """About n of the span's frames (ctx: the StepContext), evenly spread, in the reference frame's view at the
+    display size width x height -> uint8 [K,H,W,3] (transforms [N,3,3]: camera_path.npy)."""
+    info = probe(ctx.video)
+    start, end = span.resolve(ctx, info["duration"])
+    stream = stabilise.decoder(ctx.video, span.input_args(ctx, start, end), display_filters(info), width, height)
+    every = max(1, len(transforms) // n)
+    path = stabilise.CameraPath(transforms, 0, 0.0)
+    frames = itertools.islice(stream(stabilise.every_nth(every)), (len(transforms) - 1) // every + 1)
+    return np.array([stabilise.full_view(path, f, i * every) for i, f in enumerate(frames)])

@@ -26,7 +26,7 @@ from . import span
 from .context import FPS, StepContext
 from common.errors import PreprocessError
 from common.fileio import save_npy, save_text
-from .video import quiet_native_stderr
+from common.quiet import quiet_native_stderr
 
 N_POINTS = 478
 MAX_MISSING = 0.05  # fraction of frames allowed without a face (filled by interpolation)

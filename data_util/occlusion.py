@@ -29,7 +29,7 @@ def detect_hands(frames: Iterable[np.ndarray], total: int | None = None, progres
     of one video in order (mediapipe Hands in video mode, up to two hands)."""
     import mediapipe as mp
 
-    from .video import quiet_native_stderr
+    from common.quiet import quiet_native_stderr
 
     out = []
     with quiet_native_stderr() as stderr, mp.solutions.hands.Hands(

@@ -28,7 +28,7 @@ from .context import StepContext
 from common.errors import PreprocessError
 from common.fileio import save_json, save_image
 from .landmarks import read_rgb
-from .video import quiet_native_stderr
+from common.quiet import quiet_native_stderr
 
 C = {name: i for i, name in enumerate(CLASSES)}
 

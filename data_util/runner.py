@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", default="head", choices=["head", "largest"],
                    help="head (default): where the face is small in the frame (a waist-up or wider shot), a "
                    "head-and-shoulders square about 3 face sizes wide; largest: the largest square around the face")
+    p.add_argument("--stabilise", default="auto", choices=["auto", "off"],
+                   help="auto (default): when the camera moves (hand-held, drifting), the frames are brought into "
+                   "one frame's view before anything else (a virtual tripod); off: taken as they are")
     p.add_argument("--start", type=float, help="process the video from this second on (default: its start); "
                    "changing --start/--end redoes the steps")
     p.add_argument("--end", type=float, help="and up to this second (default: its end); --audio is cut the same way")
@@ -130,7 +133,8 @@ def context_from_args(args: argparse.Namespace) -> StepContext:
     video = args.video or args.root / "vids" / f"{args.name}.mp4"
     return StepContext(
         name=args.name, video=Path(video), out_dir=args.root / args.name, config_dir=args.config_dir,
-        size=args.size, crop=args.crop, start=args.start or None, end=args.end, audio=args.audio, aud_npy=args.aud_npy,
+        size=args.size, crop=args.crop, stabilise=args.stabilise, start=args.start or None, end=args.end,
+        audio=args.audio, aud_npy=args.aud_npy,
         aud_backend=args.aud_backend, aud_model=args.aud_model, landmark_backend=args.landmark_backend,
         parsing_backend=args.parsing_backend, parsing_model=args.parsing_model,
     )

@@ -18,21 +18,21 @@ partial ori_imgs/ that looks finished. A truncated video gives the frames that c
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import Callable
 
 import numpy as np
 
-from . import common_length, span
+from . import common_length, span, stabilise
 from .context import FPS, StepContext
 from common.constants import MAX_FRAME_SIZE
 from common.errors import PreprocessError
 from common.ffmpeg import call_ffmpeg, last_error, probe
 from common.fileio import save_json
+from common.quiet import quiet_native_stderr
 
 N_SAMPLES = 5  # frames sampled for face detection
 FACE_ROW = 0.4  # portrait videos and head crops: the face centre goes this far down the square (shoulders below)
@@ -97,26 +97,6 @@ def read_frame(video: Path, t: float, width: int, height: int) -> np.ndarray | N
     if len(proc.stdout) != width * height * 3:
         return None
     return np.frombuffer(proc.stdout, np.uint8).reshape(height, width, 3)
-
-
-@contextlib.contextmanager
-def quiet_native_stderr() -> Iterator[TextIO]:
-    """Silence what native libraries (mediapipe's TFLite/absl logging, at any frame: a model is set up when first
-    needed) print on file descriptor 2 meanwhile, so that the runner's stderr holds only our one-line warnings and
-    errors. Yields a text stream to the real stderr, for the progress bar of the loop inside (`tqdm(file=...)`)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    real = os.fdopen(os.dup(saved), "w")
-    try:
-        os.dup2(devnull, 2)
-        yield real
-    finally:
-        real.close()
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def detect_faces(image: np.ndarray, detectors: list) -> list[tuple[float, tuple[float, float, float, float]]]:
@@ -207,15 +187,18 @@ def check_input(video: Path, info: dict, start: float, end: float | None) -> Non
                               f"({n} frame{'s' if n != 1 else ''} at {FPS} fps); {TOO_SHORT}")
 
 
-def find_faces(video: Path, start: float, end: float | None, width: int, height: int) -> np.ndarray | None:
+def find_faces(video: Path, start: float, end: float | None, width: int, height: int,
+               view: Callable[[np.ndarray, float], np.ndarray] | None = None) -> np.ndarray | None:
     """Face boxes [K,4] (x0, y0, x1, y1) in square pixels on the frames of N_SAMPLES times spread over start..end
-    seconds where a face is found (None: on none)."""
+    seconds where a face is found (None: on none); view(frame, seconds into the span): the frame as step 3 keeps it
+    (stabilised), when given."""
     import mediapipe as mp
 
     times = [start] if not end else [start + (end - start) * (k + 0.5) / N_SAMPLES for k in range(N_SAMPLES)]
-    frames = [f for f in (read_frame(video, t, width, height) for t in times) if f is not None]
+    frames = [(t, f) for t, f in ((t, read_frame(video, t, width, height)) for t in times) if f is not None]
     if not frames and end:  # a video of a frame or two: the times fall past it
-        frames = [f for f in [read_frame(video, start, width, height)] if f is not None]
+        frames = [(start, f) for f in [read_frame(video, start, width, height)] if f is not None]
+    frames = [view(f, t - start) if view else f for t, f in frames]
     if not frames:
         raise PreprocessError(f"{video}: no frame could be decoded (damaged or truncated file?)")
     with quiet_native_stderr():
@@ -233,13 +216,20 @@ def find_faces(video: Path, start: float, end: float | None, width: int, height:
 
 
 # ---------------------------------------------------------------- extraction
-def frame_filters(info: dict, crop: tuple[int, int, int] | None, out_size: int) -> str:
-    """ffmpeg -vf chain: 25 fps, square pixels, crop, resize."""
+def display_filters(info: dict) -> str:
+    """ffmpeg -vf chain: 25 fps, square pixels (the frames at the display size, uncropped)."""
     width, height = display_size(info["width"], info["height"], info["sar"])
     chain = [f"fps={FPS}"]
     if (width, height) != (info["width"], info["height"]):
         chain.append(f"scale={width}:{height}:flags=lanczos")
     chain.append("setsar=1")
+    return ",".join(chain)
+
+
+def frame_filters(info: dict, crop: tuple[int, int, int] | None, out_size: int) -> str:
+    """ffmpeg -vf chain: 25 fps, square pixels, crop, resize."""
+    width, height = display_size(info["width"], info["height"], info["sar"])
+    chain = [display_filters(info)]
     side = min(width, height)
     if crop is not None:
         x, y, side = crop
@@ -296,15 +286,16 @@ def check_count(video: Path, n: int, complaint: str, expected: int | None, has_a
               file=sys.stderr)
 
 
-def write_frames(ctx: StepContext, info: dict, vf: str, before: list[str], expected: int | None) -> tuple[int, int]:
-    """Extract the frames into a temporary folder, keep the common length with the audio, move it to ori_imgs.
-    Returns (frames decoded, frames kept)."""
+def write_frames(ctx: StepContext, info: dict, extract: Callable[[Path], tuple[int, str]], expected: int | None
+                 ) -> tuple[int, int]:
+    """Extract the frames into a temporary folder (extract(folder) -> (frames written, ffmpeg's complaint or '')),
+    keep the common length with the audio, move it to ori_imgs. Returns (frames decoded, frames kept)."""
     video = Path(ctx.video)
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     remove_leftovers(ctx.out_dir, ctx.img_dir.name)
     tmp = ctx.out_dir / f".tmp-{ctx.img_dir.name}-{os.getpid()}"
     try:
-        decoded, complaint = extract_frames(video, vf, tmp, before)
+        decoded, complaint = extract(tmp)
         check_count(video, decoded, complaint, expected, info["has_audio"])
         kept = common_length.frames_to_keep(ctx, decoded)
         if kept < MIN_FRAMES:  # before ori_imgs/ is replaced: a dataset made before keeps its frames
@@ -329,7 +320,11 @@ def run(ctx: StepContext) -> None:
         raise PreprocessError(f"{video}: no video stream (not a video file)")
     start, end = span.resolve(ctx, info["duration"])
     width, height = display_size(info["width"], info["height"], info["sar"])
-    faces = None if width == height and ctx.crop == "largest" else find_faces(video, start, end, width, height)
+    before, expected = span.input_args(ctx, start, end), int(round((end - start) * FPS)) if end else None
+    path = (stabilise.camera_path(video, before, display_filters(info), width, height, expected)
+            if ctx.stabilise == "auto" else None)
+    view = None if path is None else lambda frame, t: stabilise.full_view(path, frame, int(round(t * FPS)))
+    faces = None if width == height and ctx.crop == "largest" else find_faces(video, start, end, width, height, view)
     if faces is None and width != height:
         print(f"warning: {video}: no face found in {N_SAMPLES} sampled frames; cropping the centre square",
               file=sys.stderr)
@@ -339,9 +334,15 @@ def run(ctx: StepContext) -> None:
     face = None if faces is None else face_box(faces)
     side = crop[2] if crop else min(width, height)
     out_size = ctx.size or min(side, MAX_FRAME_SIZE)
-    vf = frame_filters(info, crop, out_size)
-    expected = int(round((end - start) * FPS)) if end else None
-    decoded, n = write_frames(ctx, info, vf, span.input_args(ctx, start, end), expected)
+    if path is None:
+        vf = frame_filters(info, crop, out_size)
+        decoded, n = write_frames(ctx, info, lambda folder: extract_frames(video, vf, folder, before), expected)
+    else:
+        vf = f"{display_filters(info)} (stabilised: camera_path.npy)"
+        stream = stabilise.decoder(video, before, display_filters(info), width, height)
+        decoded, n = write_frames(ctx, info, lambda folder: (stabilise.write_stabilised(
+            path, stream, crop or (0, 0, side), out_size, folder, expected), ""), expected)
+    stabilise.save_path(ctx.out_dir / "camera_path.npy", path, n)
     save_json(ctx.out_dir / "video_meta.json", {
         "source": str(video), "source_fps": info["fps"], "source_size": [info["width"], info["height"]],
         "sar": info["sar"], "display_size": [width, height], "duration_s": info["duration"],
@@ -349,6 +350,7 @@ def run(ctx: StepContext) -> None:
         "face_box": [round(v, 1) for v in face] if face else None,
         "crop": {"x": crop[0], "y": crop[1], "side": crop[2]} if crop else None,
         "size": out_size, "fps": FPS, "n_frames": n, "decoded_frames": decoded, "filters": vf,
+        "stabilised": {"reference_frame": path.reference, "shift_px": round(path.shift_px, 1)} if path else None,
     })
     common_length.fit_saved_features(ctx, n)
     where = f" of {span.text(start, end)}" if ctx.start is not None or ctx.end is not None else ""

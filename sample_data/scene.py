@@ -11,7 +11,7 @@ from scipy.spatial import Delaunay
 
 from common.constants import FACE_OVAL
 from common.errors import PreprocessError
-from data_util.video import quiet_native_stderr
+from common.quiet import quiet_native_stderr
 
 SS = 2                      # supersampling factor (render at SS x size, then downsample)
 FOCAL_PER_SIZE = 1.5        # focal = 1.5 * size pixels

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from data_util import background as B
+from data_util import median as M
 from data_util.context import StepContext
 from common.errors import PreprocessError
 from common.fileio import save_image
@@ -31,11 +32,11 @@ def scene(n: int = 20) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
 
 def test_median_recovers_background_and_fills_never_seen():
     bg, frames, labels = scene()
-    masks = [B.background_mask(lb, 1) for lb in labels]
-    img, seen = B.median_background(frames, masks)
+    masks = [M.background_mask(lb, 1) for lb in labels]
+    img, seen = M.median_background(frames, masks)
     assert not seen[30:, 32:38].any() and seen[:18].all()
     assert np.abs(img[seen].astype(int) - bg[seen]).max() <= 1
-    filled = B.fill_unseen(img, seen)
+    filled = M.fill_unseen(img, seen)
     # unseen pixels take their nearest seen neighbour's colour: within a few columns' gradient of the truth
     assert np.abs(filled[30:, 32:38].astype(int) - bg[30:, 32:38]).max() <= 2 * 8 + 1
 

@@ -9,6 +9,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
+from common.quiet import quiet_native_stderr
 from data_util import video
 from data_util.context import StepContext
 from common.errors import PreprocessError
@@ -232,7 +233,7 @@ def test_quiet_native_stderr_keeps_the_progress_bar(capfd):
     """Native writes on fd 2 are dropped inside the context; a tqdm bar given the yielded stream still shows."""
     from tqdm import tqdm
 
-    with video.quiet_native_stderr() as stderr:
+    with quiet_native_stderr() as stderr:
         os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
         for _ in tqdm(range(3), desc="frames", file=stderr):
             pass

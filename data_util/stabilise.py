@@ -1,0 +1,196 @@
+"""Step 3's virtual tripod: the frames of a hand-held or drifting camera brought into one frame's view.
+
+The model assumes a still camera (one background image, a torso that moves only with the person); a camera held in
+the hand breaks that, and the renders blur where it moved. When the background moves (data_util.camera_motion's
+chain of background similarities, on every frame at MOTION_WIDTH with mediapipe's selfie segmentation keeping the
+person out) by more than camera_motion.MOVING_SHARE of the frame, each frame is warped by the inverse of its
+camera's motion into the view of the reference frame (the one nearest the middle of the camera's path, so no frame
+is warped further than half the path). The edges a moved frame leaves empty take what other frames show there
+(the median over FILL_FRAMES stabilised frames). A camera that moves its view by more than
+MAX_SHIFT of the frame (a pan after someone walking, a cut) is not held still: step 6 warns about it as before.
+`camera_path.npy` [N,3,3] (display pixels, where the reference's background lies in each frame) is kept.
+"""
+from __future__ import annotations
+
+import itertools
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from .median import background_mask, fill_unseen, median_background
+from .camera_motion import MOVING_SHARE, MotionChain, displacement
+from .context import FPS
+from .parsing import person_probability
+from common.ffmpeg import stream_frames
+from common.fileio import save_npy
+from common.quiet import quiet_native_stderr
+
+MOTION_WIDTH = 480  # the motion pass decodes at this width (pixels): corners and their flow at this size
+MAX_SHIFT = 0.25  # a camera whose view moves further than this share of the frame is not held still
+FILL_FRAMES = 48  # stabilised frames whose background fills the edges a moved frame leaves empty
+PERSON_MARGIN = 0.03  # the person mask grows by this share of the width before corners are taken outside it
+JPEG_QUALITY = 95  # about ffmpeg's -q:v 2, what the unstabilised frames are written with
+BAR_FRAMES = 250  # the passes show a progress bar from this many frames on (10 s; a short clip takes seconds)
+
+
+@dataclass
+class CameraPath:
+    transforms: np.ndarray  # [N,3,3] display pixels: where the reference frame's background lies in frame k
+    reference: int  # the frame the others are brought to
+    shift_px: float  # the largest displacement of a frame's corners from the reference's view
+
+    def to_reference(self, k: int) -> np.ndarray:
+        """[3,3]: frame k's pixels -> the reference frame's view (k clipped to the path)."""
+        return np.linalg.inv(self.transforms[int(np.clip(k, 0, len(self.transforms) - 1))])
+
+
+def motion_size(width: int, height: int) -> tuple[int, int]:
+    """The motion pass's frame size: the display size scaled to at most MOTION_WIDTH wide, even numbers."""
+    scale = min(1.0, MOTION_WIDTH / width)
+    return max(2, 2 * round(width * scale / 2)), max(2, 2 * round(height * scale / 2))
+
+
+def scale_transform(t: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    """A transform [3,3] between frames measured at one size, expressed at a size sx, sy times larger."""
+    d = np.diag([sx, sy, 1.0])
+    return d @ t @ np.linalg.inv(d)
+
+
+def measure_motion(frames: Iterator[np.ndarray], total: int | None = None) -> np.ndarray:
+    """RGB uint8 frames [H,W,3] of a video in order -> transforms [N,3,3]: where the first frame's background lies
+    in each (MotionChain; a frame matched to none holds the one before's)."""
+    a, b = itertools.tee(frames)
+    margin = max(1, int(round(PERSON_MARGIN * MOTION_WIDTH)))
+    chain, out = MotionChain(), []
+    with quiet_native_stderr() as stderr:  # (person_probability's own would swallow the bar)
+        for frame, person in tqdm(zip(a, person_probability(b)), total=total, desc="camera motion", unit="frame",
+                                  file=stderr, disable=(total or 0) < BAR_FRAMES):
+            mask = background_mask((person >= 0.5).astype(np.uint8), margin)
+            out.append(chain.add(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), mask)[0])
+    return np.array(out) if out else np.zeros((0, 3, 3))
+
+
+def middle_frame(transforms: np.ndarray, width: int, height: int) -> int:
+    """The frame whose view's centre lies nearest the middle of the range the centres cover."""
+    centre = np.array([width / 2, height / 2, 1.0])
+    at = (np.linalg.inv(transforms) @ centre)[:, :2]  # each frame's centre in the first frame's view
+    mid = (at.min(0) + at.max(0)) / 2
+    return int(np.argmin(np.linalg.norm(at - mid, axis=1)))
+
+
+def camera_path(video: Path, before: list[str], display_vf: str, width: int, height: int,
+                total: int | None = None) -> CameraPath | None:
+    """The camera's path over the span (input options `before`, frames through `display_vf` as step 3 takes them),
+    or None with a line saying why when the frames are left as they are: a still camera (nothing said), or a view
+    that moves further than MAX_SHIFT of the frame."""
+    w, h = motion_size(width, height)
+    frames = stream_frames([*before, "-i", str(video), "-an", "-vf", f"{display_vf},scale={w}:{h}"], w, h)
+    small = measure_motion(frames, total)
+    if len(small) < 2:
+        return None
+    transforms = np.array([scale_transform(t, width / w, height / h) for t in small])
+    ref = middle_frame(transforms, width, height)
+    transforms = transforms @ np.linalg.inv(transforms[ref])
+    shift = max(displacement(t[:2], height, width) for t in transforms)
+    if shift <= MOVING_SHARE * max(width, height):
+        return None
+    if shift > MAX_SHIFT * max(width, height):
+        print(f"  the camera moves its view by up to {shift:.0f} px ({shift / max(width, height):.0%} of the frame): "
+              "too far to hold still (a pan or a cut?); frames left as they are", file=sys.stderr)
+        return None
+    print(f"  the camera moves (its view by up to {shift:.0f} px, {shift / max(width, height):.0%} of the frame): "
+          f"frames stabilised to the view of frame {ref} ({ref / FPS:.1f} s into the span)")
+    return CameraPath(transforms, ref, shift)
+
+
+def crop_warp(path: CameraPath, k: int, crop: tuple[int, int, int]) -> np.ndarray:
+    """[2,3]: frame k's display pixels -> the stabilised crop's pixels (crop (x, y, side) in the reference's view)."""
+    x, y, _ = crop
+    return (np.array([[1.0, 0, -x], [0, 1.0, -y], [0, 0, 1]]) @ path.to_reference(k))[:2]
+
+
+def warp_frame(frame: np.ndarray, m: np.ndarray, side: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """frame uint8 [H,W,3] warped by m [2,3] into a side x side square, resized to out_size -> (image uint8
+    [S,S,3], valid bool [S,S]: pixels inside the source frame)."""
+    image = cv2.warpAffine(frame, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    inside = cv2.warpAffine(np.full(frame.shape[:2], 255, np.uint8), m, (side, side), flags=cv2.INTER_NEAREST,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    if out_size != side:
+        image = cv2.resize(image, (out_size, out_size), interpolation=cv2.INTER_AREA)
+        inside = cv2.resize(inside, (out_size, out_size), interpolation=cv2.INTER_AREA)
+    valid = cv2.erode((inside == 255).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0  # off the blended edge
+    return image, valid
+
+
+def fill_image(path: CameraPath, frames: Iterator[np.ndarray], crop: tuple[int, int, int], out_size: int,
+               every: int) -> np.ndarray:
+    """What the stabilised crop's empty edges show (uint8 [S,S,3]): the median over frames 0, every, 2 every, ...
+    (given in that order) of their pixels inside the source frame, the rest from the nearest such pixel. The person is
+    not left out: an edge cut through the shoulders takes their usual colour, not the wall's."""
+    images, masks = [], []
+    for i, frame in enumerate(frames):
+        image, valid = warp_frame(frame, crop_warp(path, i * every, crop), crop[2], out_size)
+        images.append(image)
+        masks.append(valid)
+    if not images:
+        return np.zeros((out_size, out_size, 3), np.uint8)
+    image, seen = median_background(images, masks, min_seen=1.0 / len(images))
+    return fill_unseen(image, seen) if seen.any() else image
+
+
+def write_stabilised(path: CameraPath, stream: Callable[[str], Iterator[np.ndarray]], crop: tuple[int, int, int],
+                     out_size: int, folder: Path, total: int | None = None) -> int:
+    """Write the stabilised crop of each frame to folder/<i>.jpg; stream(extra_vf) decodes the span at display size
+    with extra_vf appended to the filters. Returns the frames written."""
+    every = max(1, len(path.transforms) // FILL_FRAMES)
+    fill = fill_image(path, stream(every_nth(every)), crop, out_size, every)
+    folder.mkdir(parents=True)
+    n = 0
+    for k, frame in enumerate(tqdm(stream(""), total=total, desc="stabilise", unit="frame",
+                                         disable=(total or 0) < BAR_FRAMES)):
+        image, valid = warp_frame(frame, crop_warp(path, k, crop), crop[2], out_size)
+        image[~valid] = fill[~valid]
+        cv2.imwrite(str(folder / f"{k}.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+                    [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        n += 1
+    return n
+
+
+def every_nth(every: int) -> str:
+    """ffmpeg filter keeping frames 0, every, 2 every, ... of what reaches it."""
+    return f"select='not(mod(n\\,{every}))'"
+
+
+def full_view(path: CameraPath, frame: np.ndarray, k: int) -> np.ndarray:
+    """Frame k (uint8 [H,W,3] at display size) in the reference's view, its empty edges repeating the border."""
+    h, w = frame.shape[:2]
+    return cv2.warpAffine(frame, path.to_reference(k)[:2], (w, h), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def decoder(video: Path, before: list[str], display_vf: str, width: int, height: int
+            ) -> Callable[[str], Iterator[np.ndarray]]:
+    """stream(extra_vf): the span's frames at display size, extra_vf (a filter, or '') after display_vf."""
+    def stream(extra_vf: str) -> Iterator[np.ndarray]:
+        vf = f"{display_vf},{extra_vf}" if extra_vf else display_vf
+        return stream_frames([*before, "-i", str(video), "-an", "-vf", vf], width, height)
+    return stream
+
+
+def save_path(file: Path, path: CameraPath | None, n: int) -> None:
+    """camera_path.npy: the transforms of the n frames kept; removed when the frames were not stabilised."""
+    if path is None:
+        file.unlink(missing_ok=True)
+    else:
+        save_npy(file, path.transforms[:n].astype(np.float32))
+
+
+def load_path(file: Path) -> np.ndarray | None:
+    """[N,3,3] from camera_path.npy, or None when the frames were not stabilised."""
+    return np.load(file) if file.is_file() else None
+

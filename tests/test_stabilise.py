@@ -1,0 +1,111 @@
+"""data_util/stabilise.py: step 3's virtual tripod, on synthetic clips whose camera motion is known."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from data_util import stabilise, video
+from data_util.camera_motion import displacement
+from data_util.context import StepContext
+from nerf.mp4 import Mp4Writer
+from tests.test_camera_motion import texture
+
+W, H, N = 192, 128, 50  # display size, frames (2 s at 25 fps)
+MARGIN = 40  # the wall is this much larger than the frame on every side
+
+
+def camera(k: int, amp: float, pan: float = 0.0) -> np.ndarray:
+    """[3,3]: the wall's pixels -> frame k's: a hand's sway (amp px, a third of a degree of roll) plus a pan of
+    `pan` px a frame, about the frame's centre."""
+    a = np.radians(0.33 * np.sin(0.31 * k))
+    dx, dy = amp * np.sin(0.23 * k + 1) - pan * k, amp * np.cos(0.17 * k)
+    c, s = np.cos(a), np.sin(a)
+    centre = np.array([[1, 0, W / 2], [0, 1, H / 2], [0, 0, 1.0]])
+    move = np.array([[c, -s, dx - MARGIN], [s, c, dy - MARGIN], [0, 0, 1]])
+    return centre @ move @ np.linalg.inv(centre)
+
+
+def shaky_clip(path, amp: float, pan: float = 0.0) -> np.ndarray:
+    """Write N frames of a camera swaying over a textured wall (a grey box in the middle standing for the person,
+    still in the world) to path (mp4); returns the true motion [N,3,3] (wall pixels -> frame pixels)."""
+    wall = texture(np.random.default_rng(1), W + 2 * MARGIN + int(pan * N))
+    wall = wall[:H + 2 * MARGIN]
+    wall[MARGIN + 50:, MARGIN + 76:MARGIN + 116] = 110
+    writer, mats = Mp4Writer(path, W, H, crf=12), []
+    for k in range(N):
+        m = camera(k, amp, pan)
+        writer.write(cv2.warpAffine(wall, m[:2], (W, H), flags=cv2.INTER_LINEAR))
+        mats.append(m)
+    writer.close()
+    return np.array(mats)
+
+
+def path_of(path) -> stabilise.CameraPath | None:
+    return stabilise.camera_path(path, [], "fps=25,setsar=1", W, H, N)
+
+
+def test_the_camera_path_is_found_within_half_a_pixel(tmp_path, capsys):
+    clip = tmp_path / "shaky.mp4"
+    true = shaky_clip(clip, amp=6.0)
+    found = path_of(clip)
+    assert found is not None and len(found.transforms) == N
+    rel = true @ np.linalg.inv(true[found.reference])  # the reference's view -> frame k
+    err = [displacement((np.linalg.inv(r) @ f)[:2], H, W) for f, r in zip(found.transforms, rel)]
+    assert np.median(err) < 0.5 and max(err) < 1.5, np.round(err, 2)
+    assert f"frames stabilised to the view of frame {found.reference}" in capsys.readouterr().out
+
+
+def test_a_still_camera_and_a_long_pan_are_left_as_they_are(tmp_path, capsys):
+    still = tmp_path / "still.mp4"
+    shaky_clip(still, amp=0.0)
+    assert path_of(still) is None
+    assert "stabilised" not in capsys.readouterr().out
+    pan = tmp_path / "pan.mp4"
+    shaky_clip(pan, amp=0.0, pan=2.5)  # 122 px over the clip: 61 px from the middle, 32% of the frame
+    assert path_of(pan) is None
+    assert "too far to hold still (a pan or a cut?); frames left as they are" in capsys.readouterr().err
+
+
+def run_step3(tmp_path, clip, stabilise_opt: str) -> tuple[list[np.ndarray], dict]:
+    ctx = StepContext(name=f"s-{stabilise_opt}", video=clip, out_dir=tmp_path / f"s-{stabilise_opt}",
+                      crop="largest", stabilise=stabilise_opt)
+    video.run(ctx)
+    frames = [cv2.imread(str(p)).astype(np.float32) for p in ctx.frame_paths()]
+    return frames, json.loads((ctx.out_dir / "video_meta.json").read_text())
+
+
+def test_step3_writes_the_frames_in_one_view_and_fills_their_edges(tmp_path):
+    clip = tmp_path / "shaky.mp4"
+    shaky_clip(clip, amp=6.0)
+    held, meta = run_step3(tmp_path, clip, "auto")
+    shot, meta_off = run_step3(tmp_path, clip, "off")
+    assert meta["stabilised"]["shift_px"] > 6 and meta_off["stabilised"] is None
+    assert (tmp_path / "s-auto" / "camera_path.npy").is_file() and not (tmp_path / "s-off" / "camera_path.npy").exists()
+    assert len(held) == len(shot) == N and held[0].shape == shot[0].shape == (H, H, 3)
+    inner = (slice(12, -12), slice(12, 40))  # wall, away from the edges a moved frame leaves empty
+    change = lambda fr: np.mean([np.abs(f[inner] - fr[0][inner]).mean() for f in fr[1:]])  # noqa: E731
+    assert change(held) < 0.3 * change(shot), (change(held), change(shot))
+    black = np.mean([(f.max(-1) < 8).mean() for f in held])
+    assert black < 0.002, black  # the empty edges are filled, not left black
+
+
+def test_the_full_frame_background_is_taken_in_the_reference_view(tmp_path):
+    """Step 6's bc_full.jpg (render.py --full_frame pastes into it) from the stabilised frames: the wall as the
+    reference frame shows it, sharp; from the frames as shot, a blur of the sway."""
+    from data_util.full_frame import full_frame_path, write_full_frame_background
+
+    clip = tmp_path / "shaky.mp4"
+    shaky_clip(clip, amp=6.0)
+    shot = list(stabilise.decoder(clip, [], "fps=25,setsar=1", W, H)(""))
+    errors = {}
+    for opt in ("auto", "off"):
+        _, meta = run_step3(tmp_path, clip, opt)
+        ctx = StepContext(name=f"s-{opt}", video=clip, out_dir=tmp_path / f"s-{opt}", crop="largest", stabilise=opt)
+        write_full_frame_background(ctx, meta)
+        full = cv2.cvtColor(cv2.imread(str(full_frame_path(ctx))), cv2.COLOR_BGR2RGB).astype(np.float32)
+        ref = meta["stabilised"]["reference_frame"] if meta["stabilised"] else 0
+        errors[opt] = np.abs(full[12:-12, 12:-12] - shot[ref][12:-12, 12:-12]).mean()  # the reference as shot
+    assert errors["auto"] < 0.35 * errors["off"], errors  # (bilinear warps soften the noise wall: not 0)
