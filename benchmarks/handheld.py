@@ -7,10 +7,11 @@
    of a few per cent of the frame, a degree or two of roll, a per cent or two of zoom; sums of slow sines with a
    little jitter), zoomed in by ZOOM so that no frame shows an edge -> dataset/vids/<name>_shake.mp4, the true
    motion beside it (<name>_shake.json).
-2. `bash process_data.sh <name>_shake` (step 3 stabilises) and `<name>_shake_off --stabilise off`; the camera path
-   step 3 found against the true one (the error of each frame's corners, pixels); the background's residual drift
-   in the stabilised frames (step 6's measure, which warns above 2% of the frame).
-3. With --train: `python train.py` (the device preset, no flags) and `python evaluate.py --no_video` on both.
+2. `bash process_data.sh` on the clip as shot by its still camera (<name>), on the shaken copy (<name>_shake: step 3
+   stabilises it) and on the shaken copy with `--stabilise off` (<name>_shake_off); the camera path step 3 found
+   against the true one (the error of each frame's corners, pixels); the background's drift over each dataset's
+   frames as step 6 measures it (it warns above 2% of the frame).
+3. With --train: `python train.py` (the device preset, no flags) and `python evaluate.py --no_video` on all three.
 Writes benchmarks/results/handheld.json and handheld.png (frames as shot and stabilised).
 """
 from __future__ import annotations
@@ -60,7 +61,7 @@ def shake_matrix(p: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def shake_video(src: Path, dst: Path, seed: int) -> np.ndarray:
-    """Write the shaken copy of src (25 fps, display size, no audio) to dst; returns the true [N,3,3] per frame."""
+    """Write the shaken copy of src (25 fps, display size, its audio) to dst; returns the true [N,3,3] per frame."""
     from common.ffmpeg import probe, stream_frames
     from data_util.video import display_filters, display_size
     from nerf.mp4 import Mp4Writer
@@ -70,7 +71,7 @@ def shake_video(src: Path, dst: Path, seed: int) -> np.ndarray:
     w, h = 2 * (w // 2), 2 * (h // 2)
     n = int(info["duration"] * 25) + 2
     params = shake_params(n, seed)
-    writer = Mp4Writer(dst, w, h, crf=16)
+    writer = Mp4Writer(dst, w, h, crf=16, audio=src if info["has_audio"] else None)
     mats = []
     for k, frame in enumerate(stream_frames(["-i", str(src), "-an", "-vf", f"{display_filters(info)},scale={w}:{h}"],
                                             w, h)):
@@ -108,12 +109,33 @@ def residual_drift(data: Path) -> float:
     return float(np.nanmax(drift(*background_motion(frames, masks), h, w)))
 
 
+def path_numbers(found: np.ndarray, true: np.ndarray, meta: dict) -> dict:
+    """The found camera path against the true one: median and largest corner error, the largest true shift."""
+    w, h, ref = *meta["display_size"], meta["stabilised"]["reference_frame"]
+    err = corner_error(found, true, ref, w, h)
+    shift = corner_error(np.repeat(np.eye(3)[None], len(true), 0), true, ref, w, h)
+    return {"path_error_px_median": round(float(np.median(err)), 2), "path_error_px_max": round(float(err.max()), 2),
+            "true_shift_px_max": round(float(shift.max()), 1)}
+
+
+def train_and_evaluate(name: str, logs: Path) -> dict:
+    """train.py with no flags (the device preset), evaluate.py --no_video -> its metrics.json; a run whose metrics
+    are there already is kept (delete logs/<name>/eval to train it again)."""
+    metrics = ROOT / "logs" / name / "eval" / "metrics.json"
+    if not metrics.is_file():
+        run_stage([sys.executable, "train.py", "--config", f"configs/{name}.txt"], logs / f"{name}_train.log", ROOT,
+                  "handheld")
+        run_stage([sys.executable, "evaluate.py", "--config", f"configs/{name}.txt", "--no_video"],
+                  logs / f"{name}_eval.log", ROOT, "handheld")
+    return json.loads(metrics.read_text())
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--name", default="wolfgang")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--audio", type=Path, help="speech for a clip whose own track is silent (--audio of process_data)")
-    p.add_argument("--train", action="store_true", help="also train and evaluate both datasets")
+    p.add_argument("--train", action="store_true", help="also train and evaluate the three datasets")
     p.add_argument("--out", type=Path, default=RESULTS / "handheld.json")
     args = p.parse_args()
     vids = ROOT / "dataset" / "vids"
@@ -123,44 +145,37 @@ def main() -> int:
     logs.mkdir(parents=True, exist_ok=True)
     audio = ["--audio", str(args.audio)] if args.audio else []
     results: dict = {"command": " ".join(sys.argv), "seed": args.seed, "zoom": ZOOM}
-    for name, extra in ((f"{args.name}_shake", []), (f"{args.name}_shake_off", ["--stabilise", "off"])):
-        secs = run_stage(["bash", "process_data.sh", name, "--video", str(shaken), *audio, *extra],
+    for name, clip, extra in ((args.name, vids / f"{args.name}.mp4", []), (f"{args.name}_shake", shaken, []),
+                              (f"{args.name}_shake_off", shaken, ["--stabilise", "off"])):
+        secs = run_stage(["bash", "process_data.sh", name, "--video", str(clip), *audio, *extra],
                          logs / f"{name}_process.log", ROOT, "handheld")
         data = ROOT / "dataset" / name
         meta = json.loads((data / "video_meta.json").read_text())
-        entry = {"process_s": round(secs, 1), "stabilised": meta.get("stabilised"),
+        entry = {"video": clip.name, "options": extra, "process_s": round(secs, 1), "stabilised": meta.get("stabilised"),
                  "residual_drift_px": round(residual_drift(data), 2), "frame_size": meta["size"]}
         if (data / "camera_path.npy").is_file():
-            w, h = meta["display_size"]
-            err = corner_error(np.load(data / "camera_path.npy"), true[:meta["n_frames"]],
-                               meta["stabilised"]["reference_frame"], w, h)
-            entry.update(path_error_px_median=round(float(np.median(err)), 2), path_error_px_max=round(float(
-                err.max()), 2), true_shift_px_max=round(float(corner_error(
-                    np.repeat(np.eye(3)[None], len(err), 0), true[:len(err)], meta["stabilised"]["reference_frame"],
-                    w, h).max()), 1))
+            entry.update(path_numbers(np.load(data / "camera_path.npy"), true[:meta["n_frames"]], meta))
         if args.train:
-            run_stage([sys.executable, "train.py", "--config", f"configs/{name}.txt"], logs / f"{name}_train.log",
-                      ROOT, "handheld")
-            run_stage([sys.executable, "evaluate.py", "--config", f"configs/{name}.txt", "--no_video"],
-                      logs / f"{name}_eval.log", ROOT, "handheld")
-            entry["eval"] = json.loads((ROOT / "logs" / name / "eval" / "metrics.json").read_text())
+            entry["eval"] = train_and_evaluate(name, logs)
         results[name] = entry
     return write_results(args.out, results, lambda png: draw(args.name, png))
 
 
 def draw(name: str, out: Path) -> None:
-    """Four frames of the dataset as shot (top) and stabilised (bottom)."""
+    """Four frames of each dataset: as shot by the still camera, shaken, shaken and stabilised."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 4, figsize=(14, 7))
-    for row, key in enumerate((f"{name}_shake_off", f"{name}_shake")):
+    rows = ((name, "still camera"), (f"{name}_shake_off", "hand-held, --stabilise off"),
+            (f"{name}_shake", "hand-held, stabilised"))
+    fig, axes = plt.subplots(3, 4, figsize=(12, 9.5))
+    for row, (key, title) in enumerate(rows):
         paths = sorted((ROOT / "dataset" / key / "ori_imgs").glob("*.jpg"), key=lambda p: int(p.stem))
         for col, k in enumerate(np.linspace(0, len(paths) - 1, 4).round().astype(int)):
             axes[row, col].imshow(cv2.cvtColor(cv2.imread(str(paths[k])), cv2.COLOR_BGR2RGB))
-            axes[row, col].set_title(f"{'stabilised' if row else 'as shot'}: frame {k}", fontsize=9)
+            axes[row, col].set_title(f"{title}: frame {k}", fontsize=9)
             axes[row, col].axis("off")
     save_figure(fig, out)
 

@@ -62,8 +62,8 @@ def stream_frames(args: list[str], width: int, height: int) -> Iterator[np.ndarr
     """Frames of `ffmpeg <args> -f rawvideo -pix_fmt rgb24 -` (args: the input and a filter chain that outputs
     width x height frames) one at a time, uint8 [height, width, 3] RGB, without holding the video in memory.
     Stops at the last whole frame; a damaged file ends the stream early (the caller counts the frames)."""
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *args, "-f", "rawvideo", "-pix_fmt",
-           "rgb24", "-"]
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *args, "-fps_mode", "passthrough",
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]  # (passthrough: frames a select filter drops stay dropped)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     size = width * height * 3
     try:

@@ -62,7 +62,8 @@ class MotionChain:
 
     def __init__(self) -> None:
         self.frames: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # role -> (gray, mask, transform)
-        self.seen = False
+        self.seen = False  # some frame so far was matched
+        self.matched = True  # the last frame added was (the first frame counts as matched)
 
     def add(self, gray: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, bool]:
         """gray uint8 [H,W], mask bool [H,W] its background -> (transform [3,3], judged)."""
@@ -83,7 +84,8 @@ class MotionChain:
             transform = np.vstack([m, [0, 0, 1]]) @ base[2]
             self.frames["ref"], self.frames["last"] = base, (gray, mask, transform)
         self.frames["prev"] = (gray, mask, transform)
-        self.seen |= m is not None
+        self.matched = m is not None
+        self.seen |= self.matched
         return transform, self.seen
 
 

@@ -35,6 +35,7 @@ MAX_SHIFT = 0.25  # a camera whose view moves further than this share of the fra
 FILL_FRAMES = 48  # stabilised frames whose background fills the edges a moved frame leaves empty
 PERSON_MARGIN = 0.03  # the person mask grows by this share of the width before corners are taken outside it
 JPEG_QUALITY = 95  # about ffmpeg's -q:v 2, what the unstabilised frames are written with
+PROBE_EVERY = 10  # a still camera is told by every 10th frame (2.5 a second) before every frame is measured
 BAR_FRAMES = 250  # the passes show a progress bar from this many frames on (10 s; a short clip takes seconds)
 
 
@@ -61,18 +62,19 @@ def scale_transform(t: np.ndarray, sx: float, sy: float) -> np.ndarray:
     return d @ t @ np.linalg.inv(d)
 
 
-def measure_motion(frames: Iterator[np.ndarray], total: int | None = None) -> np.ndarray:
-    """RGB uint8 frames [H,W,3] of a video in order -> transforms [N,3,3]: where the first frame's background lies
-    in each (MotionChain; a frame matched to none holds the one before's)."""
+def measure_motion(frames: Iterator[np.ndarray], total: int | None = None) -> tuple[np.ndarray, float]:
+    """RGB uint8 frames [H,W,3] of a video in order -> (transforms [N,3,3]: where the first frame's background lies
+    in each (MotionChain; a frame matched to none holds the one before's), the share of frames matched)."""
     a, b = itertools.tee(frames)
     margin = max(1, int(round(PERSON_MARGIN * MOTION_WIDTH)))
-    chain, out = MotionChain(), []
+    chain, out, matched = MotionChain(), [], 0
     with quiet_native_stderr() as stderr:  # (person_probability's own would swallow the bar)
         for frame, person in tqdm(zip(a, person_probability(b)), total=total, desc="camera motion", unit="frame",
                                   file=stderr, disable=(total or 0) < BAR_FRAMES):
             mask = background_mask((person >= 0.5).astype(np.uint8), margin)
             out.append(chain.add(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), mask)[0])
-    return np.array(out) if out else np.zeros((0, 3, 3))
+            matched += chain.matched
+    return (np.array(out), matched / len(out)) if out else (np.zeros((0, 3, 3)), 0.0)
 
 
 def middle_frame(transforms: np.ndarray, width: int, height: int) -> int:
@@ -83,21 +85,33 @@ def middle_frame(transforms: np.ndarray, width: int, height: int) -> int:
     return int(np.argmin(np.linalg.norm(at - mid, axis=1)))
 
 
-def camera_path(video: Path, before: list[str], display_vf: str, width: int, height: int,
-                total: int | None = None) -> CameraPath | None:
-    """The camera's path over the span (input options `before`, frames through `display_vf` as step 3 takes them),
-    or None with a line saying why when the frames are left as they are: a still camera (nothing said), or a view
-    that moves further than MAX_SHIFT of the frame."""
-    w, h = motion_size(width, height)
-    frames = stream_frames([*before, "-i", str(video), "-an", "-vf", f"{display_vf},scale={w}:{h}"], w, h)
-    small = measure_motion(frames, total)
-    if len(small) < 2:
-        return None
+def about_middle(small: np.ndarray, width: int, height: int, w: int, h: int) -> tuple[np.ndarray, int, float]:
+    """Transforms measured at w x h relative to the first frame (small [N,3,3]) -> (the same at width x height
+    relative to the middle frame, that frame, the largest displacement of a frame's corners from its view)."""
     transforms = np.array([scale_transform(t, width / w, height / h) for t in small])
     ref = middle_frame(transforms, width, height)
     transforms = transforms @ np.linalg.inv(transforms[ref])
-    shift = max(displacement(t[:2], height, width) for t in transforms)
-    if shift <= MOVING_SHARE * max(width, height):
+    return transforms, ref, max(displacement(t[:2], height, width) for t in transforms)
+
+
+def camera_path(video: Path, before: list[str], display_vf: str, width: int, height: int,
+                total: int | None = None) -> CameraPath | None:
+    """The camera's path over the span (input options `before`, frames through `display_vf` as step 3 takes them),
+    or None with a line saying why when the frames are left as they are: a still camera (nothing said; judged first
+    on every PROBE_EVERY-th frame, which costs little more than decoding), or a view that moves further than
+    MAX_SHIFT of the frame."""
+    w, h = motion_size(width, height)
+    limit = MOVING_SHARE * max(width, height)
+
+    def frames(extra_vf: str) -> Iterator[np.ndarray]:
+        return stream_frames([*before, "-i", str(video), "-an", "-vf", f"{display_vf},scale={w}:{h}{extra_vf}"], w, h)
+
+    probe, matched = measure_motion(frames("," + every_nth(PROBE_EVERY)))
+    if len(probe) < 2 or (matched >= 0.5 and about_middle(probe, width, height, w, h)[2] <= limit):
+        return None  # (a probe whose frames mostly do not match, a fast pan or a plain wall, does not decide)
+    small, _ = measure_motion(frames(""), total)
+    transforms, ref, shift = about_middle(small, width, height, w, h)
+    if shift <= limit:
         return None
     if shift > MAX_SHIFT * max(width, height):
         print(f"  the camera moves its view by up to {shift:.0f} px ({shift / max(width, height):.0%} of the frame): "

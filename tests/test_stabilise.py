@@ -109,3 +109,15 @@ def test_the_full_frame_background_is_taken_in_the_reference_view(tmp_path):
         ref = meta["stabilised"]["reference_frame"] if meta["stabilised"] else 0
         errors[opt] = np.abs(full[12:-12, 12:-12] - shot[ref][12:-12, 12:-12]).mean()  # the reference as shot
     assert errors["auto"] < 0.35 * errors["off"], errors  # (bilinear warps soften the noise wall: not 0)
+
+
+def test_every_nth_frame_is_streamed_once(tmp_path):
+    """The probe and the edge filling read every n-th frame: frames 0, n, 2n, ... once each, not the rate's
+    duplicates of them."""
+    clip = tmp_path / "shaky.mp4"
+    shaky_clip(clip, amp=6.0)
+    stream = stabilise.decoder(clip, [], "fps=25,setsar=1", W, H)
+    every = list(stream(""))
+    tenth = list(stream(stabilise.every_nth(10)))
+    assert len(every) == N and len(tenth) == N // 10
+    assert all(np.array_equal(a, every[10 * i]) for i, a in enumerate(tenth))
