@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
@@ -58,24 +59,34 @@ def read_ffmpeg(args: list[str], what: str) -> bytes:
     return proc.stdout
 
 
-def stream_frames(args: list[str], width: int, height: int) -> Iterator[np.ndarray]:
+class FrameStream:
     """Frames of `ffmpeg <args> -f rawvideo -pix_fmt rgb24 -` (args: the input and a filter chain that outputs
-    width x height frames) one at a time, uint8 [height, width, 3] RGB, without holding the video in memory.
-    Stops at the last whole frame; a damaged file ends the stream early (the caller counts the frames)."""
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *args, "-fps_mode", "passthrough",
-           "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]  # (passthrough: frames a select filter drops stay dropped)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    size = width * height * 3
-    try:
-        while True:
-            buf = proc.stdout.read(size)
-            if len(buf) < size:
-                return
-            yield np.frombuffer(buf, np.uint8).reshape(height, width, 3)
-    finally:
-        proc.stdout.close()
-        proc.kill()
-        proc.wait()
+    width x height frames), iterated one at a time as uint8 [height, width, 3] RGB without holding the video in
+    memory. Iteration stops at the last whole frame; after it, `complaint` is ffmpeg's last error line ('' if it
+    said nothing: a damaged file ends the stream early, and the caller counts the frames)."""
+
+    def __init__(self, args: list[str], width: int, height: int):
+        self.cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *args, "-fps_mode", "passthrough",
+                    "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]  # (passthrough: frames a select filter drops stay so)
+        self.shape = (height, width, 3)
+        self.complaint = ""
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        size = int(np.prod(self.shape))
+        with tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=err)
+            try:
+                while len(buf := proc.stdout.read(size)) == size:
+                    yield np.frombuffer(buf, np.uint8).reshape(self.shape)
+                proc.stdout.close()
+                proc.wait()
+            finally:  # (also when the caller stops early)
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                err.seek(0)
+                text = err.read()
+                self.complaint = last_error(text) if proc.returncode not in (0, -9) or text.strip() else ""
 
 
 def probe(path: str | Path) -> dict:

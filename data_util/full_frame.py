@@ -7,13 +7,15 @@ Where the camera moves the median is a blur; a one-line warning says how much of
 """
 from __future__ import annotations
 
-import itertools
 import sys
+import warnings
+from pathlib import Path
 
 import numpy as np
 
 from .context import FPS, StepContext
-from . import span, stabilise
+from . import stabilise
+from .median import fill_unseen
 from .video import display_filters
 from common.ffmpeg import probe, read_ffmpeg
 from common.fileio import save_image
@@ -39,13 +41,18 @@ def decode_spread(video: str, start: float, end: float, width: int, height: int,
     return np.frombuffer(raw[:k * width * height * 3], np.uint8).reshape(k, height, width, 3)
 
 
-def median_image(frames: np.ndarray) -> np.ndarray:
-    """Per-pixel median of uint8 [K,H,W,3] frames -> uint8 [H,W,3], BAND_ROWS rows at a time."""
+def median_image(frames: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """Per-pixel median of uint8 [K,H,W,3] frames -> uint8 [H,W,3], BAND_ROWS rows at a time; with valid bool
+    [K,H,W], over each pixel's valid frames only (a pixel valid in none takes the nearest one's colour)."""
     out = np.empty(frames.shape[1:], np.uint8)
     for r in range(0, frames.shape[1], BAND_ROWS):
-        band = np.median(frames[:, r:r + BAND_ROWS], axis=0)
-        out[r:r + BAND_ROWS] = np.clip(np.round(band), 0, 255).astype(np.uint8)
-    return out
+        band = frames[:, r:r + BAND_ROWS].astype(np.float32)
+        if valid is not None:
+            band[~valid[:, r:r + BAND_ROWS]] = np.nan
+        with warnings.catch_warnings():  # (all-NaN pixels: filled below)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            out[r:r + BAND_ROWS] = np.clip(np.round(np.nan_to_num(np.nanmedian(band, axis=0))), 0, 255)
+    return out if valid is None else fill_unseen(out, valid.any(0))
 
 
 def moving_share(frames: np.ndarray, median: np.ndarray, crop: dict) -> float:
@@ -71,14 +78,17 @@ def write_full_frame_background(ctx: StepContext, meta: dict) -> None:
     n = int(max(1, min(MAX_FRAMES, MAX_BYTES // (width * height * 3))))
     path = stabilise.load_path(ctx.out_dir / "camera_path.npy") if meta.get("stabilised") else None
     if path is None:
-        frames = decode_spread(ctx.video, start, end, width, height, n)
+        frames, valid = decode_spread(ctx.video, start, end, width, height, n), None
     else:  # the frames step 3 held still, in the reference frame's view
-        frames = stabilised_spread(ctx, path, width, height, n)
+        frames, valid = stabilised_spread(meta, path, n)
     if len(frames) == 0:
         print(f"warning: {ctx.video}: no full frame could be decoded; render.py --full_frame will not work",
               file=sys.stderr)
         return
-    median = median_image(frames)
+    median = median_image(frames, valid)
+    if valid is not None:  # the edges a stabilised frame leaves empty do not count as moving
+        for frame, inside in zip(frames, valid):
+            frame[~inside] = median[~inside]
     save_image(full_frame_path(ctx), median)
     moving = moving_share(frames, median, crop)
     if moving > WARN_MOVING:
@@ -88,13 +98,17 @@ def write_full_frame_background(ctx: StepContext, meta: dict) -> None:
     print(f"full-frame background: median of {len(frames)} frames at {width}x{height}")
 
 
-def stabilised_spread(ctx: StepContext, transforms: np.ndarray, width: int, height: int, n: int) -> np.ndarray:
-    """About n of the span's frames (ctx: the StepContext), evenly spread, in the reference frame's view at the
-    display size width x height -> uint8 [K,H,W,3] (transforms [N,3,3]: camera_path.npy)."""
-    info = probe(ctx.video)
-    start, end = span.resolve(ctx, info["duration"])
-    stream = stabilise.decoder(ctx.video, span.input_args(ctx, start, end), display_filters(info), width, height)
-    every = max(1, len(transforms) // n)
+def stabilised_spread(meta: dict, transforms: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most n of the frames step 3 stabilised (video_meta.json `meta`: its video and span), evenly spread, in the
+    reference frame's view at the display size -> (uint8 [K,H,W,3], valid bool [K,H,W]: inside the source frame);
+    transforms [N,3,3]: camera_path.npy."""
+    width, height = meta["display_size"]
+    start, end = float(meta.get("start_s") or 0.0), meta.get("end_s")
+    before = (["-ss", f"{start:.3f}"] if start > 0 else []) + (["-t", f"{end - start:.3f}"] if end else [])
+    info = probe(meta["source"])
+    stream = stabilise.decoder(Path(meta["source"]), before, display_filters(info), width, height)
+    every = stabilise.spread(len(transforms), n)
     path = stabilise.CameraPath(transforms, 0, 0.0)
-    frames = itertools.islice(stream(stabilise.every_nth(every)), (len(transforms) - 1) // every + 1)
-    return np.array([stabilise.full_view(path, f, i * every) for i, f in enumerate(frames)])
+    out = [stabilise.warp_frame(f, path.to_reference(i)[:2], (width, height))
+           for i, f in zip(range(0, len(transforms), every), stream(stabilise.every_nth(every)))]
+    return np.array([f for f, _ in out]), np.array([v for _, v in out])

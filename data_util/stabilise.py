@@ -2,17 +2,21 @@
 
 The model assumes a still camera (one background image, a torso that moves only with the person); a camera held in
 the hand breaks that, and the renders blur where it moved. When the background moves (data_util.camera_motion's
-chain of background similarities, on every frame at MOTION_WIDTH with mediapipe's selfie segmentation keeping the
-person out) by more than camera_motion.MOVING_SHARE of the frame, each frame is warped by the inverse of its
-camera's motion into the view of the reference frame (the one nearest the middle of the camera's path, so no frame
-is warped further than half the path). The edges a moved frame leaves empty take what other frames show there
-(the median over FILL_FRAMES stabilised frames). A camera that moves its view by more than
-MAX_SHIFT of the frame (a pan after someone walking, a cut) is not held still: step 6 warns about it as before.
+chain of background similarities, at MOTION_WIDTH with mediapipe's selfie segmentation keeping the person out) by
+more than camera_motion.MOVING_SHARE of the square step 3 cuts from the first frame's place (step 6's measure, which
+warns above it), each frame is warped by the inverse of its camera's motion into the view of the reference frame
+(the one nearest the middle of the camera's path, so no frame is warped further than half the path); a frame whose
+background matched no other takes the motion interpolated between its matched neighbours. The edges a moved frame
+leaves empty take what other frames show there (the median over FILL_FRAMES stabilised frames). A view that moves by
+more than MAX_SHIFT of the frame (a pan after someone walking), or whose background matches in fewer than
+MIN_MATCHED of the frames, is not held still: step 6 warns about it as before.
 `camera_path.npy` [N,3,3] (display pixels, where the reference's background lies in each frame) is kept.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +30,15 @@ from .median import background_mask, fill_unseen, median_background
 from .camera_motion import MOVING_SHARE, MotionChain, displacement
 from .context import FPS
 from .parsing import person_probability
-from common.ffmpeg import stream_frames
+from common.errors import PreprocessError
+from common.ffmpeg import FrameStream
 from common.fileio import save_npy
 from common.quiet import quiet_native_stderr
 
 MOTION_WIDTH = 480  # the motion pass decodes at this width (pixels): corners and their flow at this size
 MAX_SHIFT = 0.25  # a camera whose view moves further than this share of the frame is not held still
-FILL_FRAMES = 48  # stabilised frames whose background fills the edges a moved frame leaves empty
+MIN_MATCHED = 0.5  # nor one whose background matches in fewer of the frames than this (a plain wall, a crowd)
+FILL_FRAMES = 48  # stabilised frames whose median fills the edges a moved frame leaves empty
 PERSON_MARGIN = 0.03  # the person mask grows by this share of the width before corners are taken outside it
 JPEG_QUALITY = 95  # about ffmpeg's -q:v 2, what the unstabilised frames are written with
 PROBE_EVERY = 10  # a still camera is told by every 10th frame (2.5 a second) before every frame is measured
@@ -62,19 +68,32 @@ def scale_transform(t: np.ndarray, sx: float, sy: float) -> np.ndarray:
     return d @ t @ np.linalg.inv(d)
 
 
-def measure_motion(frames: Iterator[np.ndarray], total: int | None = None) -> tuple[np.ndarray, float]:
+def measure_motion(frames: Iterator[np.ndarray], total: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """RGB uint8 frames [H,W,3] of a video in order -> (transforms [N,3,3]: where the first frame's background lies
-    in each (MotionChain; a frame matched to none holds the one before's), the share of frames matched)."""
+    in each (MotionChain; a frame matched to none holds the one before's), matched [N] bool)."""
     a, b = itertools.tee(frames)
     margin = max(1, int(round(PERSON_MARGIN * MOTION_WIDTH)))
-    chain, out, matched = MotionChain(), [], 0
-    with quiet_native_stderr() as stderr:  # (person_probability's own would swallow the bar)
-        for frame, person in tqdm(zip(a, person_probability(b)), total=total, desc="camera motion", unit="frame",
-                                  file=stderr, disable=(total or 0) < BAR_FRAMES):
+    chain, out, matched = MotionChain(), [], []
+    with quiet_native_stderr() as stderr, contextlib.closing(person_probability(b)) as people:
+        for frame, person in tqdm(zip(a, people), total=total, desc="camera motion", unit="frame", file=stderr,
+                                  disable=(total or 0) < BAR_FRAMES):  # (closing: its own quiet ends inside ours)
             mask = background_mask((person >= 0.5).astype(np.uint8), margin)
             out.append(chain.add(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), mask)[0])
-            matched += chain.matched
-    return (np.array(out), matched / len(out)) if out else (np.zeros((0, 3, 3)), 0.0)
+            matched.append(chain.matched)
+    return (np.array(out), np.array(matched)) if out else (np.zeros((0, 3, 3)), np.zeros(0, bool))
+
+
+def interpolate_unmatched(transforms: np.ndarray, matched: np.ndarray) -> np.ndarray:
+    """Each unmatched frame's transform [3,3] linearly between its matched neighbours' (held beyond the first and
+    the last matched frame): a blurred frame in a sway moves with the sway, not with the frame before it."""
+    if matched.all() or not matched.any():
+        return transforms
+    k, known = np.arange(len(transforms)), np.flatnonzero(matched)
+    out = transforms.copy()
+    for i in range(2):
+        for j in range(3):
+            out[:, i, j] = np.interp(k, known, transforms[known, i, j])
+    return out
 
 
 def middle_frame(transforms: np.ndarray, width: int, height: int) -> int:
@@ -85,40 +104,41 @@ def middle_frame(transforms: np.ndarray, width: int, height: int) -> int:
     return int(np.argmin(np.linalg.norm(at - mid, axis=1)))
 
 
-def about_middle(small: np.ndarray, width: int, height: int, w: int, h: int) -> tuple[np.ndarray, int, float]:
-    """Transforms measured at w x h relative to the first frame (small [N,3,3]) -> (the same at width x height
-    relative to the middle frame, that frame, the largest displacement of a frame's corners from its view)."""
-    transforms = np.array([scale_transform(t, width / w, height / h) for t in small])
-    ref = middle_frame(transforms, width, height)
-    transforms = transforms @ np.linalg.inv(transforms[ref])
-    return transforms, ref, max(displacement(t[:2], height, width) for t in transforms)
+def drift(transforms: np.ndarray, width: int, height: int) -> float:
+    """The largest displacement (pixels) of a width x height frame's corners under transforms [N,3,3]."""
+    return max(displacement(t[:2], height, width) for t in transforms)
 
 
-def camera_path(video: Path, before: list[str], display_vf: str, width: int, height: int,
+def camera_path(video: Path, before: list[str], display_vf: str, width: int, height: int, limit_px: float,
                 total: int | None = None) -> CameraPath | None:
     """The camera's path over the span (input options `before`, frames through `display_vf` as step 3 takes them),
-    or None with a line saying why when the frames are left as they are: a still camera (nothing said; judged first
-    on every PROBE_EVERY-th frame, which costs little more than decoding), or a view that moves further than
-    MAX_SHIFT of the frame."""
+    or None with a line saying why when the frames are left as they are: a camera whose view stays within limit_px
+    of the first frame's (nothing said; judged first on every PROBE_EVERY-th frame, which costs little more than
+    decoding), one that moves further than MAX_SHIFT of the frame, or a background that rarely matches."""
     w, h = motion_size(width, height)
-    limit = MOVING_SHARE * max(width, height)
+    sx, sy = width / w, height / h
 
-    def frames(extra_vf: str) -> Iterator[np.ndarray]:
-        return stream_frames([*before, "-i", str(video), "-an", "-vf", f"{display_vf},scale={w}:{h}{extra_vf}"], w, h)
+    def frames(extra_vf: str) -> FrameStream:
+        return FrameStream([*before, "-i", str(video), "-an", "-vf", f"{display_vf},scale={w}:{h}{extra_vf}"], w, h)
 
-    probe, matched = measure_motion(frames("," + every_nth(PROBE_EVERY)))
-    if len(probe) < 2 or (matched >= 0.5 and about_middle(probe, width, height, w, h)[2] <= limit):
+    probe, matched = measure_motion(iter(frames("," + every_nth(PROBE_EVERY))))
+    if len(probe) < 2 or (matched.mean() >= MIN_MATCHED and drift(probe, w, h) * sx <= limit_px):
         return None  # (a probe whose frames mostly do not match, a fast pan or a plain wall, does not decide)
-    small, _ = measure_motion(frames(""), total)
-    transforms, ref, shift = about_middle(small, width, height, w, h)
-    if shift <= limit:
+    small, matched = measure_motion(iter(frames("")), total)
+    small = np.array([scale_transform(t, sx, sy) for t in interpolate_unmatched(small, matched)])
+    if drift(small, width, height) <= limit_px:
         return None
-    if shift > MAX_SHIFT * max(width, height):
-        print(f"  the camera moves its view by up to {shift:.0f} px ({shift / max(width, height):.0%} of the frame): "
-              "too far to hold still (a pan or a cut?); frames left as they are", file=sys.stderr)
+    size, seen = max(width, height), f"{matched.mean():.0%} of the frames"
+    ref = middle_frame(small, width, height)
+    transforms = small @ np.linalg.inv(small[ref])
+    shift = drift(transforms, width, height)
+    if shift > MAX_SHIFT * size or matched.mean() < MIN_MATCHED:
+        why = (f"its view moves by up to {shift:.0f} px ({shift / size:.0%} of the frame): too far to hold still (a "
+               "pan?)" if shift > MAX_SHIFT * size else f"its background matched in only {seen}")
+        print(f"  the camera moves, but {why}; frames left as they are", file=sys.stderr)
         return None
-    print(f"  the camera moves (its view by up to {shift:.0f} px, {shift / max(width, height):.0%} of the frame): "
-          f"frames stabilised to the view of frame {ref} ({ref / FPS:.1f} s into the span)")
+    print(f"  the camera moves (its view by up to {shift:.0f} px, {shift / size:.0%} of the frame; the background "
+          f"matched in {seen}): frames stabilised to the view of frame {ref} ({ref / FPS:.1f} s into the span)")
     return CameraPath(transforms, ref, shift)
 
 
@@ -128,17 +148,23 @@ def crop_warp(path: CameraPath, k: int, crop: tuple[int, int, int]) -> np.ndarra
     return (np.array([[1.0, 0, -x], [0, 1.0, -y], [0, 0, 1]]) @ path.to_reference(k))[:2]
 
 
-def warp_frame(frame: np.ndarray, m: np.ndarray, side: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """frame uint8 [H,W,3] warped by m [2,3] into a side x side square, resized to out_size -> (image uint8
-    [S,S,3], valid bool [S,S]: pixels inside the source frame)."""
-    image = cv2.warpAffine(frame, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    inside = cv2.warpAffine(np.full(frame.shape[:2], 255, np.uint8), m, (side, side), flags=cv2.INTER_NEAREST,
+def warp_frame(frame: np.ndarray, m: np.ndarray, size: tuple[int, int], out: tuple[int, int] | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """frame uint8 [H,W,3] warped by m [2,3] into an image of size (w, h), resized to out (w, h) when given ->
+    (image uint8 [h,w,3], valid bool [h,w]: pixels inside the source frame)."""
+    image = cv2.warpAffine(frame, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    inside = cv2.warpAffine(np.full(frame.shape[:2], 255, np.uint8), m, size, flags=cv2.INTER_NEAREST,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    if out_size != side:
-        image = cv2.resize(image, (out_size, out_size), interpolation=cv2.INTER_AREA)
-        inside = cv2.resize(inside, (out_size, out_size), interpolation=cv2.INTER_AREA)
+    if out is not None and out != size:
+        image = cv2.resize(image, out, interpolation=cv2.INTER_AREA)
+        inside = cv2.resize(inside, out, interpolation=cv2.INTER_AREA)
     valid = cv2.erode((inside == 255).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0  # off the blended edge
     return image, valid
+
+
+def spread(n: int, most: int) -> int:
+    """Every how many of n frames to take so that at most `most` are taken."""
+    return max(1, math.ceil(n / most))
 
 
 def fill_image(path: CameraPath, frames: Iterator[np.ndarray], crop: tuple[int, int, int], out_size: int,
@@ -146,9 +172,11 @@ def fill_image(path: CameraPath, frames: Iterator[np.ndarray], crop: tuple[int, 
     """What the stabilised crop's empty edges show (uint8 [S,S,3]): the median over frames 0, every, 2 every, ...
     (given in that order) of their pixels inside the source frame, the rest from the nearest such pixel. The person is
     not left out: an edge cut through the shoulders takes their usual colour, not the wall's."""
-    images, masks = [], []
+    side, images, masks = crop[2], [], []
     for i, frame in enumerate(frames):
-        image, valid = warp_frame(frame, crop_warp(path, i * every, crop), crop[2], out_size)
+        if i * every >= len(path.transforms):
+            break
+        image, valid = warp_frame(frame, crop_warp(path, i * every, crop), (side, side), (out_size, out_size))
         images.append(image)
         masks.append(valid)
     if not images:
@@ -157,22 +185,23 @@ def fill_image(path: CameraPath, frames: Iterator[np.ndarray], crop: tuple[int, 
     return fill_unseen(image, seen) if seen.any() else image
 
 
-def write_stabilised(path: CameraPath, stream: Callable[[str], Iterator[np.ndarray]], crop: tuple[int, int, int],
-                     out_size: int, folder: Path, total: int | None = None) -> int:
+def write_stabilised(path: CameraPath, stream: Callable[[str], FrameStream], crop: tuple[int, int, int],
+                     out_size: int, folder: Path, total: int | None = None) -> tuple[int, str]:
     """Write the stabilised crop of each frame to folder/<i>.jpg; stream(extra_vf) decodes the span at display size
-    with extra_vf appended to the filters. Returns the frames written."""
-    every = max(1, len(path.transforms) // FILL_FRAMES)
-    fill = fill_image(path, stream(every_nth(every)), crop, out_size, every)
+    with extra_vf appended to the filters. Returns (frames written, ffmpeg's complaint or '')."""
+    every = spread(len(path.transforms), FILL_FRAMES)
+    fill = fill_image(path, iter(stream(every_nth(every))), crop, out_size, every)
     folder.mkdir(parents=True)
-    n = 0
-    for k, frame in enumerate(tqdm(stream(""), total=total, desc="stabilise", unit="frame",
-                                         disable=(total or 0) < BAR_FRAMES)):
-        image, valid = warp_frame(frame, crop_warp(path, k, crop), crop[2], out_size)
+    frames, n = stream(""), 0
+    for k, frame in enumerate(tqdm(frames, total=total, desc="stabilise", unit="frame",
+                                   disable=(total or 0) < BAR_FRAMES)):
+        image, valid = warp_frame(frame, crop_warp(path, k, crop), (crop[2], crop[2]), (out_size, out_size))
         image[~valid] = fill[~valid]
-        cv2.imwrite(str(folder / f"{k}.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
-                    [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not cv2.imwrite(str(folder / f"{k}.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
+            raise PreprocessError(f"{folder / f'{k}.jpg'}: could not be written (disk full?)")
         n += 1
-    return n
+    return n, frames.complaint
 
 
 def every_nth(every: int) -> str:
@@ -181,18 +210,19 @@ def every_nth(every: int) -> str:
 
 
 def full_view(path: CameraPath, frame: np.ndarray, k: int) -> np.ndarray:
-    """Frame k (uint8 [H,W,3] at display size) in the reference's view, its empty edges repeating the border."""
+    """Frame k (uint8 [H,W,3] at display size) in the reference's view, its empty edges repeating the border (what
+    face detection looks at)."""
     h, w = frame.shape[:2]
     return cv2.warpAffine(frame, path.to_reference(k)[:2], (w, h), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)
 
 
 def decoder(video: Path, before: list[str], display_vf: str, width: int, height: int
-            ) -> Callable[[str], Iterator[np.ndarray]]:
+            ) -> Callable[[str], FrameStream]:
     """stream(extra_vf): the span's frames at display size, extra_vf (a filter, or '') after display_vf."""
-    def stream(extra_vf: str) -> Iterator[np.ndarray]:
+    def stream(extra_vf: str) -> FrameStream:
         vf = f"{display_vf},{extra_vf}" if extra_vf else display_vf
-        return stream_frames([*before, "-i", str(video), "-an", "-vf", vf], width, height)
+        return FrameStream([*before, "-i", str(video), "-an", "-vf", vf], width, height)
     return stream
 
 
@@ -207,4 +237,3 @@ def save_path(file: Path, path: CameraPath | None, n: int) -> None:
 def load_path(file: Path) -> np.ndarray | None:
     """[N,3,3] from camera_path.npy, or None when the frames were not stabilised."""
     return np.load(file) if file.is_file() else None
-

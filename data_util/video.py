@@ -27,6 +27,7 @@ from typing import Callable
 import numpy as np
 
 from . import common_length, span, stabilise
+from .camera_motion import MOVING_SHARE
 from .context import FPS, StepContext
 from common.constants import MAX_FRAME_SIZE
 from common.errors import PreprocessError
@@ -310,6 +311,27 @@ def write_frames(ctx: StepContext, info: dict, extract: Callable[[Path], tuple[i
     return decoded, kept
 
 
+def crop_and_path(ctx: StepContext, info: dict, start: float, end: float | None, before: list[str],
+                  expected: int | None) -> tuple[np.ndarray | None, tuple[int, int, int], stabilise.CameraPath | None]:
+    """(the subject's face boxes on sampled frames, the square to cut, the camera's path) in the view the frames
+    are written in: a camera that moves more than MOVING_SHARE of that square is held still (data_util.stabilise,
+    unless --stabilise off), and the faces are found again in the still view."""
+    video = Path(ctx.video)
+    width, height = display_size(info["width"], info["height"], info["sar"])
+    faces = None if width == height and ctx.crop == "largest" else find_faces(video, start, end, width, height)
+    if faces is None and width != height:
+        print(f"warning: {video}: no face found in {N_SAMPLES} sampled frames; cropping the centre square",
+              file=sys.stderr)
+    crop = square_crop(width, height, faces, ctx.crop)
+    path = None if ctx.stabilise == "off" else stabilise.camera_path(
+        video, before, display_filters(info), width, height, MOVING_SHARE * crop[2], expected)
+    if path is not None and faces is not None:
+        faces = find_faces(video, start, end, width, height,
+                           lambda frame, t: stabilise.full_view(path, frame, int(round(t * FPS))))
+        crop = square_crop(width, height, faces, ctx.crop)
+    return faces, crop, path
+
+
 def run(ctx: StepContext) -> None:
     """Write ori_imgs/<i>.jpg and video_meta.json."""
     video = Path(ctx.video)
@@ -321,14 +343,7 @@ def run(ctx: StepContext) -> None:
     start, end = span.resolve(ctx, info["duration"])
     width, height = display_size(info["width"], info["height"], info["sar"])
     before, expected = span.input_args(ctx, start, end), int(round((end - start) * FPS)) if end else None
-    path = (stabilise.camera_path(video, before, display_filters(info), width, height, expected)
-            if ctx.stabilise == "auto" else None)
-    view = None if path is None else lambda frame, t: stabilise.full_view(path, frame, int(round(t * FPS)))
-    faces = None if width == height and ctx.crop == "largest" else find_faces(video, start, end, width, height, view)
-    if faces is None and width != height:
-        print(f"warning: {video}: no face found in {N_SAMPLES} sampled frames; cropping the centre square",
-              file=sys.stderr)
-    crop = square_crop(width, height, faces, ctx.crop)
+    faces, crop, path = crop_and_path(ctx, info, start, end, before, expected)
     if width == height and crop == (0, 0, width):  # a square video, kept whole
         crop = None
     face = None if faces is None else face_box(faces)
@@ -340,8 +355,8 @@ def run(ctx: StepContext) -> None:
     else:
         vf = f"{display_filters(info)} (stabilised: camera_path.npy)"
         stream = stabilise.decoder(video, before, display_filters(info), width, height)
-        decoded, n = write_frames(ctx, info, lambda folder: (stabilise.write_stabilised(
-            path, stream, crop or (0, 0, side), out_size, folder, expected), ""), expected)
+        decoded, n = write_frames(ctx, info, lambda folder: stabilise.write_stabilised(
+            path, stream, crop or (0, 0, side), out_size, folder, expected), expected)
     stabilise.save_path(ctx.out_dir / "camera_path.npy", path, n)
     save_json(ctx.out_dir / "video_meta.json", {
         "source": str(video), "source_fps": info["fps"], "source_size": [info["width"], info["height"]],
