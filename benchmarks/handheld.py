@@ -62,7 +62,7 @@ def shake_matrix(p: np.ndarray, width: int, height: int) -> np.ndarray:
 
 def shake_video(src: Path, dst: Path, seed: int) -> np.ndarray:
     """Write the shaken copy of src (25 fps, display size, its audio) to dst; returns the true [N,3,3] per frame."""
-    from common.ffmpeg import probe, stream_frames
+    from common.ffmpeg import FrameStream, probe
     from data_util.video import display_filters, display_size
     from nerf.mp4 import Mp4Writer
 
@@ -73,7 +73,7 @@ def shake_video(src: Path, dst: Path, seed: int) -> np.ndarray:
     params = shake_params(n, seed)
     writer = Mp4Writer(dst, w, h, crf=16, audio=src if info["has_audio"] else None)
     mats = []
-    for k, frame in enumerate(stream_frames(["-i", str(src), "-an", "-vf", f"{display_filters(info)},scale={w}:{h}"],
+    for k, frame in enumerate(FrameStream(["-i", str(src), "-an", "-vf", f"{display_filters(info)},scale={w}:{h}"],
                                             w, h)):
         m = shake_matrix(params[k], w, h)
         writer.write(cv2.warpAffine(frame, m[:2], (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
