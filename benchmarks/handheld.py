@@ -11,8 +11,8 @@
    stabilises it) and on the shaken copy with `--stabilise off` (<name>_shake_off); the camera path step 3 found
    against the true one (the error of each frame's corners, pixels); the background's drift over each dataset's
    frames as step 6 measures it (it warns above 2% of the frame).
-3. With --train: `python train.py` (the device preset, no flags) and `python evaluate.py --no_video` on all three.
-Writes benchmarks/results/handheld.json and handheld.png (frames as shot and stabilised).
+3. With --train: `python train.py` (the device preset, no flags) and `python evaluate.py` on all three.
+Writes benchmarks/results/handheld.json and handheld.png (each dataset's frames; held-out ground truth | render).
 """
 from __future__ import annotations
 
@@ -119,14 +119,15 @@ def path_numbers(found: np.ndarray, true: np.ndarray, meta: dict) -> dict:
 
 
 def train_and_evaluate(name: str, logs: Path) -> dict:
-    """train.py with no flags (the device preset), evaluate.py --no_video -> its metrics.json; a run whose metrics
-    are there already is kept (delete logs/<name>/eval to train it again)."""
+    """train.py with no flags (the device preset), evaluate.py -> its metrics.json; a run whose metrics are there
+    already is not trained again (delete logs/<name>/eval to)."""
     metrics = ROOT / "logs" / name / "eval" / "metrics.json"
     if not metrics.is_file():
         run_stage([sys.executable, "train.py", "--config", f"configs/{name}.txt"], logs / f"{name}_train.log", ROOT,
                   "handheld")
-        run_stage([sys.executable, "evaluate.py", "--config", f"configs/{name}.txt", "--no_video"],
-                  logs / f"{name}_eval.log", ROOT, "handheld")
+    if not (metrics.parent / "side_by_side.mp4").is_file():
+        run_stage([sys.executable, "evaluate.py", "--config", f"configs/{name}.txt"], logs / f"{name}_eval.log", ROOT,
+                  "handheld")
     return json.loads(metrics.read_text())
 
 
@@ -162,21 +163,33 @@ def main() -> int:
 
 
 def draw(name: str, out: Path) -> None:
-    """Four frames of each dataset: as shot by the still camera, shaken, shaken and stabilised."""
+    """Per dataset (as shot by the still camera, hand-held as shot, hand-held stabilised): four of its frames, and two
+    held-out frames, ground truth | render, where it was trained."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from benchmarks.real_footage import side_by_side_frames
+
     rows = ((name, "still camera"), (f"{name}_shake_off", "hand-held, --stabilise off"),
-            (f"{name}_shake", "hand-held, stabilised"))
-    fig, axes = plt.subplots(3, 4, figsize=(12, 9.5))
+            (f"{name}_shake", "hand-held, stabilised (default)"))
+    fig, axes = plt.subplots(3, 2, figsize=(14, 7.5), gridspec_kw={"width_ratios": [4, 4]})
     for row, (key, title) in enumerate(rows):
         paths = sorted((ROOT / "dataset" / key / "ori_imgs").glob("*.jpg"), key=lambda p: int(p.stem))
-        for col, k in enumerate(np.linspace(0, len(paths) - 1, 4).round().astype(int)):
-            axes[row, col].imshow(cv2.cvtColor(cv2.imread(str(paths[k])), cv2.COLOR_BGR2RGB))
-            axes[row, col].set_title(f"{title}: frame {k}", fontsize=9)
-            axes[row, col].axis("off")
+        picks = np.linspace(0, len(paths) - 1, 4).round().astype(int)
+        axes[row, 0].imshow(np.concatenate([cv2.resize(cv2.cvtColor(cv2.imread(str(paths[k])), cv2.COLOR_BGR2RGB),
+                                                       (256, 256), interpolation=cv2.INTER_AREA) for k in picks], 1))
+        axes[row, 0].set_title(f"{title}: frames {', '.join(map(str, picks))}", fontsize=9)
+        video = ROOT / "logs" / key / "eval" / "side_by_side.mp4"
+        if video.is_file():
+            metrics = json.loads((video.parent / "metrics.json").read_text())
+            axes[row, 1].imshow(np.concatenate(side_by_side_frames(video, 2), 1))
+            axes[row, 1].set_title(f"held out, ground truth | render: {metrics['psnr']:.2f} dB, background "
+                                   f"{metrics['region_psnr']['background']:.1f}, torso "
+                                   f"{metrics['region_psnr']['torso']:.1f}", fontsize=9)
+        for ax in axes[row]:
+            ax.axis("off")
     save_figure(fig, out)
 
 
