@@ -15,6 +15,8 @@ session). --full_frame renders still paste into the video's full display size (t
 The frames are extracted into a temporary folder that is renamed into place, so a killed run never leaves a
 partial ori_imgs/ that looks finished. A truncated video gives the frames that can be decoded, with a warning.
 --start/--end (data_util.span) cut the video; frames past the end of the audio are dropped (data_util.common_length).
+A camera that moves (hand-held) is held still first: the frames are warped into one frame's view and the square is
+chosen there (data_util.stabilise; --stabilise off takes them as they are).
 """
 from __future__ import annotations
 
