@@ -20,7 +20,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable
 
 import cv2
 import numpy as np
@@ -68,7 +68,7 @@ def scale_transform(t: np.ndarray, sx: float, sy: float) -> np.ndarray:
     return d @ t @ np.linalg.inv(d)
 
 
-def measure_motion(frames: Iterator[np.ndarray], total: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def measure_motion(frames: Iterable[np.ndarray], total: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """RGB uint8 frames [H,W,3] of a video in order -> (transforms [N,3,3]: where the first frame's background lies
     in each (MotionChain; a frame matched to none holds the one before's), matched [N] bool)."""
     a, b = itertools.tee(frames)
@@ -104,7 +104,7 @@ def middle_frame(transforms: np.ndarray, width: int, height: int) -> int:
     return int(np.argmin(np.linalg.norm(at - mid, axis=1)))
 
 
-def drift(transforms: np.ndarray, width: int, height: int) -> float:
+def largest_shift(transforms: np.ndarray, width: int, height: int) -> float:
     """The largest displacement (pixels) of a width x height frame's corners under transforms [N,3,3]."""
     return max(displacement(t[:2], height, width) for t in transforms)
 
@@ -117,21 +117,18 @@ def camera_path(video: Path, before: list[str], display_vf: str, width: int, hei
     decoding), one that moves further than MAX_SHIFT of the frame, or a background that rarely matches."""
     w, h = motion_size(width, height)
     sx, sy = width / w, height / h
-
-    def frames(extra_vf: str) -> FrameStream:
-        return FrameStream([*before, "-i", str(video), "-an", "-vf", f"{display_vf},scale={w}:{h}{extra_vf}"], w, h)
-
-    probe, matched = measure_motion(iter(frames("," + every_nth(PROBE_EVERY))))
-    if len(probe) < 2 or (matched.mean() >= MIN_MATCHED and drift(probe, w, h) * sx <= limit_px):
+    frames = decoder(video, before, f"{display_vf},scale={w}:{h}", w, h)
+    probe, matched = measure_motion(frames(every_nth(PROBE_EVERY)))
+    if len(probe) < 2 or (matched.mean() >= MIN_MATCHED and largest_shift(probe, w, h) * sx <= limit_px):
         return None  # (a probe whose frames mostly do not match, a fast pan or a plain wall, does not decide)
-    small, matched = measure_motion(iter(frames("")), total)
+    small, matched = measure_motion(frames(""), total)
     small = np.array([scale_transform(t, sx, sy) for t in interpolate_unmatched(small, matched)])
-    if drift(small, width, height) <= limit_px:
+    if largest_shift(small, width, height) <= limit_px:
         return None
     size, seen = max(width, height), f"{matched.mean():.0%} of the frames"
     ref = middle_frame(small, width, height)
     transforms = small @ np.linalg.inv(small[ref])
-    shift = drift(transforms, width, height)
+    shift = largest_shift(transforms, width, height)
     if shift > MAX_SHIFT * size or matched.mean() < MIN_MATCHED:
         why = (f"its view moves by up to {shift:.0f} px ({shift / size:.0%} of the frame): too far to hold still (a "
                "pan?)" if shift > MAX_SHIFT * size else f"its background matched in only {seen}")
@@ -167,7 +164,7 @@ def spread(n: int, most: int) -> int:
     return max(1, math.ceil(n / most))
 
 
-def fill_image(path: CameraPath, frames: Iterator[np.ndarray], crop: tuple[int, int, int], out_size: int,
+def fill_image(path: CameraPath, frames: Iterable[np.ndarray], crop: tuple[int, int, int], out_size: int,
                every: int) -> np.ndarray:
     """What the stabilised crop's empty edges show (uint8 [S,S,3]): the median over frames 0, every, 2 every, ...
     (given in that order) of their pixels inside the source frame, the rest from the nearest such pixel. The person is
@@ -190,7 +187,7 @@ def write_stabilised(path: CameraPath, stream: Callable[[str], FrameStream], cro
     """Write the stabilised crop of each frame to folder/<i>.jpg; stream(extra_vf) decodes the span at display size
     with extra_vf appended to the filters. Returns (frames written, ffmpeg's complaint or '')."""
     every = spread(len(path.transforms), FILL_FRAMES)
-    fill = fill_image(path, iter(stream(every_nth(every))), crop, out_size, every)
+    fill = fill_image(path, stream(every_nth(every)), crop, out_size, every)
     folder.mkdir(parents=True)
     frames, n = stream(""), 0
     for k, frame in enumerate(tqdm(frames, total=total, desc="stabilise", unit="frame",
