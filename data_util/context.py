@@ -17,6 +17,7 @@ class StepContext:
     size: Optional[int] = None  # square frame size; None: the size of the square cut (crop)
     crop: str = "head"  # head: a head-and-shoulders square where the face is small in the frame | largest
     stabilise: str = "auto"  # auto: a camera that moves is held still (data_util.stabilise) | off
+    cuts: str = "stop"  # stop: a span that is not one shot stops step 3 (data_util.shots) | keep: processed as is
     start: Optional[float] = None  # --start: seconds into the video (and --audio) where processing begins; None: 0
     end: Optional[float] = None  # --end: seconds where it stops; None: the video's end
     audio: Optional[Path] = None  # use this audio file instead of the video's audio track

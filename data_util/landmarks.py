@@ -14,7 +14,6 @@ mesh vertices (MESH_TO_68); the jaw points are the mesh's face-oval points neare
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Iterable
 
@@ -131,11 +130,7 @@ def runs_text(runs: list[tuple[int, int]], start: float) -> str:
 
 def trim_hint(part: tuple[int, int], start: float) -> str:
     """The --start/--end that keep frames [a, b): rounded inwards to 0.1 s, a frame of margin at the end."""
-    a, b = part
-    lo = math.ceil(round((start + a / FPS) * 10, 6)) / 10
-    hi = math.floor(round((start + (b - 1) / FPS) * 10, 6)) / 10
-    if hi - lo < 2 / FPS:  # too short a part to round
-        lo, hi = round(start + a / FPS, 2), round(start + b / FPS, 2)
+    lo, hi = span.inward(*part, start)
     return f"process the part with a face: --start {lo:g} --end {hi:g}"
 
 

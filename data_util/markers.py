@@ -40,7 +40,7 @@ NUMBER = {step: number for number, step in STEPS}
 OPTIONS: dict[str, list[str]] = {
     "audio": ["video", "audio", "start", "end"],
     "audio_features": ["aud_npy", "aud_backend", "aud_model"],
-    "video": ["video", "start", "end", "size", "crop", "stabilise"],
+    "video": ["video", "start", "end", "size", "crop", "stabilise", "cuts"],
     "landmarks": ["landmark_backend"],
     "parsing": ["parsing_backend", "parsing_model"],
 }

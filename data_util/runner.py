@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stabilise", default="auto", choices=["auto", "off"],
                    help="auto (default): when the camera moves (hand-held, drifting), the frames are brought into "
                    "one frame's view before anything else (a virtual tripod); off: taken as they are")
+    p.add_argument("--cuts", default="stop", choices=["stop", "keep"],
+                   help="stop (default): a video cut between shots (an edit, a dissolve, a fade) stops step 3 with "
+                   "the --start/--end of its longest shot with a face; keep: processed as it is")
     p.add_argument("--start", type=float, help="process the video from this second on (default: its start); "
                    "changing --start/--end redoes the steps")
     p.add_argument("--end", type=float, help="and up to this second (default: its end); --audio is cut the same way")
@@ -133,7 +136,7 @@ def context_from_args(args: argparse.Namespace) -> StepContext:
     video = args.video or args.root / "vids" / f"{args.name}.mp4"
     return StepContext(
         name=args.name, video=Path(video), out_dir=args.root / args.name, config_dir=args.config_dir,
-        size=args.size, crop=args.crop, stabilise=args.stabilise, start=args.start or None, end=args.end,
+        size=args.size, crop=args.crop, stabilise=args.stabilise, cuts=args.cuts, start=args.start or None, end=args.end,
         audio=args.audio, aud_npy=args.aud_npy,
         aud_backend=args.aud_backend, aud_model=args.aud_model, landmark_backend=args.landmark_backend,
         parsing_backend=args.parsing_backend, parsing_model=args.parsing_model,

@@ -7,8 +7,9 @@ the span; frame i of ori_imgs is at `start_s + i / 25` seconds of the video.
 from __future__ import annotations
 
 import json
+import math
 
-from .context import StepContext
+from .context import FPS, StepContext
 from common.errors import PreprocessError
 
 
@@ -39,6 +40,16 @@ def input_args(ctx: StepContext, start: float, end: float | None) -> list[str]:
     if ctx.end is not None and end is not None:
         args += ["-t", f"{end - start:.3f}"]
     return args
+
+
+def inward(a: int, b: int, start: float) -> tuple[float, float]:
+    """The --start/--end (seconds of the video) that keep frames [a, b) of a span starting at `start`: rounded
+    inwards to 0.1 s with a frame of margin at the end (to 0.01 s where the frames are too few to round)."""
+    lo = math.ceil(round((start + a / FPS) * 10, 6)) / 10
+    hi = math.floor(round((start + (b - 1) / FPS) * 10, 6)) / 10
+    if hi - lo < 2 / FPS:
+        lo, hi = round(start + a / FPS, 2), round(start + b / FPS, 2)
+    return lo, hi
 
 
 def text(start: float, end: float | None) -> str:

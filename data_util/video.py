@@ -28,23 +28,20 @@ from typing import Callable
 
 import numpy as np
 
-from . import common_length, span, stabilise
+from . import common_length, shots, span, stabilise
 from .camera_motion import MOVING_SHARE
 from .context import FPS, StepContext
+from .faces import N_SAMPLES, find_faces
 from common.constants import MAX_FRAME_SIZE
 from common.errors import PreprocessError
 from common.ffmpeg import call_ffmpeg, last_error, probe
 from common.fileio import save_json
-from common.quiet import quiet_native_stderr
 
-N_SAMPLES = 5  # frames sampled for face detection
 FACE_ROW = 0.4  # portrait videos and head crops: the face centre goes this far down the square (shoulders below)
 FRAMING = 3.0  # --crop head: the square's side in face sizes (mediapipe's face box) where the frame is larger
-SAME_FACE = 0.5  # detections overlapping this much (intersection over union) are one face
 MIN_FRAMES = 8  # fewer frames (a third of a second) is no talking-head video: a still image, a broken file
 TOO_SHORT = (f"a talking head needs a video of at least {MIN_FRAMES} frames (3-5 minutes of talking is what it is "
              "made for)")
-OTHER_SHARE = 0.25  # another face this large against the subject's counts as a second person (not a hand)
 MIN_SIDE = 64  # --crop head: never a smaller square (a face of a few pixels is a detection, not a subject)
 SHORT_BY = 2  # warn when this many frames fewer than the container's duration promises were decoded
 
@@ -92,91 +89,6 @@ def face_box(faces: np.ndarray) -> tuple[float, float, float, float]:
     return tuple(float(v) for v in (*(c - half), *(c + half)))
 
 
-# ---------------------------------------------------------------- face detection on sampled frames
-def read_frame(video: Path, t: float, width: int, height: int) -> np.ndarray | None:
-    """The frame at time t seconds in square pixels, uint8 [height, width, 3] RGB; None if it cannot be decoded."""
-    proc = call_ffmpeg(["-ss", f"{t:.3f}", "-i", str(video), "-frames:v", "1",
-                        "-vf", f"scale={width}:{height},setsar=1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
-    if len(proc.stdout) != width * height * 3:
-        return None
-    return np.frombuffer(proc.stdout, np.uint8).reshape(height, width, 3)
-
-
-def detect_faces(image: np.ndarray, detectors: list) -> list[tuple[float, tuple[float, float, float, float]]]:
-    """The distinct faces in an RGB image: [(score, (x0, y0, x1, y1) pixels)], largest first.
-
-    Tries the full frame and, for a wide or tall frame, its square tiles (a small face is easier to find there),
-    with each mediapipe detector in turn (full-range, then short-range) until one finds a face; a face found twice
-    (in the frame and a tile) is one face, with its best-scored box."""
-    h, w = image.shape[:2]
-    side = min(h, w)
-    tiles = [(0, 0, w, h)]
-    if w != h:
-        steps = np.linspace(0, max(w, h) - side, num=max(2, int(np.ceil(2 * max(w, h) / side)) - 1))
-        tiles += [(int(s), 0, side, side) if w > h else (0, int(s), side, side) for s in steps]
-    for det in detectors:
-        found = []
-        for x, y, tw, th in tiles:
-            res = det.process(np.ascontiguousarray(image[y:y + th, x:x + tw]))
-            for d in res.detections or []:
-                b = d.location_data.relative_bounding_box
-                found.append((float(d.score[0]), (x + b.xmin * tw, y + b.ymin * th, x + (b.xmin + b.width) * tw,
-                                                  y + (b.ymin + b.height) * th)))
-        faces: list[tuple[float, tuple]] = []
-        for score, box in sorted(found, key=lambda f: -f[0]):
-            if all(overlap(box, kept) < SAME_FACE for _, kept in faces):
-                faces.append((score, box))
-        if faces:
-            return sorted(faces, key=lambda f: -box_area(f[1]))
-    return []
-
-
-def overlap(a: tuple, b: tuple) -> float:
-    """Intersection over union of two boxes (x0, y0, x1, y1)."""
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    return inter / max(box_area(a) + box_area(b) - inter, 1e-9)
-
-
-def box_area(box) -> float:
-    """Area of a box (x0, y0, x1, y1)."""
-    return float((box[2] - box[0]) * (box[3] - box[1]))
-
-
-def same_place(a, b) -> bool:
-    """Whether box a's centre lies within one face size (b's larger side) of box b's."""
-    dx, dy = (a[0] + a[2] - b[0] - b[2]) / 2, (a[1] + a[3] - b[1] - b[3]) / 2
-    return float(np.hypot(dx, dy)) < max(b[2] - b[0], b[3] - b[1])
-
-
-def choose_subject(per_frame: list[list[tuple]]) -> tuple[list[tuple], int]:
-    """The subject among the faces of the sampled frames (each frame's [(score, box)], from detect_faces) ->
-    (its box in every frame with a face, how many frames also hold another face at least OTHER_SHARE its size).
-
-    The faces of all frames are grouped by place (a centre within one face size of the group's largest face); the
-    subject is the group found in the most frames, the larger on a tie (two people in an interview: the nearer to
-    the camera), the same person in every frame. A frame without a face of that group gives its largest face (a
-    subject that moved further than a face size between samples)."""
-    groups: list[list[tuple]] = []  # [(frame, box)], the largest first
-    for i, box in sorted(((i, b) for i, fr in enumerate(per_frame) for _, b in fr), key=lambda f: -box_area(f[1])):
-        group = next((g for g in groups if same_place(box, g[0][1])), None)
-        if group is None:
-            groups.append(group := [])
-        group.append((i, box))
-    if not groups:
-        return [], 0
-    subject = max(groups, key=lambda g: (len({i for i, _ in g}), float(np.median([box_area(b) for _, b in g]))))
-    boxes, crowded = [], 0
-    for i, faces in enumerate(per_frame):
-        if not faces:
-            continue
-        box = next((b for j, b in subject if j == i), faces[0][1])
-        boxes.append(box)
-        crowded += any(b is not box and box_area(b) >= OTHER_SHARE * box_area(box) for _, b in faces)
-    return boxes, crowded
-
-
 def check_input(video: Path, info: dict, start: float, end: float | None) -> None:
     """PreprocessError before any step runs (nothing of an earlier dataset replaced) for an image, or for a video
     (or its --start/--end span) shorter than MIN_FRAMES frames; info: common.ffmpeg.probe's."""
@@ -188,34 +100,6 @@ def check_input(video: Path, info: dict, start: float, end: float | None) -> Non
         n = round((end - start) * FPS)
         raise PreprocessError(f"{video}: {end - start:.2f} s{' in --start/--end' if start else ''} "
                               f"({n} frame{'s' if n != 1 else ''} at {FPS} fps); {TOO_SHORT}")
-
-
-def find_faces(video: Path, start: float, end: float | None, width: int, height: int,
-               view: Callable[[np.ndarray, float], np.ndarray] | None = None) -> np.ndarray | None:
-    """Face boxes [K,4] (x0, y0, x1, y1) in square pixels on the frames of N_SAMPLES times spread over start..end
-    seconds where a face is found (None: on none); view(frame, seconds into the span): the frame as step 3 keeps it
-    (stabilised), when given."""
-    import mediapipe as mp
-
-    times = [start] if not end else [start + (end - start) * (k + 0.5) / N_SAMPLES for k in range(N_SAMPLES)]
-    frames = [(t, f) for t, f in ((t, read_frame(video, t, width, height)) for t in times) if f is not None]
-    if not frames and end:  # a video of a frame or two: the times fall past it
-        frames = [(start, f) for f in [read_frame(video, start, width, height)] if f is not None]
-    frames = [view(f, t - start) if view else f for t, f in frames]
-    if not frames:
-        raise PreprocessError(f"{video}: no frame could be decoded (damaged or truncated file?)")
-    with quiet_native_stderr():
-        fd = mp.solutions.face_detection
-        with fd.FaceDetection(model_selection=1, min_detection_confidence=0.5) as far, \
-                fd.FaceDetection(model_selection=0, min_detection_confidence=0.5) as near:
-            boxes, crowded = choose_subject([detect_faces(frame, [far, near]) for frame in frames])
-    if 2 * crowded >= len(frames):  # in half the samples or more: not a passer-by or a false detection
-        x0, y0, x1, y1 = np.median(boxes, axis=0)
-        print(f"warning: {video}: more than one person in {crowded} of {len(frames)} sampled frames; the subject is "
-              f"the face at x {(x0 + x1) / 2:.0f}, y {(y0 + y1) / 2:.0f} of {width}x{height} (in the most samples, "
-              "the largest on a tie): crop the video to the speaker otherwise, and give speech of that person alone "
-              "(--audio)", file=sys.stderr)
-    return np.array(boxes) if boxes else None
 
 
 # ---------------------------------------------------------------- extraction
@@ -314,10 +198,11 @@ def write_frames(ctx: StepContext, info: dict, extract: Callable[[Path], tuple[i
 
 
 def crop_and_path(ctx: StepContext, info: dict, start: float, end: float | None, before: list[str],
-                  expected: int | None) -> tuple[np.ndarray | None, tuple[int, int, int], stabilise.CameraPath | None]:
+                  expected: int | None, hold_still: bool = True
+                  ) -> tuple[np.ndarray | None, tuple[int, int, int], stabilise.CameraPath | None]:
     """(the subject's face boxes on sampled frames, the square to cut, the camera's path) in the view the frames
     are written in: a camera that moves more than MOVING_SHARE of that square is held still (data_util.stabilise,
-    unless --stabilise off), and the faces are found again in the still view."""
+    unless --stabilise off or not hold_still), and the faces are found again in the still view."""
     video = Path(ctx.video)
     width, height = display_size(info["width"], info["height"], info["sar"])
     faces = None if width == height and ctx.crop == "largest" else find_faces(video, start, end, width, height)
@@ -325,7 +210,7 @@ def crop_and_path(ctx: StepContext, info: dict, start: float, end: float | None,
         print(f"warning: {video}: no face found in {N_SAMPLES} sampled frames; cropping the centre square",
               file=sys.stderr)
     crop = square_crop(width, height, faces, ctx.crop)
-    path = None if ctx.stabilise == "off" else stabilise.camera_path(
+    path = None if ctx.stabilise == "off" or not hold_still else stabilise.camera_path(
         video, before, display_filters(info), width, height, MOVING_SHARE * crop[2], expected)
     if path is not None and faces is not None:
         faces = find_faces(video, start, end, width, height,
@@ -345,7 +230,14 @@ def run(ctx: StepContext) -> None:
     start, end = span.resolve(ctx, info["duration"])
     width, height = display_size(info["width"], info["height"], info["sar"])
     before, expected = span.input_args(ctx, start, end), int(round((end - start) * FPS)) if end else None
-    faces, crop, path = crop_and_path(ctx, info, start, end, before, expected)
+    found = shots.find(video, before, display_filters(info), width, height)
+    if not found.one_shot:
+        if ctx.cuts == "stop":
+            raise PreprocessError(shots.message(found, video, start, width, height))
+        parts = ", ".join(shots.seconds(s, start) for s in found.shots[:6])
+        print(f"warning: {video}: {len(found.shots)} shots ({parts} s) processed as one (--cuts keep); the "
+              "camera is not held still", file=sys.stderr)
+    faces, crop, path = crop_and_path(ctx, info, start, end, before, expected, hold_still=found.one_shot)
     if width == height and crop == (0, 0, width):  # a square video, kept whole
         crop = None
     face = None if faces is None else face_box(faces)
@@ -367,6 +259,7 @@ def run(ctx: StepContext) -> None:
         "face_box": [round(v, 1) for v in face] if face else None,
         "crop": {"x": crop[0], "y": crop[1], "side": crop[2]} if crop else None,
         "size": out_size, "fps": FPS, "n_frames": n, "decoded_frames": decoded, "filters": vf,
+        "shots": None if found.one_shot else [[a, min(b, n)] for a, b in found.shots if a < n],
         "stabilised": {"reference_frame": path.reference, "shift_px": round(path.shift_px, 1)} if path else None,
     })
     common_length.fit_saved_features(ctx, n)

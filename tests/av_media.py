@@ -29,8 +29,10 @@ def make_video(path: Path, size: str = "96x64", seconds: float = 1.0, fps: int =
     return path
 
 
-def make_face_then_blank(path: Path, face_s: float, blank_s: float, size: int = 128) -> Path:
-    """A square mp4 with sine audio: the astronaut's face for face_s seconds, then a grey picture for blank_s."""
+def make_face_then_blank(path: Path, face_s: float, blank_s: float, size: int = 128, dissolve_s: float = 0.0
+                         ) -> Path:
+    """A square mp4 with sine audio: the astronaut's face for face_s seconds, then a grey picture for blank_s (cut
+    to, or dissolved into over the last dissolve_s seconds of the face)."""
     import cv2
     import imageio.v3 as iio
     import skimage.data
@@ -39,10 +41,12 @@ def make_face_then_blank(path: Path, face_s: float, blank_s: float, size: int = 
     iio.imwrite(face, cv2.resize(skimage.data.astronaut(), (size, size), interpolation=cv2.INTER_AREA))
     iio.imwrite(blank, np.full((size, size, 3), 120, np.uint8))
     total = face_s + blank_s
+    join = (f"[0:v][1:v]xfade=transition=fade:duration={dissolve_s}:offset={face_s - dissolve_s}[v]" if dissolve_s
+            else "[0:v][1:v]concat=n=2:v=1:a=0[v]")
     run_ffmpeg(["-loop", "1", "-framerate", "25", "-t", str(face_s), "-i", str(face),
-                "-loop", "1", "-framerate", "25", "-t", str(blank_s), "-i", str(blank),
+                "-loop", "1", "-framerate", "25", "-t", str(blank_s + dissolve_s), "-i", str(blank),
                 "-f", "lavfi", "-i", f"sine=frequency=300:sample_rate=16000:duration={total}",
-                "-filter_complex", "[0:v][1:v]concat=n=2:v=1:a=0[v]", "-map", "[v]", "-map", "2:a",
+                "-filter_complex", join, "-map", "[v]", "-map", "2:a",
                 "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(path)], what=str(path))
     return path
 
