@@ -43,6 +43,10 @@ PERSON_MARGIN = 0.03  # the person mask grows by this share of the width before 
 JPEG_QUALITY = 95  # about ffmpeg's -q:v 2, what the unstabilised frames are written with
 PROBE_EVERY = 10  # a still camera is told by every 10th frame (2.5 a second) before every frame is measured
 BAR_FRAMES = 250  # the passes show a progress bar from this many frames on (10 s; a short clip takes seconds)
+SEEN_SHARE = 0.98  # the square is kept inside what this share of the frames sees, in the reference's view,
+MIN_KEEP = 0.85  # shrunk to no less than this share of its side for that; else it keeps its size, its edges filled
+SEEN_CELLS = 160  # the seen region is measured on a grid this many cells wide
+EDGE_PX = 1.5  # a cell is seen when it lies this far inside a frame (warp_frame's valid pixels: off its edge)
 
 
 @dataclass
@@ -137,6 +141,55 @@ def camera_path(video: Path, before: list[str], display_vf: str, width: int, hei
     print(f"  the camera moves (its view by up to {shift:.0f} px, {shift / size:.0%} of the frame; the background "
           f"matched in {seen}): frames stabilised to the view of frame {ref} ({ref / FPS:.1f} s into the span)")
     return CameraPath(transforms, ref, shift)
+
+
+def seen_region(path: CameraPath, width: int, height: int) -> tuple[np.ndarray, float]:
+    """(bool [h, w]: the cells of a grid over the reference's view that SEEN_SHARE of the frames see whole, with
+    EDGE_PX to spare; the cells' side in display pixels). The grid is SEEN_CELLS cells wide."""
+    cell = max(1.0, width / SEEN_CELLS)
+    w, h = int(width // cell), int(height // cell)
+    gx, gy = np.meshgrid(np.arange(w + 1) * cell, np.arange(h + 1) * cell)  # [h+1, w+1] the cells' corners
+    corners = np.array([[0, 0, 1], [width, 0, 1], [width, height, 1], [0, height, 1]], float).T  # [3,4]
+    count = np.zeros((h, w), np.int32)
+    for k in range(len(path.transforms)):
+        quad = (path.to_reference(k) @ corners)[:2].T  # [4,2] frame k's corners in the reference's view
+        inside = np.ones(gx.shape, bool)
+        for a, b in zip(quad, np.roll(quad, -1, axis=0)):
+            edge = b - a
+            side = (edge[0] * (gy - a[1]) - edge[1] * (gx - a[0])) / np.hypot(*edge)  # signed distance
+            inside &= side * np.sign(edge[0] * (quad.mean(0)[1] - a[1]) - edge[1] * (quad.mean(0)[0] - a[0])) >= EDGE_PX
+        count += inside[:-1, :-1] & inside[1:, :-1] & inside[:-1, 1:] & inside[1:, 1:]
+    return count >= SEEN_SHARE * len(path.transforms), cell
+
+
+def inside_seen(path: CameraPath, crop: tuple[int, int, int], width: int, height: int,
+                faces: np.ndarray | None = None) -> tuple[int, int, int]:
+    """The square (x, y, side) nearest `crop`, no smaller than MIN_KEEP of it, that lies inside what SEEN_SHARE of
+    the frames see in the reference's view and holds the face boxes faces [K,4] (when given; within the frame): its
+    edges need no filling. `crop` itself when there is none (its empty edges are filled, write_stabilised)."""
+    seen, cell = seen_region(path, width, height)
+    x0, y0, side = crop
+    lo = np.floor(np.array([y0, x0]) / cell).astype(int)
+    hi = np.ceil((np.array([y0, x0]) + side) / cell).astype(int)
+    if (hi <= seen.shape).all() and seen[lo[0]:hi[0], lo[1]:hi[1]].all():
+        return crop
+    outside = np.pad(np.cumsum(np.cumsum(~seen, 0), 1), ((1, 0), (1, 0)))  # integral image [h+1, w+1]
+    cx, cy = x0 + side / 2, y0 + side / 2
+    box = None if faces is None or not len(faces) else np.clip(  # (a close-up's box may run past the frame)
+        (*faces[:, :2].min(0), *faces[:, 2:].max(0)), 0, (width, height, width, height))
+    for s in range(int(side / cell), int(np.ceil(MIN_KEEP * side / cell)) - 1, -1):
+        if s < 1 or s > min(seen.shape):
+            continue
+        blocked = outside[s:, s:] - outside[:-s, s:] - outside[s:, :-s] + outside[:-s, :-s]  # [h-s+1, w-s+1]
+        ys, xs = np.nonzero(blocked == 0)
+        x, y, size = xs * cell, ys * cell, s * cell
+        if box is not None:
+            keep = (x <= box[0]) & (y <= box[1]) & (x + size >= box[2]) & (y + size >= box[3])
+            x, y = x[keep], y[keep]
+        if len(x):
+            best = int(np.argmin((x + size / 2 - cx) ** 2 + (y + size / 2 - cy) ** 2))
+            return int(np.ceil(x[best])), int(np.ceil(y[best])), int(size) - 1
+    return crop
 
 
 def crop_warp(path: CameraPath, k: int, crop: tuple[int, int, int]) -> np.ndarray:

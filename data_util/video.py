@@ -202,7 +202,8 @@ def crop_and_path(ctx: StepContext, info: dict, start: float, end: float | None,
                   ) -> tuple[np.ndarray | None, tuple[int, int, int], stabilise.CameraPath | None]:
     """(the subject's face boxes on sampled frames, the square to cut, the camera's path) in the view the frames
     are written in: a camera that moves more than MOVING_SHARE of that square is held still (data_util.stabilise,
-    unless --stabilise off or not hold_still), and the faces are found again in the still view."""
+    unless --stabilise off or not hold_still), the faces are found again in the still view, and the square is kept
+    inside what the frames see there (stabilise.inside_seen)."""
     video = Path(ctx.video)
     width, height = display_size(info["width"], info["height"], info["sar"])
     faces = None if width == height and ctx.crop == "largest" else find_faces(video, start, end, width, height)
@@ -216,6 +217,11 @@ def crop_and_path(ctx: StepContext, info: dict, start: float, end: float | None,
         faces = find_faces(video, start, end, width, height,
                            lambda frame, t: stabilise.full_view(path, frame, int(round(t * FPS))))
         crop = square_crop(width, height, faces, ctx.crop)
+    if path is not None:
+        inside = stabilise.inside_seen(path, crop, width, height, faces)
+        if inside[2] < crop[2]:
+            print(f"  the square: {inside[2]} px instead of {crop[2]}, inside what {stabilise.SEEN_SHARE:.0%} of the frames see (no edge to fill)")
+        crop = inside
     return faces, crop, path
 
 
@@ -268,6 +274,6 @@ def run(ctx: StepContext) -> None:
           + (f", crop {crop} of {width}x{height}" if crop else "")
           + (f" (a head-and-shoulders square: {FRAMING:g} face sizes, or the room the face moves in; --crop largest "
              f"keeps {min(width, height)} px)"
-             if crop and crop[2] < min(width, height) else "")
+             if faces is not None and square_crop(width, height, faces, ctx.crop)[2] < min(width, height) else "")
           + (f", scaled down from {side} px (--size {side} keeps its full resolution)"
              if out_size < side and not ctx.size else ""))

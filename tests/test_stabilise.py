@@ -78,17 +78,36 @@ def run_step3(tmp_path, clip, stabilise_opt: str) -> tuple[list[np.ndarray], dic
     return frames, json.loads((ctx.out_dir / "video_meta.json").read_text())
 
 
-def test_step3_writes_the_frames_in_one_view_and_fills_their_edges(tmp_path):
+def filled_share(out_dir) -> float:
+    """The share of the written frames' pixels that lie outside their source frame (filled), from camera_path.npy."""
+    meta = json.loads((out_dir / "video_meta.json").read_text())
+    crop = (meta["crop"]["x"], meta["crop"]["y"], meta["crop"]["side"])
+    path = stabilise.CameraPath(np.load(out_dir / "camera_path.npy").astype(float), 0, 0.0)
+    blank = np.zeros((H, W, 3), np.uint8)
+    return float(np.mean([1 - stabilise.warp_frame(blank, stabilise.crop_warp(path, k, crop), crop[2:] * 2)[1].mean()
+                          for k in range(N)]))
+
+
+@pytest.mark.parametrize("min_keep", [stabilise.MIN_KEEP, 1.0])
+def test_step3_writes_the_frames_in_one_view_inside_what_they_see(tmp_path, monkeypatch, min_keep):
+    """The frames in one view; the square shrunk (to no less than MIN_KEEP of it) to lie inside what every frame
+    sees, so nothing is filled; kept at full size (min_keep 1), its empty edges filled, not left black."""
+    monkeypatch.setattr(stabilise, "MIN_KEEP", min_keep)
     clip = tmp_path / "shaky.mp4"
     shaky_clip(clip, amp=6.0)
     held, meta = run_step3(tmp_path, clip, "auto")
     shot, meta_off = run_step3(tmp_path, clip, "off")
     assert meta["stabilised"]["shift_px"] > 6 and meta_off["stabilised"] is None
     assert (tmp_path / "s-auto" / "camera_path.npy").is_file() and not (tmp_path / "s-off" / "camera_path.npy").exists()
-    assert len(held) == len(shot) == N and held[0].shape == shot[0].shape == (H, H, 3)
+    side = meta["crop"]["side"]
+    assert len(held) == len(shot) == N and held[0].shape == (side, side, 3) and shot[0].shape == (H, H, 3)
     inner = (slice(12, -12), slice(12, 40))  # wall, away from the edges a moved frame leaves empty
     change = lambda fr: np.mean([np.abs(f[inner] - fr[0][inner]).mean() for f in fr[1:]])  # noqa: E731
     assert change(held) < 0.3 * change(shot), (change(held), change(shot))
+    if min_keep < 1:
+        assert 0.85 * H <= side < H - 6 and filled_share(tmp_path / "s-auto") == 0.0, side
+    else:
+        assert side == H and filled_share(tmp_path / "s-auto") > 0.01
     black = np.mean([(f.max(-1) < 8).mean() for f in held])
     assert black < 0.002, black  # the empty edges are filled, not left black
 
