@@ -67,12 +67,12 @@ def overlap(a: tuple, b: tuple) -> float:
     return inter / max(box_area(a) + box_area(b) - inter, 1e-9)
 
 
-def box_area(box) -> float:
+def box_area(box: tuple) -> float:
     """Area of a box (x0, y0, x1, y1)."""
     return float((box[2] - box[0]) * (box[3] - box[1]))
 
 
-def same_place(a, b) -> bool:
+def same_place(a: tuple, b: tuple) -> bool:
     """Whether box a's centre lies within one face size (b's larger side) of box b's."""
     dx, dy = (a[0] + a[2] - b[0] - b[2]) / 2, (a[1] + a[3] - b[1] - b[3]) / 2
     return float(np.hypot(dx, dy)) < max(b[2] - b[0], b[3] - b[1])
@@ -106,7 +106,7 @@ def choose_subject(per_frame: list[list[tuple]]) -> tuple[list[tuple], int]:
 
 
 @contextlib.contextmanager
-def detectors() -> Iterator[Callable[[np.ndarray], list[tuple[float, tuple]]]]:
+def open_detectors() -> Iterator[Callable[[np.ndarray], list[tuple[float, tuple]]]]:
     """found_in(image): detect_faces with mediapipe's full-range and short-range detectors, open inside the block."""
     import mediapipe as mp
 
@@ -121,7 +121,7 @@ def face_sizes(video: Path, times: list[float], width: int, height: int) -> list
     """The largest face's side (pixels, square pixels) on the frame at each of `times` seconds; 0 where none is
     found or the frame cannot be decoded."""
     frames = [read_frame(video, t, width, height) for t in times]
-    with detectors() as found_in:
+    with open_detectors() as found_in:
         faces = [found_in(f) if f is not None else [] for f in frames]
     return [max((max(b[2] - b[0], b[3] - b[1]) for _, b in fr), default=0.0) for fr in faces]
 
@@ -138,7 +138,7 @@ def find_faces(video: Path, start: float, end: float | None, width: int, height:
     frames = [view(f, t - start) if view else f for t, f in frames]
     if not frames:
         raise PreprocessError(f"{video}: no frame could be decoded (damaged or truncated file?)")
-    with detectors() as found_in:
+    with open_detectors() as found_in:
         boxes, crowded = choose_subject([found_in(frame) for frame in frames])
     if 2 * crowded >= len(frames):  # in half the samples or more: not a passer-by or a false detection
         x0, y0, x1, y1 = np.median(boxes, axis=0)

@@ -136,8 +136,8 @@ def context_from_args(args: argparse.Namespace) -> StepContext:
     video = args.video or args.root / "vids" / f"{args.name}.mp4"
     return StepContext(
         name=args.name, video=Path(video), out_dir=args.root / args.name, config_dir=args.config_dir,
-        size=args.size, crop=args.crop, stabilise=args.stabilise, cuts=args.cuts, start=args.start or None, end=args.end,
-        audio=args.audio, aud_npy=args.aud_npy,
+        size=args.size, crop=args.crop, stabilise=args.stabilise, cuts=args.cuts, start=args.start or None,
+        end=args.end, audio=args.audio, aud_npy=args.aud_npy,
         aud_backend=args.aud_backend, aud_model=args.aud_model, landmark_backend=args.landmark_backend,
         parsing_backend=args.parsing_backend, parsing_model=args.parsing_model,
     )

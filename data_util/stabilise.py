@@ -145,50 +145,48 @@ def camera_path(video: Path, before: list[str], display_vf: str, width: int, hei
 
 def seen_region(path: CameraPath, width: int, height: int) -> tuple[np.ndarray, float]:
     """(bool [h, w]: the cells of a grid over the reference's view that SEEN_SHARE of the frames see whole, with
-    EDGE_PX to spare; the cells' side in display pixels). The grid is SEEN_CELLS cells wide."""
+    EDGE_PX to spare (warp_frame's valid pixels); the cells' side in display pixels). The grid is SEEN_CELLS cells
+    wide; its last row and column may reach past the frame (their corners are taken at its edge)."""
     cell = max(1.0, width / SEEN_CELLS)
-    w, h = int(width // cell), int(height // cell)
-    gx, gy = np.meshgrid(np.arange(w + 1) * cell, np.arange(h + 1) * cell)  # [h+1, w+1] the cells' corners
+    w, h = int(np.ceil(width / cell - 1e-9)), int(np.ceil(height / cell - 1e-9))
+    rim = EDGE_PX + 0.5  # (a pixel on the frame's edge is seen while its source lies within half a pixel of it)
+    gx, gy = np.meshgrid(np.clip(np.arange(w + 1) * cell, rim, width - rim),  # [h+1, w+1] the cells' corners
+                         np.clip(np.arange(h + 1) * cell, rim, height - rim))
     corners = np.array([[0, 0, 1], [width, 0, 1], [width, height, 1], [0, height, 1]], float).T  # [3,4]
     count = np.zeros((h, w), np.int32)
     for k in range(len(path.transforms)):
         quad = (path.to_reference(k) @ corners)[:2].T  # [4,2] frame k's corners in the reference's view
-        inside = np.ones(gx.shape, bool)
+        inside, mid = np.ones(gx.shape, bool), quad.mean(0)
         for a, b in zip(quad, np.roll(quad, -1, axis=0)):
             edge = b - a
-            side = (edge[0] * (gy - a[1]) - edge[1] * (gx - a[0])) / np.hypot(*edge)  # signed distance
-            inside &= side * np.sign(edge[0] * (quad.mean(0)[1] - a[1]) - edge[1] * (quad.mean(0)[0] - a[0])) >= EDGE_PX
+            towards = np.sign(edge[0] * (mid[1] - a[1]) - edge[1] * (mid[0] - a[0]))  # the inside's sign
+            inside &= towards * (edge[0] * (gy - a[1]) - edge[1] * (gx - a[0])) / np.hypot(*edge) >= EDGE_PX
         count += inside[:-1, :-1] & inside[1:, :-1] & inside[:-1, 1:] & inside[1:, 1:]
     return count >= SEEN_SHARE * len(path.transforms), cell
 
 
 def inside_seen(path: CameraPath, crop: tuple[int, int, int], width: int, height: int,
                 faces: np.ndarray | None = None) -> tuple[int, int, int]:
-    """The square (x, y, side) nearest `crop`, no smaller than MIN_KEEP of it, that lies inside what SEEN_SHARE of
-    the frames see in the reference's view and holds the face boxes faces [K,4] (when given; within the frame): its
-    edges need no filling. `crop` itself when there is none (its empty edges are filled, write_stabilised)."""
+    """The square (x, y, side) nearest `crop`, as large as it, else down to MIN_KEEP of it in steps of 2 px, that
+    lies in cells SEEN_SHARE of the frames see in the reference's view and holds the face boxes faces [K,4] (when
+    given; within the frame): its edges need no filling. `crop` itself when there is none (its empty edges are
+    filled, write_stabilised)."""
     seen, cell = seen_region(path, width, height)
-    x0, y0, side = crop
-    lo = np.floor(np.array([y0, x0]) / cell).astype(int)
-    hi = np.ceil((np.array([y0, x0]) + side) / cell).astype(int)
-    if (hi <= seen.shape).all() and seen[lo[0]:hi[0], lo[1]:hi[1]].all():
-        return crop
     outside = np.pad(np.cumsum(np.cumsum(~seen, 0), 1), ((1, 0), (1, 0)))  # integral image [h+1, w+1]
-    cx, cy = x0 + side / 2, y0 + side / 2
+    x0, y0, side = crop
     box = None if faces is None or not len(faces) else np.clip(  # (a close-up's box may run past the frame)
         (*faces[:, :2].min(0), *faces[:, 2:].max(0)), 0, (width, height, width, height))
-    for s in range(int(side / cell), int(np.ceil(MIN_KEEP * side / cell)) - 1, -1):
-        if s < 1 or s > min(seen.shape):
-            continue
-        blocked = outside[s:, s:] - outside[:-s, s:] - outside[s:, :-s] + outside[:-s, :-s]  # [h-s+1, w-s+1]
-        ys, xs = np.nonzero(blocked == 0)
-        x, y, size = xs * cell, ys * cell, s * cell
+    for size in range(side, int(np.ceil(MIN_KEEP * side)) - 1, -2):
+        y, x = (a.ravel() for a in np.mgrid[0:height - size + 1, 0:width - size + 1])
+        r0, c0 = np.floor(y / cell).astype(int), np.floor(x / cell).astype(int)  # the cells the square touches
+        r1, c1 = np.ceil((y + size) / cell - 1e-9).astype(int), np.ceil((x + size) / cell - 1e-9).astype(int)
+        fits = outside[r1, c1] - outside[r0, c1] - outside[r1, c0] + outside[r0, c0] == 0
         if box is not None:
-            keep = (x <= box[0]) & (y <= box[1]) & (x + size >= box[2]) & (y + size >= box[3])
-            x, y = x[keep], y[keep]
-        if len(x):
-            best = int(np.argmin((x + size / 2 - cx) ** 2 + (y + size / 2 - cy) ** 2))
-            return int(np.ceil(x[best])), int(np.ceil(y[best])), int(size) - 1
+            fits &= (x <= box[0]) & (y <= box[1]) & (x + size >= box[2]) & (y + size >= box[3])
+        if fits.any():
+            x, y = x[fits], y[fits]
+            best = int(np.argmin((2 * x + size - 2 * x0 - side) ** 2 + (2 * y + size - 2 * y0 - side) ** 2))
+            return int(x[best]), int(y[best]), size
     return crop
 
 

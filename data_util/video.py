@@ -219,8 +219,9 @@ def crop_and_path(ctx: StepContext, info: dict, start: float, end: float | None,
         crop = square_crop(width, height, faces, ctx.crop)
     if path is not None:
         inside = stabilise.inside_seen(path, crop, width, height, faces)
-        if inside[2] < crop[2]:
-            print(f"  the square: {inside[2]} px instead of {crop[2]}, inside what {stabilise.SEEN_SHARE:.0%} of the frames see (no edge to fill)")
+        if inside != crop:
+            print(f"  the square: {inside[2]} px at ({inside[0]}, {inside[1]}) instead of {crop[2]} at ({crop[0]}, "
+                  f"{crop[1]}), inside what {stabilise.SEEN_SHARE:.0%} of the frames see (no edge to fill)")
         crop = inside
     return faces, crop, path
 
@@ -237,13 +238,15 @@ def run(ctx: StepContext) -> None:
     width, height = display_size(info["width"], info["height"], info["sar"])
     before, expected = span.input_args(ctx, start, end), int(round((end - start) * FPS)) if end else None
     found = shots.find(video, before, display_filters(info), width, height)
-    if not found.one_shot:
-        if ctx.cuts == "stop":
-            raise PreprocessError(shots.message(found, video, start, width, height))
+    if found.several and ctx.cuts == "stop":
+        raise PreprocessError(shots.message(found, video, start, width, height))
+    if found.several:
         parts = ", ".join(shots.seconds(s, start) for s in found.shots[:6])
         print(f"warning: {video}: {len(found.shots)} shots ({parts} s) processed as one (--cuts keep); the "
               "camera is not held still", file=sys.stderr)
-    faces, crop, path = crop_and_path(ctx, info, start, end, before, expected, hold_still=found.one_shot)
+    elif found.transitions:
+        print(shots.edge_warning(found, video, start), file=sys.stderr)
+    faces, crop, path = crop_and_path(ctx, info, start, end, before, expected, hold_still=not found.several)
     if width == height and crop == (0, 0, width):  # a square video, kept whole
         crop = None
     face = None if faces is None else face_box(faces)
@@ -265,7 +268,7 @@ def run(ctx: StepContext) -> None:
         "face_box": [round(v, 1) for v in face] if face else None,
         "crop": {"x": crop[0], "y": crop[1], "side": crop[2]} if crop else None,
         "size": out_size, "fps": FPS, "n_frames": n, "decoded_frames": decoded, "filters": vf,
-        "shots": None if found.one_shot else [[a, min(b, n)] for a, b in found.shots if a < n],
+        "shots": [[a, min(b, n)] for a, b in found.shots if a < n] if found.several else None,
         "stabilised": {"reference_frame": path.reference, "shift_px": round(path.shift_px, 1)} if path else None,
     })
     common_length.fit_saved_features(ctx, n)

@@ -3,6 +3,7 @@ step 3 stops on a span that is not one shot, with the trim of its longest shot w
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 from scipy.ndimage import shift
@@ -30,8 +31,9 @@ def view(img: np.ndarray, dx: float = 0.0, dy: float = 0.0, pad: int = 12) -> np
 
 
 def test_a_cut_and_a_dissolve_are_found_and_split_the_shots():
-    """30 frames of A (a still camera's jitter), a cut to B (30 frames), a 12-frame dissolve B -> C with a repeated frame in
-    it (25 fps from a slower video), 30 frames of C: transitions at the cut and over the dissolve, three shots."""
+    """30 frames of A (a still camera's jitter), a cut to B (30 frames), a 12-frame dissolve B -> C with a repeated
+    frame in it (25 fps from a slower video), 30 frames of C: transitions at the cut and over the dissolve, three
+    shots."""
     a, b, c = scene("coffee"), scene("chelsea"), scene("astronaut")
     rng = np.random.default_rng(3)
     frames = [view(a, *rng.normal(0, 0.1, 2)) for _ in range(30)] + [view(b, 0.1 * k) for k in range(30)]
@@ -60,6 +62,36 @@ def test_a_shaking_camera_a_pan_a_flash_and_a_hand_are_one_shot():
         frames[60 + k] = frames[60 + k].copy()
         frames[60 + k][:, x:x + 24] = 20.0
     assert shots.find_transitions(np.stack(frames)) == []
+
+
+def test_a_light_that_dims_and_a_hand_over_the_lens_are_no_transition():
+    """A picture dimmed by 30% over 5 frames (a light, the camera's exposure) and kept so, and a dark hand that
+    comes in over 3 frames, stays 8 and leaves: one shot. A fade to black over 5 frames is a transition."""
+    a = scene("chelsea")
+    still = view(a)
+    dim = [still] * 20 + [still * (1 - 0.06 * k) for k in range(1, 6)] + [still * 0.7] * 20
+    assert shots.find_transitions(np.stack(dim)) == []
+    hand = [still.copy() for _ in range(40)]
+    for k, width in enumerate([16, 32, 48] + [64] * 8 + [48, 32, 16]):
+        hand[12 + k][:, :width] = 20.0
+    assert shots.find_transitions(np.stack(hand)) == []
+    black = [still] * 20 + [still * (1 - k / 6) for k in range(1, 6)] + [still * 0] * 20
+    assert shots.find_transitions(np.stack(black)) != []
+
+
+def test_a_black_first_frame_or_a_fade_in_only_warns():
+    """Transitions that cut a few frames off the span's ends (a black first frame, a fade-in of 0.2 s) leave one
+    shot: step 3 goes on, with a warning naming the trim that leaves them out (in seconds of the video)."""
+    c = view(scene("coffee"))
+    for frames in ([c * 0] + [c] * 40, [c * k / 6 for k in range(6)] + [c] * 40):
+        found = shots.find_transitions(np.stack(frames))
+        cut = shots.Shots(len(frames), shots.split(len(frames), found), found)
+        assert found and found[0][0] == 0 and not cut.several, found
+        text = shots.edge_warning(cut, "x.mp4", start=12.0)
+        first = found[0][1] + 1  # (a frame of margin after the transition)
+        lo, hi = math.ceil(10 * (12 + first / 25)) / 10, math.floor(10 * (12 + (len(frames) - 1) / 25)) / 10
+        trim = f"--start {lo:g} --end {hi:g}"
+        assert text.startswith("warning: x.mp4: frames of a transition") and trim in text, (text, trim)
 
 
 def test_a_span_that_starts_inside_a_dissolve_is_not_one_shot():

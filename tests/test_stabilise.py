@@ -112,6 +112,24 @@ def test_step3_writes_the_frames_in_one_view_inside_what_they_see(tmp_path, monk
     assert black < 0.002, black  # the empty edges are filled, not left black
 
 
+def test_the_square_moves_or_shrinks_only_as_far_as_the_camera_moved():
+    """stabilise.inside_seen on made-up paths (1920x1080, the square 1080 px at x 420): a still camera and a
+    sideways sway keep it; a vertical sway of +-30 px shrinks it to what every frame sees (its cells all seen);
+    a face box reaching the frame's bottom keeps it (and its filled edges)."""
+    def path(shifts):
+        t = np.repeat(np.eye(3)[None], len(shifts), 0)
+        t[:, :2, 2] = shifts
+        return stabilise.CameraPath(t, 0, 0.0)
+
+    crop = (420, 0, 1080)
+    assert stabilise.inside_seen(path([(0, 0)] * 5), crop, 1920, 1080) == crop
+    assert stabilise.inside_seen(path([(x, 0) for x in np.linspace(-30, 30, 20)]), crop, 1920, 1080) == crop
+    sway = path([(0, y) for y in np.linspace(-30, 30, 20)])
+    x, y, side = stabilise.inside_seen(sway, crop, 1920, 1080)
+    assert 0.85 * 1080 <= side <= 1080 - 60 and 30 <= y and y + side <= 1050 and abs(x + side / 2 - 960) <= 6
+    assert stabilise.inside_seen(sway, crop, 1920, 1080, np.array([[700.0, 100, 1200, 1075]])) == crop
+
+
 def test_the_full_frame_background_is_taken_in_the_reference_view(tmp_path):
     """Step 6's bc_full.jpg (render.py --full_frame pastes into it) from the stabilised frames: the wall as the
     reference frame shows it, sharp; from the frames as shot, a blur of the sway."""
