@@ -11,7 +11,10 @@ MAX_FRAME_SIZE = 512  # px: the largest image size a preset trains at (nerf/pres
 #                       step 3 scales larger crops down to it unless --size says otherwise
 
 # parsing/classes.json: index = position (background must be 0: it takes the final transmittance)
-CLASSES = ["background", "face", "brows", "eyes", "ears", "nose", "inner_mouth", "lips", "neck", "torso", "hair"]
+CLASSES = ["background", "face", "brows", "eyes", "ears", "nose", "inner_mouth", "lips", "neck", "torso", "hair",
+           "hands", "unseen"]
+UNTRAINED_CLASSES = ("hands", "unseen")  # no ray is drawn there: the field has no input for hands that move in
+#                                          front of it, and `unseen` pixels (a stabilised frame's filled edges) are made up
 TORSO_CLASSES = ("neck", "torso")  # the classes the semantic deformation gate treats as torso
 SHOULDER_CLASSES = ("torso",)  # what deform_gate height+torso adds to the height gate: the torso above the jaw line
 MOUTH_CLASSES = ("lips", "inner_mouth")  # the mouth's classes (the sampler's mouth rays, mouth_refine's rays)

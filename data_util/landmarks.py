@@ -199,10 +199,12 @@ def run(ctx: StepContext) -> None:
 
 
 def save_occlusion(ctx: StepContext, paths: list[Path], lms: np.ndarray) -> None:
-    """occlusion.npy [N,478] bool: the face points a hand covers in each frame (data_util/occlusion.py)."""
+    """occlusion.npy [N,478] bool: the face points a hand covers in each frame (data_util/occlusion.py); hands.npy
+    [N,2,21,2] the hands' landmarks (pixels, NaN: no hand), which step 5 labels."""
     from .occlusion import MAX_COVERED, covered_points, covered_share, detect_hands, frame_runs
 
     hands = detect_hands((read_rgb(p) for p in paths), total=len(paths), progress=True)
+    save_npy(ctx.out_dir / "hands.npy", hands)
     covered = covered_points(lms, hands)
     save_npy(ctx.out_dir / "occlusion.npy", covered)
     over = np.flatnonzero(covered_share(covered) > MAX_COVERED)

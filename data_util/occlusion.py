@@ -62,6 +62,20 @@ def inside_grown_hull(points: np.ndarray, hand: np.ndarray) -> np.ndarray:
     return np.array([cv2.pointPolygonTest(hull, (float(x), float(y)), True) >= -margin for x, y in points])
 
 
+def hand_mask(hands: np.ndarray, h: int, w: int) -> np.ndarray:
+    """bool [h, w]: the pixels of the hands [2,21,2] (NaN: none) of one frame, their convex hulls grown by
+    HULL_MARGIN of each hand's size (step 5 labels them `hands`)."""
+    mask = np.zeros((h, w), np.uint8)
+    for hand in hands:
+        if not np.isfinite(hand).all():
+            continue
+        hull = np.zeros((h, w), np.uint8)
+        cv2.fillConvexPoly(hull, np.round(cv2.convexHull(hand.astype(np.float32)).reshape(-1, 2)).astype(np.int32), 1)
+        grow = max(1, int(round(HULL_MARGIN * float(np.linalg.norm(hand.max(0) - hand.min(0))))))
+        mask |= cv2.dilate(hull, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    return mask > 0
+
+
 def covered_share(covered: np.ndarray) -> np.ndarray:
     """[N] share of the 468 mesh points covered in each frame."""
     return covered[:, :N_MESH].mean(1)

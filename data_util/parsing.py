@@ -10,6 +10,9 @@ Offline default (no download), as GeneFace++ does it, from three sources:
   than the face's centre and touch the hair above it at most through a sliver (a collar or shoulder that rises to
   the chin beside the neck): those are torso (`detached_from_the_head`).
 The inner mouth is drawn only when the lips are apart (gap >= MIN_MOUTH_GAP of the mouth width and >= 1 pixel).
+Hands (step 4's hands.npy: mediapipe's hand landmarks, their hulls grown as data_util.occlusion grows them) are
+labelled `hands` over everything else, and the edges step 3 filled in a stabilised frame (stabilise.seen_masks)
+`unseen`: training draws no ray on either (common.constants.UNTRAINED_CLASSES).
 """
 from __future__ import annotations
 
@@ -28,6 +31,9 @@ from .context import StepContext
 from common.errors import PreprocessError
 from common.fileio import save_json, save_image
 from .landmarks import read_rgb
+from .occlusion import hand_mask
+from .person import person_probability
+from .stabilise import seen_masks
 from common.quiet import quiet_native_stderr
 
 C = {name: i for i, name in enumerate(CLASSES)}
@@ -49,15 +55,6 @@ EAR_BAND = (-0.35, 0.3, 0.9, 1.35)  # v_min, v_max, |h|_min, |h|_max of the ears
 HAIR_TOP = 0.0  # a hair-labelled part that reaches no higher than this (half face heights) and is cut off from
 #                 the hair above by the face, ears or background is torso
 HAIR_LINK = 0.1  # links to the hair above narrower than about twice this (half face widths) count as cut
-
-
-def person_probability(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-    """float32 [H,W] per frame: probability that a pixel shows the person (mediapipe selfie segmentation)."""
-    import mediapipe as mp
-
-    with quiet_native_stderr(), mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
-        for frame in frames:
-            yield seg.process(np.ascontiguousarray(frame)).segmentation_mask.astype(np.float32)
 
 
 def smooth_in_time(maps: Iterable[np.ndarray], radius: int = 1) -> Iterator[np.ndarray]:
@@ -184,11 +181,24 @@ def run(ctx: StepContext) -> None:
     paths = ctx.frame_paths()
     if len(paths) != len(lms):
         raise PreprocessError(f"{lms_path}: {len(lms)} frames of landmarks but {len(paths)} images in {ctx.img_dir}")
+    hands_path = ctx.out_dir / "hands.npy"  # (a dataset whose step 4 ran before hands were kept has none)
+    hands = np.load(hands_path) if hands_path.is_file() else np.full((len(paths), 0, 21, 2), np.nan, np.float32)
     frames, frames_again = itertools.tee(read_rgb(p) for p in paths)  # each frame decoded once (tee holds ~3)
     prob = smooth_in_time(person_probability(frames))
+    handed = unseen = 0
     with quiet_native_stderr() as stderr:  # (person_probability's own would swallow the bar)
-        for path, pts, pr, image in tqdm(zip(paths, lms, prob, frames_again), total=len(paths), desc="parsing",
-                                         unit="frame", file=stderr):
-            save_image(ctx.parsing_dir / f"{path.stem}.png", parse_frame(pts, pr, image))
+        for path, pts, pr, image, hand, seen in tqdm(zip(paths, lms, prob, frames_again, hands,
+                                                         seen_masks(ctx.out_dir, len(paths))),
+                                                     total=len(paths), desc="parsing", unit="frame", file=stderr):
+            label = parse_frame(pts, pr, image)
+            on_hand = hand_mask(hand, *label.shape)
+            label[on_hand] = C["hands"]
+            handed += bool(on_hand.any())
+            if seen is not None:
+                label[~seen] = C["unseen"]
+                unseen += int((~seen).sum())
+            save_image(ctx.parsing_dir / f"{path.stem}.png", label)
     save_json(ctx.parsing_dir / "classes.json", {"classes": CLASSES})
-    print(f"parsing: {len(paths)} class maps in {ctx.parsing_dir}")
+    print(f"parsing: {len(paths)} class maps in {ctx.parsing_dir}; hands in {handed} of them"
+          + (f"; {unseen / (len(paths) * image.shape[0] * image.shape[1]):.1%} of the pixels filled by step 3 "
+             "(unseen)" if unseen else "") + " (no ray is drawn on either)")

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -29,7 +30,7 @@ from tqdm import tqdm
 from .median import background_mask, fill_unseen, median_background
 from .camera_motion import MOVING_SHARE, MotionChain, displacement
 from .context import FPS
-from .parsing import person_probability
+from .person import person_probability
 from common.errors import PreprocessError
 from common.ffmpeg import FrameStream
 from common.fileio import save_npy
@@ -201,13 +202,36 @@ def warp_frame(frame: np.ndarray, m: np.ndarray, size: tuple[int, int], out: tup
     """frame uint8 [H,W,3] warped by m [2,3] into an image of size (w, h), resized to out (w, h) when given ->
     (image uint8 [h,w,3], valid bool [h,w]: pixels inside the source frame)."""
     image = cv2.warpAffine(frame, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    inside = cv2.warpAffine(np.full(frame.shape[:2], 255, np.uint8), m, size, flags=cv2.INTER_NEAREST,
-                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     if out is not None and out != size:
         image = cv2.resize(image, out, interpolation=cv2.INTER_AREA)
+    return image, valid_pixels(frame.shape[:2], m, size, out)
+
+
+def valid_pixels(shape: tuple[int, int], m: np.ndarray, size: tuple[int, int], out: tuple[int, int] | None = None
+                 ) -> np.ndarray:
+    """bool [h,w]: the pixels of a frame of `shape` (h, w) warped by m [2,3] into size (w, h), resized to out, that
+    lie inside the frame (a pixel off its blended edge)."""
+    inside = cv2.warpAffine(np.full(shape, 255, np.uint8), m, size, flags=cv2.INTER_NEAREST,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    if out is not None and out != size:
         inside = cv2.resize(inside, out, interpolation=cv2.INTER_AREA)
-    valid = cv2.erode((inside == 255).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0  # off the blended edge
-    return image, valid
+    return cv2.erode((inside == 255).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+
+
+def seen_masks(out_dir: Path, n: int) -> Iterator[np.ndarray | None]:
+    """Per frame of step 3's output in out_dir: bool [S,S], the pixels its source frame saw (the rest was filled
+    from other frames), or None where nothing was filled (frames not stabilised: no camera_path.npy)."""
+    transforms = load_path(out_dir / "camera_path.npy")
+    if transforms is None:
+        yield from itertools.repeat(None, n)
+        return
+    meta = json.loads((out_dir / "video_meta.json").read_text())
+    width, height = meta["display_size"]
+    crop = (meta["crop"]["x"], meta["crop"]["y"], meta["crop"]["side"]) if meta.get("crop") else \
+        (0, 0, min(width, height))
+    path, out = CameraPath(transforms.astype(np.float64), 0, 0.0), (meta["size"], meta["size"])
+    for k in range(n):
+        yield valid_pixels((height, width), crop_warp(path, k, crop), crop[2:] * 2, out)
 
 
 def spread(n: int, most: int) -> int:

@@ -171,7 +171,7 @@ def evaluate_run(run: LoadedRun, out_dir: str | Path, max_frames: int = 0, video
         par = torch.stack([ds.parsing_map(f) for f in idx]).long()  # [V,H,W]
         res["region_psnr"] = metrics.region_psnr(preds.reshape(-1, ds.w, 3), gts.reshape(-1, ds.w, 3),
                                                  par.reshape(-1, ds.w), ds.class_names)
-        res["miou"] = metrics.miou(torch.stack(labels), par, len(ds.class_names)) if labels else \
+        res["miou"] = metrics.class_miou(torch.stack(labels), par, ds.class_names) if labels else \
             "skipped: model has no semantic head"
     else:
         res["region_psnr"], res["miou"] = "skipped: no parsing/ in the dataset", "skipped: no parsing/ in the dataset"

@@ -7,6 +7,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from common.constants import UNTRAINED_CLASSES, class_ids
+
 ArrayLike = Tensor | np.ndarray
 
 
@@ -34,9 +36,13 @@ def psnr(pred: ArrayLike, gt: ArrayLike, mask: ArrayLike | None = None) -> float
     return mse_to_psnr(float(err.mean()))
 
 
-def miou(pred_lbl: ArrayLike, gt_lbl: ArrayLike, n_classes: int) -> float:
-    """Mean intersection-over-union over the classes present in the ground truth or the prediction."""
+def miou(pred_lbl: ArrayLike, gt_lbl: ArrayLike, n_classes: int, ignore: list[int] | tuple = ()) -> float:
+    """Mean intersection-over-union over the classes present in the ground truth or the prediction; pixels whose
+    ground truth is one of `ignore` (classes never trained: a hand) are left out."""
     p, g = _t(pred_lbl).long().reshape(-1), _t(gt_lbl).long().reshape(-1)
+    if len(ignore):
+        keep = ~torch.isin(g, torch.tensor(list(ignore), dtype=g.dtype))
+        p, g = p[keep], g[keep]
     inter = torch.bincount(g[p == g], minlength=n_classes)[:n_classes].double()
     area_p = torch.bincount(p, minlength=n_classes)[:n_classes].double()
     area_g = torch.bincount(g, minlength=n_classes)[:n_classes].double()
@@ -45,6 +51,11 @@ def miou(pred_lbl: ArrayLike, gt_lbl: ArrayLike, n_classes: int) -> float:
     if not bool(present.any()):
         return float("nan")
     return float((inter[present] / union[present]).mean())
+
+
+def class_miou(pred_lbl: ArrayLike, gt_lbl: ArrayLike, class_names: list[str]) -> float:
+    """miou over a dataset's classes, the untrained ones (UNTRAINED_CLASSES: a hand) left out."""
+    return miou(pred_lbl, gt_lbl, len(class_names), class_ids(class_names, UNTRAINED_CLASSES))
 
 
 def region_psnr(pred: ArrayLike, gt: ArrayLike, parsing: ArrayLike, class_names: list[str]) -> dict[str, float]:

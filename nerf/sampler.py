@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from common.constants import MOUTH_CLASSES, class_ids
+from common.constants import MOUTH_CLASSES, UNTRAINED_CLASSES, class_ids
 
 FLAT_INDEX_LIMIT = 1 << 24  # up to this many training pixels, keep per-class flat pixel index arrays
 MOUTH_MARGIN = 0.5  # sampler_mouth_share: the mouth box grows by this share of its width on every side
@@ -87,6 +87,16 @@ def check_placed_shares(cfg: SamplerConfig) -> None:
                          "rays go to the class shares)")
 
 
+def without_untrained(rays: tuple[Tensor, Tensor, Tensor, Tensor], names: list[str] | None
+                      ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(frame, y, x, cls) [n] each, less the rays on an untrained class (a hand: UNTRAINED_CLASSES)."""
+    ids = class_ids(names or [], UNTRAINED_CLASSES)
+    if not ids:
+        return rays
+    keep = ~torch.isin(rays[3], torch.tensor(ids, dtype=rays[3].dtype))
+    return tuple(a[keep] for a in rays)
+
+
 def in_face_rect(ds, frame: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(x [k], y [k]): a pixel uniform inside each given frame's face_rect (x, y, w, h), clipped to the image."""
     r = ds.face_rect[frame]  # [k,4]
@@ -96,7 +106,8 @@ def in_face_rect(ds, frame: np.ndarray, rng: np.random.Generator) -> tuple[np.nd
 
 
 class UniformSampler:
-    """AD-NeRF: each ray from a random training frame; `face_share` of them inside its face_rect."""
+    """AD-NeRF: each ray from a random training frame; `face_share` of them inside its face_rect; those that fall on
+    a hand are dropped."""
 
     def __init__(self, dataset, cfg: SamplerConfig, seed: int = 0):
         self.ds, self.cfg = dataset, cfg
@@ -125,7 +136,7 @@ class UniformSampler:
         cls = ds.labels(f, yy, xx)
         if cls is None:
             cls = torch.full((n,), -1, dtype=torch.long)
-        return f, yy, xx, cls
+        return without_untrained((f, yy, xx, cls), ds.class_names)
 
     def update(self, cls: Tensor, loss: Tensor) -> None:
         """Counts the classes drawn (uniform sampling does not adapt)."""
@@ -149,7 +160,8 @@ class UniformSampler:
 
 
 class SemanticSampler:
-    """SSP-NeRF: each batch split across classes by `class_shares`; within a class, uniform over its pixels.
+    """SSP-NeRF: each batch split across classes by `class_shares`; within a class, uniform over its pixels; none on
+    a hand (UNTRAINED_CLASSES: their share is 0, and rays placed on one are dropped).
     With the eye input, `eye_share` of the rays go to squares about the eyes instead (`EyeRays`), `mouth_share` to
     boxes about the mouth (`MouthRays`), `face_mix` to the face rectangle (AD-NeRF's face rays)."""
 
@@ -162,6 +174,7 @@ class SemanticSampler:
         maps = [dataset.parsing_map(f).numpy().reshape(-1) for f in range(len(dataset))]
         self.counts = np.stack([np.bincount(m, minlength=n_cls) for m in maps])  # [F,C] pixels per frame/class
         self.area = self.counts.sum(0) / self.counts.sum()  # [C] pixel share a_c
+        self.area[class_ids(dataset.class_names, UNTRAINED_CLASSES)] = 0.0  # (absent to the shares: never drawn)
         self.loss = np.ones(n_cls)  # [C] running per-ray loss L_c
         self.seen = np.zeros(n_cls, bool)
         self.calls = 0
@@ -210,7 +223,7 @@ class SemanticSampler:
             placed.append(tuple(torch.from_numpy(a) for a in (frame, y, x)))
         for f, yy, xx in placed:
             out = [torch.cat([a, b]) for a, b in zip(out, (f, yy, xx, self.ds.labels(f, yy, xx)))]
-        return tuple(out)
+        return without_untrained(tuple(out), self.ds.class_names)
 
     def update(self, cls: Tensor, loss: Tensor) -> None:
         """Fold the batch's per-ray losses [n] into each class's running loss; new shares every k calls."""

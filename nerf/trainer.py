@@ -177,8 +177,8 @@ class Trainer:
         ds, dev, tc = self.train_ds, self.device, self.tc
         for g in self.optimizer.param_groups:
             g["lr"] = self.lr_at(it) * g["lr_mult"]
-        n = max(tc.n_rand // self.dist.world, 1)
-        frame, y, x, cls = self.sampler.sample(n)
+        frame, y, x, cls = self.sampler.sample(max(tc.n_rand // self.dist.world, 1))
+        n = len(frame)  # (rays on a hand or a filled edge are dropped: UNTRAINED_CLASSES)
         rays_o, rays_d = ds.rays(frame, y, x)
         gt = ds.pixels(frame, y, x).to(dev)
         if self.refine is None:
@@ -237,7 +237,7 @@ class Trainer:
             res["region_psnr"] = {k: float(v) for k, v in
                                   metrics.region_psnr(pred, gt, par, self.class_names).items()}
             if labels:
-                res["miou"] = float(metrics.miou(torch.cat(labels), par, len(self.class_names)))
+                res["miou"] = float(metrics.class_miou(torch.cat(labels), par, self.class_names))
         self._log_images(it, pred, gt, torch.cat(labels) if labels else None)
         return res
 

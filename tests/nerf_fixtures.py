@@ -226,3 +226,18 @@ def save_face_shape(root: Path) -> None:
         for k, (dx, dy) in zip(idx, offsets):
             shape[k] = centre + [dx, dy, 0.0]
     torch.save({"id": torch.tensor(shape, dtype=torch.float32)}, root / "track_params.pt")
+
+
+def add_hands(root: Path) -> int:
+    """Add a `hands` class (step 5 labels hands; never trained) to a tiny folder's parsing: a 16 x 16 block of each
+    map (a hand over the face and the background, a quarter of a 32-px frame). Returns its class index."""
+    import imageio.v3 as iio
+
+    names = json.loads((root / "parsing" / "classes.json").read_text())["classes"] + ["hands"]
+    save_json(root / "parsing" / "classes.json", {"classes": names})
+    for path in (root / "parsing").glob("*.png"):
+        par = iio.imread(path)
+        par[8:24, 4:20] = len(names) - 1
+        iio.imwrite(path, par)
+    return len(names) - 1
+

@@ -52,6 +52,9 @@ def test_miou_over_present_classes():
     # class 0: inter 1, union 2 -> 0.5; class 1: inter 2, union 3 -> 2/3; class 2 absent in both: ignored
     assert abs(metrics.miou(pred, gt, 3) - (0.5 + 2 / 3) / 2) < 1e-9
     assert metrics.miou(gt, gt, 5) == 1.0
+    names = ["background", "face", "hands"]  # a hand (never trained) is left out of class_miou
+    assert metrics.class_miou(np.array([0, 0, 1, 1]), np.array([0, 2, 1, 2]), names) == 1.0
+    assert metrics.class_miou(np.array([0, 0, 1, 1]), np.array([0, 2, 1, 2]), names[:2] + ["ears"]) < 1.0
 
 
 def test_region_psnr_by_name():

@@ -22,6 +22,17 @@ def test_points_inside_the_grown_hand_hull_are_covered():
     assert occlusion.frame_runs(np.array([3, 4, 5, 9, 11, 12])) == "3-5, 9, 11-12"
 
 
+def test_the_hand_mask_is_the_grown_hull():
+    """Step 5 labels a hand's pixels: its hull grown by the same margin as the covered points' (6.8 px here)."""
+    ring = np.stack([np.cos(np.linspace(0, 2 * np.pi, 21)), np.sin(np.linspace(0, 2 * np.pi, 21))], 1)
+    hands = np.full((2, 21, 2), np.nan)
+    hands[1] = 100 + 20 * ring
+    mask = occlusion.hand_mask(hands, 200, 240)
+    assert mask[100, 100] and mask[100, 124] and mask[100, 76] and not mask[100, 131] and not mask[60, 100]
+    assert abs(mask.sum() - np.pi * 27 ** 2) < 0.05 * np.pi * 27 ** 2  # radius 20 + 7 (the margin, rounded)
+    assert not occlusion.hand_mask(np.full((2, 21, 2), np.nan), 50, 50).any()
+
+
 def test_tracking_leaves_covered_points_out():
     """A hand over the left half of the face in frames 30-49 drags those (hallucinated) points 6 px down: with the
     occlusion mask the poses there stay right, without it they tilt."""

@@ -76,6 +76,26 @@ def test_run_writes_maps_and_classes(tmp_path, parsed):
     lb = cv2.imread(str(ctx.parsing_dir / "2.png"), cv2.IMREAD_UNCHANGED)
     assert lb.dtype == np.uint8 and lb.shape == (SIZE, SIZE)
     assert (lb == labels[2]).mean() > 0.97  # jpeg frames vs raw ones
+    assert not (lb == P.C["hands"]).any()  # (no hands.npy: a dataset whose step 4 kept none)
+
+
+def test_run_labels_the_hands_of_hands_npy(tmp_path, parsed):
+    """A hand in frame 1 (step 4's hands.npy): its grown hull is `hands` over whatever was there; other frames
+    are as without it."""
+    clip, lms, labels = parsed
+    ctx = StepContext(name="s", video=tmp_path / "s.mp4", out_dir=tmp_path / "s")
+    for i, f in enumerate(clip.frames[:3]):
+        save_image(ctx.img_dir / f"{i}.jpg", f)
+    np.save(ctx.out_dir / "landmarks.npy", lms[:3])
+    hands = np.full((3, 2, 21, 2), np.nan, np.float32)
+    ring = np.stack([np.cos(np.linspace(0, 2 * np.pi, 21)), np.sin(np.linspace(0, 2 * np.pi, 21))], 1)
+    hands[1, 0] = (SIZE / 2, SIZE - 30) + 20 * ring  # over the chest
+    np.save(ctx.out_dir / "hands.npy", hands)
+    P.run(ctx)
+    maps = [cv2.imread(str(ctx.parsing_dir / f"{i}.png"), cv2.IMREAD_UNCHANGED) for i in range(3)]
+    assert maps[1][SIZE - 30, SIZE // 2] == P.C["hands"] and maps[1][SIZE - 30, SIZE // 2 + 30] != P.C["hands"]
+    assert 0.8 * np.pi * 22 ** 2 < (maps[1] == P.C["hands"]).sum() < 1.2 * np.pi * 27 ** 2
+    assert not (maps[0] == P.C["hands"]).any() and (maps[0] == labels[0]).mean() > 0.97
 
 
 def test_run_needs_matching_landmarks(tmp_path):

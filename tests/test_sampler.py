@@ -6,7 +6,7 @@ import torch
 import nerf.sampler as sampler_mod
 from nerf.dataset import DataConfig, TalkingDataset
 from nerf.sampler import SamplerConfig, SemanticSampler, UniformSampler, class_shares, make_sampler
-from tests.nerf_fixtures import make_tiny_dataset
+from tests.nerf_fixtures import add_hands, make_tiny_dataset
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +127,19 @@ def test_semantic_face_mix(ds):
     assert np.abs(freq - s.p).max() < 1e-3  # the first half split by the shares as without the mix
     with pytest.raises(ValueError, match="sampler_face_mix = 1.5"):
         SemanticSampler(ds, SamplerConfig(face_mix=1.5))
+
+
+def test_no_ray_is_drawn_on_a_hand(tmp_path):
+    """A `hands` class (step 5 labels hands; common.constants.UNTRAINED_CLASSES): neither sampler draws a ray on
+    one, the eye and face rays placed on one are dropped, and the other classes keep their shares."""
+    hands = add_hands(make_tiny_dataset(tmp_path / "tiny", n_frames=12, size=32))
+    hands_ds = TalkingDataset(DataConfig(datadir=str(tmp_path / "tiny")), "train")
+    sem = SemanticSampler(hands_ds, SamplerConfig(face_mix=0.3, p_min=0.02), seed=0)
+    assert sem.p[-1] == 0.0 and sem.p.sum() == pytest.approx(1.0)
+    for s in (sem, UniformSampler(hands_ds, SamplerConfig(sampling="uniform", face_share=0.5), seed=0)):
+        f, y, x, cls = s.sample(4000)
+        assert not bool((cls == hands).any()) and torch.equal(hands_ds.parsing[f, y, x].long(), cls)
+        assert 2000 < len(f) < 4000  # (the rays placed on the hand, a quarter of the frame, are dropped)
 
 
 def test_make_sampler_errors(ds, tmp_path):

@@ -79,13 +79,11 @@ def run_step3(tmp_path, clip, stabilise_opt: str) -> tuple[list[np.ndarray], dic
 
 
 def filled_share(out_dir) -> float:
-    """The share of the written frames' pixels that lie outside their source frame (filled), from camera_path.npy."""
-    meta = json.loads((out_dir / "video_meta.json").read_text())
-    crop = (meta["crop"]["x"], meta["crop"]["y"], meta["crop"]["side"])
-    path = stabilise.CameraPath(np.load(out_dir / "camera_path.npy").astype(float), 0, 0.0)
-    blank = np.zeros((H, W, 3), np.uint8)
-    return float(np.mean([1 - stabilise.warp_frame(blank, stabilise.crop_warp(path, k, crop), crop[2:] * 2)[1].mean()
-                          for k in range(N)]))
+    """The share of the written frames' pixels that lie outside their source frame (filled): step 5 labels them
+    `unseen` from stabilise.seen_masks."""
+    masks = list(stabilise.seen_masks(out_dir, N))
+    assert len(masks) == N and masks[0].shape == (json.loads((out_dir / "video_meta.json").read_text())["size"],) * 2
+    return float(np.mean([1 - m.mean() for m in masks]))
 
 
 @pytest.mark.parametrize("min_keep", [stabilise.MIN_KEEP, 1.0])
@@ -108,6 +106,7 @@ def test_step3_writes_the_frames_in_one_view_inside_what_they_see(tmp_path, monk
         assert 0.85 * H <= side < H - 6 and filled_share(tmp_path / "s-auto") == 0.0, side
     else:
         assert side == H and filled_share(tmp_path / "s-auto") > 0.01
+    assert list(stabilise.seen_masks(tmp_path / "s-off", 3)) == [None] * 3
     black = np.mean([(f.max(-1) < 8).mean() for f in held])
     assert black < 0.002, black  # the empty edges are filled, not left black
 

@@ -6,7 +6,7 @@ import torch
 
 import train
 from nerf.checkpoint import load_checkpoint
-from tests.nerf_fixtures import make_tiny_dataset
+from tests.nerf_fixtures import add_hands, make_tiny_dataset
 
 FAST = ["--preset", "none", "--n_rand", "64", "--val_every", "2", "--ckpt_every", "2", "--val_frames", "1", "--device", "cpu",
         "--threads", "1", "--log_every", "1",
@@ -51,6 +51,16 @@ def test_two_iterations(tmp_path, tiny, extra):
     assert abs(sum(r["shares"].values()) - 1) < 1e-4
     assert load_checkpoint(run / "ckpt" / "latest.pt")["iteration"] == 2
     assert (run / "config.txt").is_file() and list((run / "tb").iterdir()) and (run / "curves.png").is_file()
+
+
+@pytest.mark.parametrize("sampling", ["semantic", "uniform"])
+def test_a_folder_with_hands_trains(tmp_path, sampling):
+    """Rays on a hand are dropped (UNTRAINED_CLASSES), so a batch holds fewer than n_rand rays: it trains past the
+    occupancy grid's first update (a batch of rays and of bounds of different lengths once broke it)."""
+    root = make_tiny_dataset(tmp_path / "hands", n_frames=12, size=16)
+    add_hands(root)
+    rc, run = _train(tmp_path, root, "--sampling", sampling, iters=4)
+    assert rc == 0 and _records(run)[-1]["iter"] == 4
 
 
 def test_adnerf_folder_trains(tmp_path):
