@@ -54,7 +54,7 @@ def miou(pred_lbl: ArrayLike, gt_lbl: ArrayLike, n_classes: int, ignore: list[in
 
 
 def class_miou(pred_lbl: ArrayLike, gt_lbl: ArrayLike, class_names: list[str]) -> float:
-    """miou over a dataset's classes, the untrained ones (UNTRAINED_CLASSES: a hand) left out."""
+    """miou over a dataset's classes, the untrained ones (UNTRAINED_CLASSES: hands, filled edges) left out."""
     return miou(pred_lbl, gt_lbl, len(class_names), class_ids(class_names, UNTRAINED_CLASSES))
 
 

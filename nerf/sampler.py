@@ -89,7 +89,7 @@ def check_placed_shares(cfg: SamplerConfig) -> None:
 
 def without_untrained(rays: tuple[Tensor, Tensor, Tensor, Tensor], names: list[str] | None
                       ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(frame, y, x, cls) [n] each, less the rays on an untrained class (a hand: UNTRAINED_CLASSES)."""
+    """(frame, y, x, cls) [n] each, less the rays on an untrained class (a hand, a filled edge: UNTRAINED_CLASSES)."""
     ids = class_ids(names or [], UNTRAINED_CLASSES)
     if not ids:
         return rays
@@ -107,7 +107,7 @@ def in_face_rect(ds, frame: np.ndarray, rng: np.random.Generator) -> tuple[np.nd
 
 class UniformSampler:
     """AD-NeRF: each ray from a random training frame; `face_share` of them inside its face_rect; those that fall on
-    a hand are dropped."""
+    an untrained class (a hand, a filled edge) are dropped."""
 
     def __init__(self, dataset, cfg: SamplerConfig, seed: int = 0):
         self.ds, self.cfg = dataset, cfg
@@ -161,7 +161,7 @@ class UniformSampler:
 
 class SemanticSampler:
     """SSP-NeRF: each batch split across classes by `class_shares`; within a class, uniform over its pixels; none on
-    a hand (UNTRAINED_CLASSES: their share is 0, and rays placed on one are dropped).
+    a hand or a filled edge (UNTRAINED_CLASSES: their share is 0, and rays placed on one are dropped).
     With the eye input, `eye_share` of the rays go to squares about the eyes instead (`EyeRays`), `mouth_share` to
     boxes about the mouth (`MouthRays`), `face_mix` to the face rectangle (AD-NeRF's face rays)."""
 
