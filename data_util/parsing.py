@@ -199,6 +199,7 @@ def run(ctx: StepContext) -> None:
                 unseen += int((~seen).sum())
             save_image(ctx.parsing_dir / f"{path.stem}.png", label)
     save_json(ctx.parsing_dir / "classes.json", {"classes": CLASSES})
+    share = unseen / (len(paths) * image.shape[0] * image.shape[1])
     print(f"parsing: {len(paths)} class maps in {ctx.parsing_dir}; hands in {handed} of them"
-          + (f"; {unseen / (len(paths) * image.shape[0] * image.shape[1]):.1%} of the pixels filled by step 3 "
-             "(unseen)" if unseen else "") + " (no ray is drawn on either)")
+          + (f", {share:.1%} of the pixels filled by step 3 (unseen)" if unseen else "")
+          + ("; no ray is drawn on them" if handed or unseen else ""))
