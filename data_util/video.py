@@ -15,6 +15,7 @@ session). --full_frame renders still paste into the video's full display size (t
 The frames are extracted into a temporary folder that is renamed into place, so a killed run never leaves a
 partial ori_imgs/ that looks finished. A truncated video gives the frames that can be decoded, with a warning.
 --start/--end (data_util.span) cut the video; frames past the end of the audio are dropped (data_util.common_length).
+A span with two shots or more (an edited video) stops first, naming the shot to take (data_util.shots).
 A camera that moves (hand-held) is held still first: the frames are warped into one frame's view and the square is
 chosen there (data_util.stabilise; --stabilise off takes them as they are).
 """
