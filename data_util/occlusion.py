@@ -57,9 +57,15 @@ def covered_points(lms: np.ndarray, hands: np.ndarray) -> np.ndarray:
 
 def inside_grown_hull(points: np.ndarray, hand: np.ndarray) -> np.ndarray:
     """bool [P]: points [P,2] inside the convex hull of hand [21,2] grown by HULL_MARGIN of its size."""
-    hull = cv2.convexHull(hand.astype(np.float32)).reshape(-1, 2)
-    margin = HULL_MARGIN * float(np.linalg.norm(hand.max(0) - hand.min(0)))
+    hull, margin = grown_hull(hand)
     return np.array([cv2.pointPolygonTest(hull, (float(x), float(y)), True) >= -margin for x, y in points])
+
+
+def grown_hull(hand: np.ndarray) -> tuple[np.ndarray, float]:
+    """(the convex hull [K,2] of hand [21,2], the margin it grows by: HULL_MARGIN of the hand's bounding-box
+    diagonal, in pixels)."""
+    hull = cv2.convexHull(hand.astype(np.float32)).reshape(-1, 2)
+    return hull, HULL_MARGIN * float(np.linalg.norm(hand.max(0) - hand.min(0)))
 
 
 def hand_mask(hands: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -69,10 +75,11 @@ def hand_mask(hands: np.ndarray, h: int, w: int) -> np.ndarray:
     for hand in hands:
         if not np.isfinite(hand).all():
             continue
-        hull = np.zeros((h, w), np.uint8)
-        cv2.fillConvexPoly(hull, np.round(cv2.convexHull(hand.astype(np.float32)).reshape(-1, 2)).astype(np.int32), 1)
-        grow = max(1, int(round(HULL_MARGIN * float(np.linalg.norm(hand.max(0) - hand.min(0))))))
-        mask |= cv2.dilate(hull, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+        hull, margin = grown_hull(hand)
+        filled = np.zeros((h, w), np.uint8)
+        cv2.fillConvexPoly(filled, np.round(hull).astype(np.int32), 1)
+        grow = max(1, int(round(margin)))
+        mask |= cv2.dilate(filled, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
     return mask > 0
 
 

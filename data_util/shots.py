@@ -28,7 +28,7 @@ import numpy as np
 from . import span
 from .context import FPS
 from .faces import face_sizes
-from common.ffmpeg import FrameStream
+from .stabilise import decoder
 
 THUMB_WIDTH = 64  # pixels: the thumbnails' width (their height keeps the display aspect)
 CUT = 8.0  # per cent: a frame-to-frame change this large, that stays, is a cut (a still camera's talker: < 4)
@@ -64,9 +64,7 @@ def thumbnails(video: Path, before: list[str], display_vf: str, width: int, heig
     """The span's frames (input options `before`, display_vf: 25 fps, square pixels) as uint8 [N, h, THUMB_WIDTH,
     3] thumbnails (area-averaged; 7 KB a frame)."""
     h = max(2, 2 * round(THUMB_WIDTH * height / width / 2))
-    stream = FrameStream([*before, "-i", str(video), "-an", "-vf",
-                          f"{display_vf},scale={THUMB_WIDTH}:{h}:flags=area"], THUMB_WIDTH, h)
-    frames = list(stream)
+    frames = list(decoder(video, before, display_vf, THUMB_WIDTH, h)(f"scale={THUMB_WIDTH}:{h}:flags=area"))
     return np.stack(frames) if frames else np.zeros((0, h, THUMB_WIDTH, 3), np.uint8)
 
 
