@@ -185,12 +185,13 @@ def run(ctx: StepContext) -> None:
     hands = np.load(hands_path) if hands_path.is_file() else np.full((len(paths), 0, 21, 2), np.nan, np.float32)
     frames, frames_again = itertools.tee(read_rgb(p) for p in paths)  # each frame decoded once (tee holds ~3)
     prob = smooth_in_time(person_probability(frames))
-    handed = unseen = 0
+    handed = unseen = pixels = 0
     with quiet_native_stderr() as stderr:  # (person_probability's own would swallow the bar)
         for path, pts, pr, image, hand, seen in tqdm(zip(paths, lms, prob, frames_again, hands,
                                                          seen_masks(ctx.out_dir, len(paths))),
                                                      total=len(paths), desc="parsing", unit="frame", file=stderr):
             label = parse_frame(pts, pr, image)
+            pixels += label.size
             on_hand = hand_mask(hand, *label.shape)
             label[on_hand] = C["hands"]
             handed += bool(on_hand.any())
@@ -199,7 +200,7 @@ def run(ctx: StepContext) -> None:
                 unseen += int((~seen).sum())
             save_image(ctx.parsing_dir / f"{path.stem}.png", label)
     save_json(ctx.parsing_dir / "classes.json", {"classes": CLASSES})
-    share = unseen / (len(paths) * image.shape[0] * image.shape[1])
+    share = unseen / max(pixels, 1)
     print(f"parsing: {len(paths)} class maps in {ctx.parsing_dir}; hands in {handed} of them"
           + (f", {share:.1%} of the pixels filled by step 3 (unseen)" if unseen else "")
           + ("; no ray is drawn on them" if handed or unseen else ""))

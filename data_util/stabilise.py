@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import math
 import sys
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from .context import FPS
 from .person import person_probability
 from common.errors import PreprocessError
 from common.ffmpeg import FrameStream
-from common.fileio import save_npy
+from common.fileio import read_json, save_npy
 from common.quiet import quiet_native_stderr
 
 MOTION_WIDTH = 480  # the motion pass decodes at this width (pixels): corners and their flow at this size
@@ -225,7 +224,7 @@ def seen_masks(out_dir: Path, n: int) -> Iterator[np.ndarray | None]:
     if transforms is None:
         yield from itertools.repeat(None, n)
         return
-    meta = json.loads((out_dir / "video_meta.json").read_text())
+    meta = read_json(out_dir / "video_meta.json")  # (a broken file: one line naming it)
     width, height = meta["display_size"]
     crop = (meta["crop"]["x"], meta["crop"]["y"], meta["crop"]["side"]) if meta.get("crop") else \
         (0, 0, min(width, height))
